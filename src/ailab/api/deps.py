@@ -1,0 +1,67 @@
+"""Typed dependencies for the routes: the services, the database and the current user.
+
+Every route that is not public is mounted under a router whose dependency is :func:`require_user`, so
+protection is the router's default and a new route cannot forget it. Handlers that need to know who is
+calling take ``CurrentUser``; FastAPI computes it once per request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ailab.config import Settings
+from ailab.errors import AuthError, Forbidden
+from ailab.services.auth import Principal
+from ailab.services.container import Services
+from ailab.services.sessions import SessionService
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login or an API token")
+
+
+def get_services(request: Request) -> Services:
+    """The services of this process."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings_dep(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+def get_sessions(services: ServicesDep) -> SessionService:
+    return services.sessions
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionsDep = Annotated[SessionService, Depends(get_sessions)]
+
+
+async def require_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller; 401 without valid credentials (the admin when auth is off)."""
+    if services.settings.auth == "off":
+        return await services.auth.local_admin()
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise AuthError("missing bearer credentials")
+    return await services.auth.authenticate(credentials.credentials)
+
+
+CurrentUser = Annotated[Principal, Depends(require_user)]
+
+
+async def require_admin(user: CurrentUser) -> Principal:
+    """The caller, who must be an admin (403 otherwise)."""
+    if not user.is_admin:
+        raise Forbidden("this needs the admin role")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

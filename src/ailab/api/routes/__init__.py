@@ -1,0 +1,12 @@
+"""Route modules. ``PUBLIC`` routers answer anonymous requests; every other router is in ``PROTECTED``
+and mounted behind authentication by ``create_app``. Add a new router to ``PROTECTED`` unless the
+contract lists it as public."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ailab.api.routes import auth, conversation, health, sessions
+
+PUBLIC: list[APIRouter] = [health.router, auth.router]
+PROTECTED: list[APIRouter] = [sessions.router, conversation.router]

@@ -1,0 +1,79 @@
+"""The ASGI application: ``create_app(settings)`` wires middleware, routes and the services' lifespan.
+
+At start the lifespan migrates the database (under a lock, so several workers or replicas can start at
+once), builds the services and makes sure an admin exists. At shutdown (SIGTERM: uvicorn first lets the
+in-flight requests finish) it stops background work and closes the database pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from ailab import __version__
+from ailab.api import routes
+from ailab.api.deps import require_user
+from ailab.api.errors import install_error_handlers
+from ailab.api.middleware import RequestContextMiddleware, RequestObserver
+from ailab.config import Settings, get_settings
+from ailab.db.migrate import upgrade
+from ailab.services.container import build_services
+
+log = logging.getLogger("ailab")
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
+    """Build the application for ``settings``; nothing touches the database until it starts."""
+    settings.check_startable()
+    observers: list[RequestObserver] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.ensure_data_dir()
+        if migrate:
+            await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+        services = await build_services(settings)
+        app.state.services = services
+        app.state.request_observers = observers
+        try:
+            password_file = await services.auth.ensure_admin()
+            if password_file is not None:
+                log.warning("created user 'admin'; its password is in %s (mode 0600)", password_file)
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="AI-Lab",
+        version=__version__,
+        summary="Self-hosted AI workbench: chat sessions, agents, model backends, OpenAI-compatible API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in routes.PUBLIC:
+        app.include_router(router)
+    protected = APIRouter(dependencies=[Depends(require_user)])
+    for router in routes.PROTECTED:
+        protected.include_router(router)
+    app.include_router(protected)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observers=observers)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(get_settings())

@@ -1,0 +1,29 @@
+"""The ``ai-lab`` command: one Typer sub-app per noun, each calling the services."""
+
+from __future__ import annotations
+
+import typer
+
+from ailab import __version__
+from ailab.cli import db, serve
+
+app = typer.Typer(
+    name="ai-lab",
+    help="AI-Lab: a self-hosted AI workbench. Settings come from AILAB_* variables and ./.env.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(db.app, name="db")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,56 @@
+"""What every CLI command shares: settings, running a coroutine with the services, clean errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from ailab.config import ConfigError, Settings, get_settings
+from ailab.db.migrate import upgrade
+from ailab.errors import AILabError
+from ailab.services.container import Services, build_services
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error (no traceback) and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings, or a clean exit naming what is wrong."""
+    try:
+        return get_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValueError, ConfigError) as exc:
+        fail(f"invalid settings: {exc}")
+
+
+def run_with_services(fn: Callable[[Services], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Migrate the database, build the services, run ``fn`` and close everything."""
+    settings = settings or load_settings()
+
+    async def main() -> T:
+        settings.ensure_data_dir()
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+        services = await build_services(settings)
+        try:
+            return await fn(services)
+        finally:
+            await services.aclose()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        fail(str(exc))
+    except AILabError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        fail(f"database unavailable: {exc}")

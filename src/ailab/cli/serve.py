@@ -1,0 +1,43 @@
+"""``ai-lab serve``: run the HTTP server."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+
+from ailab.cli.common import fail, load_settings
+from ailab.config import ConfigError
+from ailab.logs import configure_logging
+
+
+def serve(
+    host: str | None = typer.Option(None, help="bind address [env AILAB_HOST, default 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="port [env AILAB_PORT, default 8001]"),
+    workers: int | None = typer.Option(None, help="server processes [env AILAB_WORKERS, default 1]"),
+) -> None:
+    """Start the AI-Lab server (migrates the database first)."""
+    settings = load_settings(host=host, port=port, workers=workers)
+    try:
+        settings.check_startable()
+    except ConfigError as exc:
+        fail(str(exc))
+    # Worker processes rebuild the settings from the environment: hand the CLI's choices down.
+    os.environ["AILAB_HOST"], os.environ["AILAB_PORT"] = settings.host, str(settings.port)
+    os.environ["AILAB_WORKERS"] = str(settings.workers)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "ailab.app:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        server_header=False,
+    )

@@ -1,0 +1,185 @@
+"""Queries on chat sessions, their messages and agent states.
+
+Sessions are listed newest first by the keyset ``(created_at, id)`` (never OFFSET); messages by ``seq``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ailab.db.tables import AgentState, ChatSession, Message, utcnow
+
+
+async def create_session(
+    db: AsyncSession,
+    *,
+    session_id: str,
+    owner_id: str | None,
+    title: str = "",
+    created_at: dt.datetime | None = None,
+) -> ChatSession:
+    """Insert a session; the caller's transaction decides (an existing id raises IntegrityError)."""
+    now = created_at or utcnow()
+    row = ChatSession(
+        id=session_id, owner_id=owner_id, title=title, next_seq=0, created_at=now, updated_at=now
+    )
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def get_session(db: AsyncSession, session_id: str, owner_id: str | None) -> ChatSession | None:
+    """The session with this id if it belongs to ``owner_id``."""
+    row = await db.get(ChatSession, session_id)
+    if row is None or row.owner_id != owner_id:
+        return None
+    return row
+
+
+async def session_exists(db: AsyncSession, session_id: str) -> bool:
+    """Whether any user holds a session with this id."""
+    return (await db.get(ChatSession, session_id)) is not None
+
+
+async def list_sessions(
+    db: AsyncSession,
+    owner_id: str | None,
+    *,
+    limit: int,
+    after: tuple[dt.datetime, str] | None = None,
+) -> Sequence[ChatSession]:
+    """Up to ``limit`` sessions of the owner, newest first, strictly after the keyset ``after``."""
+    query = select(ChatSession).where(ChatSession.owner_id == owner_id)
+    if after is not None:
+        created, last_id = after
+        query = query.where(
+            or_(
+                ChatSession.created_at < created,
+                and_(ChatSession.created_at == created, ChatSession.id < last_id),
+            )
+        )
+    query = query.order_by(ChatSession.created_at.desc(), ChatSession.id.desc()).limit(limit)
+    return (await db.scalars(query)).all()
+
+
+async def rename_session(db: AsyncSession, row: ChatSession, title: str) -> ChatSession:
+    """Set a session's title."""
+    row.title = title
+    row.updated_at = utcnow()
+    await db.flush()
+    return row
+
+
+async def delete_session(db: AsyncSession, session_id: str) -> None:
+    """Delete a session with its messages and agent states."""
+    # Explicit deletes: SQLite only cascades when foreign keys are on, and we don't rely on it.
+    await db.execute(delete(Message).where(Message.session_id == session_id))
+    await db.execute(delete(AgentState).where(AgentState.session_id == session_id))
+    await db.execute(delete(ChatSession).where(ChatSession.id == session_id))
+
+
+async def reserve_seqs(db: AsyncSession, session_id: str, count: int = 1) -> int:
+    """Reserve ``count`` message numbers for a session; returns the first.
+
+    The UPDATE takes the session row's write lock until the transaction ends, so concurrent writers to
+    one session get disjoint, gap-free numbers in commit order.
+    """
+    result = await db.execute(
+        update(ChatSession)
+        .where(ChatSession.id == session_id)
+        .values(next_seq=ChatSession.next_seq + count, updated_at=utcnow())
+        .returning(ChatSession.next_seq)
+    )
+    end = result.scalar_one()
+    return int(end) - count
+
+
+async def append_message(
+    db: AsyncSession,
+    session_id: str,
+    *,
+    role: str,
+    content: str,
+    thought_process: str | None = None,
+    model: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    status: str = "complete",
+    created_at: dt.datetime | None = None,
+) -> Message:
+    """Append one message at the end of a session."""
+    seq = await reserve_seqs(db, session_id)
+    row = Message(
+        session_id=session_id,
+        seq=seq,
+        role=role,
+        content=content,
+        thought_process=thought_process,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        status=status,
+        created_at=created_at or utcnow(),
+    )
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def append_messages(db: AsyncSession, session_id: str, messages: Sequence[dict[str, Any]]) -> int:
+    """Append many messages (dicts of Message columns) in order, in one statement; returns the count."""
+    if not messages:
+        return 0
+    first = await reserve_seqs(db, session_id, len(messages))
+    now = utcnow()
+    rows = [
+        {"created_at": now, "status": "complete", **message, "session_id": session_id, "seq": first + i}
+        for i, message in enumerate(messages)
+    ]
+    await db.execute(insert(Message), rows)
+    return len(rows)
+
+
+async def list_messages(
+    db: AsyncSession, session_id: str, *, after_seq: int = -1, limit: int | None = None
+) -> Sequence[Message]:
+    """Messages of a session in order, those with ``seq > after_seq``."""
+    query = (
+        select(Message).where(Message.session_id == session_id, Message.seq > after_seq).order_by(Message.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return (await db.scalars(query)).all()
+
+
+async def last_messages(db: AsyncSession, session_id: str, limit: int) -> list[Message]:
+    """The newest ``limit`` messages of a session, oldest first (a chat's context window)."""
+    query = select(Message).where(Message.session_id == session_id).order_by(Message.seq.desc()).limit(limit)
+    rows = list((await db.scalars(query)).all())
+    rows.reverse()
+    return rows
+
+
+async def count_messages(db: AsyncSession, session_id: str) -> int:
+    """How many messages a session holds."""
+    query = select(func.count()).select_from(Message).where(Message.session_id == session_id)
+    return int((await db.execute(query)).scalar_one())
+
+
+async def add_agent_state(db: AsyncSession, session_id: str, **fields: Any) -> AgentState:
+    """Store one agent step."""
+    row = AgentState(session_id=session_id, **fields)
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def list_agent_states(db: AsyncSession, session_id: str) -> Sequence[AgentState]:
+    """Agent steps of a session in the order they were stored."""
+    query = select(AgentState).where(AgentState.session_id == session_id).order_by(AgentState.id)
+    return (await db.scalars(query)).all()

@@ -1,0 +1,106 @@
+"""The exception tree of AI-Lab's domain layer.
+
+Services raise these; the API maps them to HTTP answers in one place (``api/errors.py``) and the CLI to
+messages and exit codes, so neither layer needs to know the other::
+
+    AILabError                      500 unless a subclass says otherwise
+    ├── NotFound                    404  unknown id, or an object of another user
+    ├── Conflict                    409  the object exists already
+    ├── InvalidInput                422  well-formed but unacceptable input
+    ├── AuthError                   401  missing, invalid, expired or revoked credentials
+    │   └── TooManyAttempts         429  login throttled (carries retry_after seconds)
+    ├── Forbidden                   403  authenticated but not allowed (admin-only)
+    ├── DatabaseUnavailable         503  the database does not answer
+    └── ProviderError               502  a model backend failed
+        ├── ProviderAuthError       401  the backend refused the credentials
+        ├── ModelNotFound           404  the backend does not know the model
+        ├── ProviderRateLimited     429  the backend throttled us (carries retry_after)
+        ├── ProviderUnavailable     502  unreachable / connection refused
+        └── ProviderTimeout         504  no answer in time
+"""
+
+from __future__ import annotations
+
+
+class AILabError(Exception):
+    """Base of every domain error; ``status`` is the HTTP status it maps to."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(AILabError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AILabError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidInput(AILabError):
+    status = 422
+    code = "invalid_input"
+
+
+class AuthError(AILabError):
+    status = 401
+    code = "invalid_credentials"
+
+
+class TooManyAttempts(AuthError):
+    status = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(AILabError):
+    status = 403
+    code = "forbidden"
+
+
+class DatabaseUnavailable(AILabError):
+    status = 503
+    code = "database_unavailable"
+
+
+class ProviderError(AILabError):
+    status = 502
+    code = "upstream_error"
+
+
+class ProviderAuthError(ProviderError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class ModelNotFound(ProviderError):
+    status = 404
+    code = "model_not_found"
+
+
+class ProviderRateLimited(ProviderError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    status = 502
+    code = "upstream_unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    code = "upstream_timeout"

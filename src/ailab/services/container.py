@@ -1,0 +1,54 @@
+"""The services of one server process, built at start and closed at shutdown.
+
+``build_services`` is the composition root: it creates the database pool and every service from the
+settings, in dependency order. The API keeps the result on ``app.state.services``; the CLI builds its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ailab.config import Settings
+from ailab.db.engine import Database
+from ailab.services.auth import AuthService
+from ailab.services.masterkey import load_master_keys
+from ailab.services.sessions import SessionService
+
+
+@dataclass
+class Services:
+    """Everything a request handler or a CLI command may need."""
+
+    settings: Settings
+    db: Database
+    master_keys: list[str]
+    auth: AuthService
+    sessions: SessionService
+    # Extra sections of GET /health: name -> coroutine giving its JSON value.
+    health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
+    # Closed in reverse order at shutdown (provider clients, background tasks, ...).
+    closers: list[Any] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Stop background work and close pools."""
+        for closer in reversed(self.closers):
+            await closer()
+        await self.db.close()
+
+
+async def build_services(settings: Settings) -> Services:
+    """Create the services for ``settings`` (the database must already be migrated)."""
+    settings.ensure_data_dir()
+    master_keys = load_master_keys(settings)
+    db = Database(
+        settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        master_keys=master_keys,
+        auth=AuthService(db, settings, master_keys),
+        sessions=SessionService(db),
+    )

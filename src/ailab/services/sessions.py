@@ -1,0 +1,299 @@
+"""Chat sessions: create, list, rename, delete, messages, export and import.
+
+Every method takes the owner's id and treats another user's session exactly like a missing one
+(:class:`NotFound`), so ids of others cannot be probed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from ailab.db.engine import Database
+from ailab.db.repos import sessions as repo
+from ailab.db.tables import AgentState, ChatSession, Message
+from ailab.errors import Conflict, InvalidInput, NotFound
+
+EXPORT_FORMAT = "ailab.session.v1"
+
+
+def new_session_id() -> str:
+    """A collision-free session id."""
+    return str(uuid.uuid4())
+
+
+def encode_cursor(row: ChatSession) -> str:
+    """An opaque cursor pointing just after ``row`` in the newest-first listing."""
+    raw = orjson.dumps([row.created_at.isoformat(), row.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """The keyset a cursor stands for; raises InvalidInput on anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, session_id = orjson.loads(raw)
+        return dt.datetime.fromisoformat(created), str(session_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidInput("invalid cursor") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of a session listing."""
+
+    items: Sequence[ChatSession]
+    next_cursor: str | None
+
+
+class SessionService:
+    """Chat sessions of one database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self, owner_id: str | None, title: str = "", session_id: str | None = None
+    ) -> ChatSession:
+        """Create a session, with a new id unless one is given; raises Conflict if it is taken."""
+        try:
+            async with self._db.write() as session:
+                return await repo.create_session(
+                    session, session_id=session_id or new_session_id(), owner_id=owner_id, title=title
+                )
+        except IntegrityError:
+            raise Conflict(f"session {session_id!r} exists already") from None
+
+    async def get_or_create(self, owner_id: str | None, session_id: str | None, title: str) -> ChatSession:
+        """The owner's session ``session_id``, created when it does not exist yet (the seed's /chat)."""
+        if session_id is None:
+            return await self.create(owner_id, title)
+        async with self._db.read() as session:
+            row = await repo.get_session(session, session_id, owner_id)
+            if row is not None:
+                return row
+            if await repo.session_exists(session, session_id):
+                raise NotFound(f"session {session_id!r} not found")
+        try:
+            return await self.create(owner_id, title, session_id)
+        except Conflict:  # created concurrently by the same owner, or taken by another
+            return await self.get(owner_id, session_id)
+
+    async def get(self, owner_id: str | None, session_id: str) -> ChatSession:
+        """The owner's session, or NotFound."""
+        async with self._db.read() as session:
+            row = await repo.get_session(session, session_id, owner_id)
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return row
+
+    async def list(self, owner_id: str | None, limit: int, cursor: str | None) -> SessionPage:
+        """A page of the owner's sessions, newest first."""
+        after = decode_cursor(cursor) if cursor else None
+        async with self._db.read() as session:
+            rows = await repo.list_sessions(session, owner_id, limit=limit + 1, after=after)
+        items = rows[:limit]
+        next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
+        return SessionPage(items=items, next_cursor=next_cursor)
+
+    async def rename(self, owner_id: str | None, session_id: str, title: str) -> ChatSession:
+        """Set the title of the owner's session."""
+        async with self._db.write() as session:
+            row = await repo.get_session(session, session_id, owner_id)
+            if row is None:
+                raise NotFound(f"session {session_id!r} not found")
+            return await repo.rename_session(session, row, title)
+
+    async def delete(self, owner_id: str | None, session_id: str) -> None:
+        """Delete the owner's session with its messages and agent states."""
+        async with self._db.write() as session:
+            if await repo.get_session(session, session_id, owner_id) is None:
+                raise NotFound(f"session {session_id!r} not found")
+            await repo.delete_session(session, session_id)
+
+    async def append(
+        self, owner_id: str | None, session_id: str, role: str, content: str, **fields: Any
+    ) -> Message:
+        """Append a message to the owner's session."""
+        async with self._db.write() as session:
+            if await repo.get_session(session, session_id, owner_id) is None:
+                raise NotFound(f"session {session_id!r} not found")
+            return await repo.append_message(session, session_id, role=role, content=content, **fields)
+
+    async def messages(
+        self, owner_id: str | None, session_id: str, after_seq: int = -1, limit: int | None = None
+    ) -> Sequence[Message]:
+        """Messages of the owner's session, in order."""
+        async with self._db.read() as session:
+            if await repo.get_session(session, session_id, owner_id) is None:
+                raise NotFound(f"session {session_id!r} not found")
+            return await repo.list_messages(session, session_id, after_seq=after_seq, limit=limit)
+
+    async def agent_states(self, owner_id: str | None, session_id: str) -> Sequence[AgentState]:
+        """Agent steps stored for the owner's session."""
+        async with self._db.read() as session:
+            if await repo.get_session(session, session_id, owner_id) is None:
+                raise NotFound(f"session {session_id!r} not found")
+            return await repo.list_agent_states(session, session_id)
+
+    # -- export / import ----------------------------------------------------------------------
+    async def export_json(self, owner_id: str | None, session_id: str) -> dict[str, Any]:
+        """The session, its messages and agent states as a JSON-able document."""
+        row = await self.get(owner_id, session_id)
+        messages = await self.messages(owner_id, session_id)
+        states = await self.agent_states(owner_id, session_id)
+        return {
+            "format": EXPORT_FORMAT,
+            "session": {
+                "id": row.id,
+                "title": row.title,
+                "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(),
+            },
+            "messages": [message_to_dict(m) for m in messages],
+            "agent_states": [agent_state_to_dict(s) for s in states],
+        }
+
+    async def export_markdown(self, owner_id: str | None, session_id: str) -> str:
+        """The conversation as a Markdown document."""
+        row = await self.get(owner_id, session_id)
+        messages = await self.messages(owner_id, session_id)
+        lines = [
+            f"# {row.title or 'Conversation ' + row.id}",
+            "",
+            f"Session `{row.id}`, started {row.created_at.isoformat()}.",
+            "",
+        ]
+        for message in messages:
+            lines += [f"## {message.role} · {message.created_at.isoformat()}", "", message.content, ""]
+            if message.thought_process:
+                lines += [
+                    "<details><summary>Thought process</summary>",
+                    "",
+                    message.thought_process,
+                    "",
+                    "</details>",
+                    "",
+                ]
+        return "\n".join(lines)
+
+    async def import_json(self, owner_id: str | None, document: dict[str, Any]) -> ChatSession:
+        """Create a new session (new id) from a JSON export; all or nothing."""
+        if document.get("format") != EXPORT_FORMAT:
+            raise InvalidInput(f"not an AI-Lab session export (format must be {EXPORT_FORMAT!r})")
+        meta = document.get("session") or {}
+        messages = document.get("messages")
+        if not isinstance(meta, dict) or not isinstance(messages, list):
+            raise InvalidInput("an export holds a 'session' object and a 'messages' list")
+        rows = [_message_from_export(i, m) for i, m in enumerate(messages)]
+        title = str(meta.get("title") or "")[:256]
+        async with self._db.write() as session:
+            created = await repo.create_session(
+                session, session_id=new_session_id(), owner_id=owner_id, title=title
+            )
+            await repo.append_messages(session, created.id, rows)
+            for state in document.get("agent_states") or []:
+                if isinstance(state, dict):
+                    await repo.add_agent_state(session, created.id, **_state_from_export(state))
+        return await self.get(owner_id, created.id)
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The public JSON shape of a message."""
+    return {
+        "id": message.id,
+        "session_id": message.session_id,
+        "seq": message.seq,
+        "role": message.role,
+        "content": message.content,
+        "thought_process": message.thought_process,
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "status": message.status,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def agent_state_to_dict(state: AgentState) -> dict[str, Any]:
+    """The public JSON shape of an agent step."""
+    return {
+        "step": state.step,
+        "agent": state.agent,
+        "status": state.status,
+        "decision": state.decision,
+        "input_summary": state.input_summary,
+        "output": state.output,
+        "thought_process": state.thought_process,
+        "model": state.model,
+        "prompt_tokens": state.prompt_tokens,
+        "completion_tokens": state.completion_tokens,
+        "ttft_ms": state.ttft_ms,
+        "duration_ms": state.duration_ms,
+        "request_id": state.request_id,
+        "created_at": state.created_at.isoformat(),
+    }
+
+
+def _parse_time(value: Any, where: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"{where}: invalid timestamp {value!r}") from None
+
+
+def _message_from_export(index: int, item: Any) -> dict[str, Any]:
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where} must be an object")
+    role, content = item.get("role"), item.get("content")
+    if not isinstance(role, str) or not role or not isinstance(content, str):
+        raise InvalidInput(f"{where} needs a string 'role' and 'content'")
+    row: dict[str, Any] = {
+        "role": role[:32],
+        "content": content,
+        "thought_process": item.get("thought_process"),
+        "model": item.get("model"),
+        "prompt_tokens": item.get("prompt_tokens"),
+        "completion_tokens": item.get("completion_tokens"),
+        "status": item.get("status") or "complete",
+    }
+    created = _parse_time(item.get("created_at") or item.get("timestamp"), where)
+    if created is not None:
+        row["created_at"] = created
+    return row
+
+
+_STATE_FIELDS = (
+    "step",
+    "agent",
+    "status",
+    "decision",
+    "input_summary",
+    "output",
+    "thought_process",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_ms",
+    "duration_ms",
+    "request_id",
+)
+
+
+def _state_from_export(item: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: item[k] for k in _STATE_FIELDS if item.get(k) is not None}
+    fields.setdefault("agent", "unknown")
+    created = _parse_time(item.get("created_at"), "agent_states")
+    if created is not None:
+        fields["created_at"] = created
+    return fields

@@ -1,0 +1,152 @@
+"""Fixtures: fresh databases (SQLite and PostgreSQL), the app with a logged-in client, live servers.
+
+- ``database_url``: a fresh, migrated SQLite file for the test.
+- ``any_database_url``: the same, once on SQLite and once on PostgreSQL (skipped, with the reason
+  printed, only when no PostgreSQL can be reached or started).
+- ``settings`` / ``make_settings``: Settings on a fresh data dir, auth on, a fixed admin password.
+- ``app_client`` (context factory) and ``client``: an httpx client on the ASGI app, as admin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from ailab.app import create_app
+from ailab.config import Settings
+from ailab.db.migrate import upgrade
+from ailab.services.auth import Principal
+from ailab.services.container import Services
+from tests.support import postgres
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run; tests copy it."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.PostgresServer | str]:
+    """A PostgreSQL server, or the reason there is none."""
+    server = postgres.find_or_start()
+    yield server
+    if isinstance(server, postgres.PostgresServer):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: postgres.PostgresServer | str) -> Iterator[str | None]:
+    """Name of a migrated template database (None without PostgreSQL)."""
+    if isinstance(pg_server, str):
+        yield None
+        return
+    name = postgres.unique_name("ailab_tpl")
+    asyncio.run(pg_server.execute(f'CREATE DATABASE "{name}"'))
+    upgrade(pg_server.url(name))
+    yield name
+    asyncio.run(pg_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _sqlite_copy(template: Path, directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "ai_lab.db"
+    shutil.copyfile(template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database."""
+    return _sqlite_copy(sqlite_template, tmp_path / "data")
+
+
+@pytest.fixture
+def postgres_url(pg_server: postgres.PostgresServer | str, pg_template: str | None) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database (skipped with the reason when none is available)."""
+    if isinstance(pg_server, str) or pg_template is None:
+        pytest.skip(f"PostgreSQL unavailable: {pg_server}")
+    name = postgres.unique_name("ailab_test")
+    asyncio.run(pg_server.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield pg_server.url(name)
+    asyncio.run(pg_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return _sqlite_copy(sqlite_template, tmp_path / "data")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Build Settings on this test's data dir; keyword arguments override."""
+    master_key = Fernet.generate_key().decode()
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "admin_password": ADMIN_PASSWORD,
+            "master_key": master_key,
+            "auth": "on",
+            "log_level": "info",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    """Settings on a fresh SQLite database."""
+    return make_settings(database_url=database_url)
+
+
+def bearer(services: Services, user: Principal) -> dict[str, str]:
+    """An Authorization header for ``user``, without the cost of a password login."""
+    return {"Authorization": f"Bearer {services.auth.issue_access_token(user)}"}
+
+
+@asynccontextmanager
+async def _app_client(settings: Settings, *, login: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, migrate=False)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.app = app  # type: ignore[attr-defined]
+            client.services = services  # type: ignore[attr-defined]
+            if login:
+                client.headers.update(bearer(services, await services.auth.local_admin()))
+            yield client
+
+
+AppClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def app_client() -> AppClientFactory:
+    """``async with app_client(settings) as client``: the app started on ``settings``, as admin."""
+    return _app_client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the ASGI app (SQLite), logged in as admin; ``client.services`` is at hand."""
+    async with _app_client(settings) as c:
+        yield c

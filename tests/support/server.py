@@ -1,0 +1,71 @@
+"""A real ``ai-lab serve`` process on a free port, for tests that need processes and sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.postgres import free_port
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_server(env: dict[str, str], *args: str, log_path: Path) -> Iterator[LiveServer]:
+    """Start ``ai-lab serve`` with ``env`` on a free port; wait until ready; SIGTERM it at the end."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
+    full_env.update(env)
+    full_env["AILAB_PORT"] = str(port)
+    cli = Path(sys.executable).with_name("ai-lab")
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(cli), "serve", *args], env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_ready(server: LiveServer) -> None:
+    """Poll /health/ready until it answers 200; fail with the server's log if it dies or times out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+            try:
+                if client.get(f"{server.base_url}/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)  # polling interval of a readiness probe, not a synchronisation
+    raise RuntimeError(f"server not ready after {READY_TIMEOUT_S}s:\n{server.log()}")
