@@ -12,6 +12,7 @@ from typing import Any
 
 from ailab.config import Settings
 from ailab.db.engine import Database
+from ailab.providers.registry import ProviderRegistry, SettingsCredentials
 from ailab.services.auth import AuthService
 from ailab.services.masterkey import load_master_keys
 from ailab.services.sessions import SessionService
@@ -26,6 +27,7 @@ class Services:
     master_keys: list[str]
     auth: AuthService
     sessions: SessionService
+    providers: ProviderRegistry
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -35,6 +37,7 @@ class Services:
         """Stop background work and close pools."""
         for closer in reversed(self.closers):
             await closer()
+        await self.providers.aclose()
         await self.db.close()
 
 
@@ -51,4 +54,5 @@ async def build_services(settings: Settings) -> Services:
         master_keys=master_keys,
         auth=AuthService(db, settings, master_keys),
         sessions=SessionService(db),
+        providers=ProviderRegistry.from_entry_points(settings, SettingsCredentials(settings)),
     )

@@ -1,0 +1,1 @@
+"""Model backends, one plugin per module, found through the ``ailab.providers`` entry-point group."""

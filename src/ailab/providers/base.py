@@ -1,0 +1,160 @@
+"""The provider protocol: what every model backend implements.
+
+A provider is created once per process by its factory (the object its entry point names) and shared by
+all requests. It turns a :class:`ChatRequest` into its backend's wire format, sends it over one pooled
+client session, and turns the answer back into :class:`ChatResult` or a stream of :class:`ChatChunk`.
+The translation to and from the wire format is kept in pure functions per module so it can be tested
+without HTTP. Errors are raised as the ``ProviderError`` subclasses of :mod:`ailab.errors`.
+
+Credentials are looked up per request through a :class:`CredentialStore` (the vault, then settings), so
+a key set or rotated at run time is used at once without a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ailab.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, in the roles every backend knows: system, user, assistant."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A chat completion request, backend-neutral. ``model`` is the provider's own name (no prefix)."""
+
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    # Extra OpenAI-style fields a backend may understand (seed, response_format, ...).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one generation."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A whole answer."""
+
+    content: str
+    model: str
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChunk:
+    """A piece of a streamed answer. The last chunk carries ``finish_reason`` and, if known, ``usage``."""
+
+    delta: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A model a provider offers; ``id`` is the provider's own name (the gateway prefixes it)."""
+
+    id: str
+    context_window: int | None = None
+    owned_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealth:
+    """Whether a provider can serve now, and why not."""
+
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A provider credential: the secret and non-secret settings (endpoint, deployment, ...)."""
+
+    api_key: str | None
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class CredentialStore(Protocol):
+    """Where providers find their credentials (the vault first, then ``AILAB_<PROVIDER>_API_KEY``)."""
+
+    async def get(self, service: str) -> Credential | None:
+        """The credential for ``service``, or None when none is configured."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model backend."""
+
+    name: str  # the prefix of its model ids: "openai", "local", ...
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The models this backend offers now."""
+        ...
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer token by token; closing the iterator stops the generation."""
+        ...
+
+    async def health(self) -> ProviderHealth:
+        """A cheap check that the backend answers with the configured credentials."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """A raw upstream answer for pass-through: status, safe headers and the body as bytes chunks."""
+
+    status: int
+    content_type: str
+    body: AsyncIterator[bytes]
+
+
+@runtime_checkable
+class SupportsOpenAIForward(Protocol):
+    """A provider whose backend speaks OpenAI's chat completions wire format.
+
+    The gateway forwards such requests as bytes (only the ``model`` field rewritten) and streams the
+    answer back untouched: no re-serialisation on the hot path.
+    """
+
+    async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
+        """POST ``payload`` to the upstream's /chat/completions and return the raw answer."""
+        ...
+
+
+class ProviderFactory(Protocol):
+    """What an ``ailab.providers`` entry point names: builds the provider, or None if unconfigured."""
+
+    def __call__(self, settings: Settings, credentials: CredentialStore) -> Provider | None: ...

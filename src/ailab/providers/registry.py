@@ -1,0 +1,115 @@
+"""Finding providers through entry points and routing model ids to them.
+
+Every backend, the built-in ones included, is an entry point of the group ``ailab.providers`` (see
+``pyproject.toml``); a third-party package adds one the same way. Model ids are ``<provider>/<model>``;
+an id without a known prefix goes to the default provider.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from ailab.config import Settings
+from ailab.errors import ModelNotFound
+from ailab.providers.base import Credential, CredentialStore, ModelInfo, Provider
+
+ENTRY_POINT_GROUP = "ailab.providers"
+LOCAL_PROVIDER = "local"
+log = logging.getLogger("ailab.providers")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRecord:
+    """What monitoring learns about one generation (no prompt, no answer, no credentials)."""
+
+    provider: str
+    model: str
+    ok: bool
+    duration_s: float
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error_kind: str | None = None  # the error's code: "upstream_timeout", "invalid_api_key", ...
+    stream: bool = False
+
+
+GenerationObserver = Callable[[GenerationRecord], None]
+
+
+class SettingsCredentials:
+    """Credentials from ``AILAB_<PROVIDER>_API_KEY`` / ``_BASE_URL`` settings only."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    async def get(self, service: str) -> Credential | None:
+        attr = service.replace("-", "_")
+        secret = getattr(self._settings, f"{attr}_api_key", None)
+        if secret is None:
+            return None
+        return Credential(api_key=secret.get_secret_value())
+
+
+class ProviderRegistry:
+    """The providers of this process, by name, and the observers of their generations."""
+
+    def __init__(self, providers: Iterable[Provider], default_model: str = "") -> None:
+        self.providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.default_model = default_model
+        self.observers: list[GenerationObserver] = []
+
+    @classmethod
+    def from_entry_points(
+        cls,
+        settings: Settings,
+        credentials: CredentialStore,
+        entries: Iterable[EntryPoint] | None = None,
+    ) -> ProviderRegistry:
+        """Load every ``ailab.providers`` entry point; a plugin that fails to load is logged, not fatal."""
+        providers: list[Provider] = []
+        for entry in entries if entries is not None else entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                factory = entry.load()
+                provider = factory(settings, credentials)
+            except Exception:
+                log.exception("provider plugin %r failed to load", entry.name)
+                continue
+            if provider is not None:
+                providers.append(provider)
+        return cls(providers, settings.default_model)
+
+    def resolve(self, model_id: str | None) -> tuple[Provider, str]:
+        """The provider and its own model name for ``provider/model`` (or the default model)."""
+        model_id = model_id or self.default_model
+        prefix, _, rest = model_id.partition("/")
+        if rest and prefix in self.providers:
+            return self.providers[prefix], rest
+        if not model_id and LOCAL_PROVIDER in self.providers:
+            return self.providers[LOCAL_PROVIDER], ""
+        known = ", ".join(sorted(self.providers)) or "none"
+        raise ModelNotFound(
+            f"unknown model {model_id!r}: use '<provider>/<model>' with a configured provider ({known})"
+        )
+
+    async def list_models(self) -> list[tuple[str, ModelInfo]]:
+        """Every model of every provider as ``(provider name, model)``; a failing backend is skipped."""
+        found: list[tuple[str, ModelInfo]] = []
+        for name, provider in self.providers.items():
+            try:
+                found += [(name, model) for model in await provider.list_models()]
+            except Exception as exc:  # noqa: BLE001 - one backend down must not hide the others
+                log.warning("listing models of %s failed: %s", name, type(exc).__name__)
+        return found
+
+    def record(self, record: GenerationRecord) -> None:
+        """Tell every observer about a finished generation."""
+        for observer in self.observers:
+            observer(record)
+
+    async def aclose(self) -> None:
+        """Close every provider."""
+        for provider in self.providers.values():
+            await provider.aclose()
