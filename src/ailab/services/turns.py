@@ -76,3 +76,15 @@ class ChatPipeline(Protocol):
     name: str
 
     def run(self, turn: Turn) -> AsyncIterator[PipelineEvent]: ...
+
+
+class PipelineLookup(Protocol):
+    """Finds a pipeline by name (``direct``, ``agents`` or one configured at run time)."""
+
+    async def resolve(self, name: str) -> ChatPipeline:
+        """The pipeline called ``name``; raises ``InvalidInput`` naming the known ones."""
+        ...
+
+    async def names(self) -> list[str]:
+        """The names of every pipeline that can be used now."""
+        ...
