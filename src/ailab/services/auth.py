@@ -3,22 +3,29 @@
 Two kinds of bearer credentials are accepted everywhere:
 
 - access tokens from ``POST /auth/login``: JWTs (HS256) signed with a key derived from the master key,
-  expiring after ``AILAB_ACCESS_TOKEN_TTL_SECONDS``; any configured master key verifies, the newest signs;
-- API tokens (``ailab_...``) for scripts and the OpenAI SDK: random, shown once, stored as SHA-256.
+  expiring after ``AILAB_ACCESS_TOKEN_TTL_SECONDS``; any configured master key verifies, the newest signs.
+  A token issued before the user's row last changed (password, role, disabled) is refused, so changing a
+  password or disabling a user ends the sessions opened before;
+- API tokens (``ailab_...``) for scripts and the OpenAI SDK: random, shown once, stored as SHA-256,
+  revocable; they survive a password change but not a disabled or deleted user.
 
-Passwords are hashed with Argon2id, off the event loop. Verified credentials are cached for a few
-seconds so the gateway's hot path does not query the database per request; revoking or disabling through
-this service clears the cache at once, and other processes see it within ``CACHE_SECONDS``.
+Passwords are hashed with Argon2id, off the event loop. Failed logins are throttled per user name and per
+address (:mod:`ailab.services.throttle`). Verified credentials are cached for a few seconds so the
+gateway's hot path does not query the database per request; every change made through this service
+(revoke, disable, delete, new password, new role) clears the cache at once, and other processes (the CLI,
+other workers) are seen within ``CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import os
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +38,9 @@ from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
-from ailab.errors import AuthError, Conflict, InvalidInput, NotFound
+from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAttempts
 from ailab.services.masterkey import derive_key
+from ailab.services.throttle import LoginThrottle
 
 ADMIN_NAME = "admin"
 API_TOKEN_PREFIX = "ailab_"  # noqa: S105 - a prefix, not a secret
@@ -40,7 +48,11 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
 JWT_ALGORITHM = "HS256"
+SIGNING_KEY_INFO = "ailab access tokens"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=5)  # last_used_at is written at most this often
 ROLES = ("admin", "user")
+MAX_PASSWORD_LENGTH = 1024
+MAX_TOKEN_NAME_LENGTH = 128
 _hasher = PasswordHasher()
 
 
@@ -81,16 +93,30 @@ async def verify_password(password_hash: str, password: str) -> bool:
 
 def validate_username(name: str) -> str:
     """Reject names that would be confusing in logs and URLs."""
-    if not (1 <= len(name) <= 64) or not all(c.isalnum() or c in "._-" for c in name):
+    if not (1 <= len(name) <= 64) or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
         raise InvalidInput("user names are 1-64 letters, digits, '.', '_' or '-'")
     return name
 
 
 def validate_password(password: str) -> str:
-    """Reject passwords too short to be safe."""
+    """Reject passwords too short to be safe (or too long to hash cheaply)."""
     if len(password) < 8:
         raise InvalidInput("passwords must be at least 8 characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"passwords must be at most {MAX_PASSWORD_LENGTH} characters")
     return password
+
+
+def validate_role(role: str) -> str:
+    """Reject unknown roles."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def principal_of(user: User) -> Principal:
+    """The principal a user row stands for."""
+    return Principal(user.id, user.name, user.role)
 
 
 class AuthService:
@@ -99,26 +125,39 @@ class AuthService:
     def __init__(self, db: Database, settings: Settings, master_keys: list[str]) -> None:
         self._db = db
         self._settings = settings
-        self._signing_keys = [derive_key(k, "ailab access tokens") for k in master_keys]
+        self._signing_keys = [derive_key(k, SIGNING_KEY_INFO) for k in master_keys]
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self.throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_seconds)
 
     # -- credentials ---------------------------------------------------------------------------
     def issue_access_token(self, user: Principal) -> str:
         """A signed, expiring access token for ``user``."""
-        now = int(time.time())
-        claims = {"sub": user.id, "iat": now, "exp": now + self._settings.access_token_ttl_seconds}
+        now = time.time()
+        # iat keeps its fraction: a token issued just after a password change must not look older.
+        claims = {"sub": user.id, "iat": now, "exp": int(now) + self._settings.access_token_ttl_seconds}
         return jwt.encode(claims, self._signing_keys[0], algorithm=JWT_ALGORITHM)
 
-    async def login(self, name: str, password: str) -> str:
-        """Check a user's password and return an access token; raises AuthError."""
+    async def login(self, name: str, password: str, address: str | None = None) -> str:
+        """Check a user's password and return an access token.
+
+        Raises :class:`TooManyAttempts` while the name or the address is locked out (without checking
+        the password), :class:`AuthError` on a wrong name or password or a disabled user.
+        """
+        wait = self.throttle.retry_after(name, address)
+        if wait > 0:
+            raise TooManyAttempts("too many failed logins; try again later", retry_after=wait)
         async with self._db.read() as session:
             user = await users_repo.get_user_by_name(session, name)
         if user is None:
             await hash_password(password)  # same cost as a real check: names are not probeable
+            ok = False
+        else:
+            ok = await verify_password(user.password_hash, password) and not user.disabled
+        if not ok or user is None:
+            self.throttle.failed(name, address)
             raise AuthError("invalid user name or password")
-        if not await verify_password(user.password_hash, password) or user.disabled:
-            raise AuthError("invalid user name or password")
-        return self.issue_access_token(Principal(user.id, user.name, user.role))
+        self.throttle.succeeded(name)
+        return self.issue_access_token(principal_of(user))
 
     async def authenticate(self, bearer: str) -> Principal:
         """The principal a bearer credential stands for; raises AuthError."""
@@ -127,35 +166,39 @@ class AuthService:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
+        valid_for = CACHE_SECONDS
         if bearer.startswith(API_TOKEN_PREFIX):
             principal = await self._authenticate_api_token(cache_key)
         else:
-            principal = await self._authenticate_access_token(bearer)
+            principal, expires = await self._authenticate_access_token(bearer)
+            valid_for = min(valid_for, expires - time.time())
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._cache.clear()
-        self._cache[cache_key] = (now + CACHE_SECONDS, principal)
+        self._cache[cache_key] = (now + valid_for, principal)
         return principal
 
-    async def _authenticate_access_token(self, token: str) -> Principal:
-        user_id: str | None = None
+    async def _authenticate_access_token(self, token: str) -> tuple[Principal, float]:
+        claims: dict[str, object] | None = None
         for key in self._signing_keys:
             try:
                 claims = jwt.decode(
-                    token, key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]}
+                    token, key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub", "iat"]}
                 )
             except jwt.ExpiredSignatureError:
                 raise AuthError("access token expired") from None
             except jwt.PyJWTError:
                 continue
-            user_id = str(claims["sub"])
             break
-        if user_id is None:
+        if claims is None:
             raise AuthError("invalid access token")
         async with self._db.read() as session:
-            user = await users_repo.get_user(session, user_id)
+            user = await users_repo.get_user(session, str(claims["sub"]))
         if user is None or user.disabled:
             raise AuthError("invalid access token")
-        return Principal(user.id, user.name, user.role)
+        issued = float(claims["iat"])  # type: ignore[arg-type]
+        if issued < user.updated_at.timestamp():
+            raise AuthError("access token issued before the account changed; log in again")
+        return principal_of(user), float(claims["exp"])  # type: ignore[arg-type]
 
     async def _authenticate_api_token(self, token_hash: str) -> Principal:
         async with self._db.read() as session:
@@ -163,7 +206,11 @@ class AuthService:
             user = await users_repo.get_user(session, token.user_id) if token else None
         if token is None or token.revoked_at is not None or user is None or user.disabled:
             raise AuthError("invalid API token")
-        return Principal(user.id, user.name, user.role)
+        now = utcnow()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            async with self._db.write() as session:
+                await users_repo.touch_token(session, token.id, now)
+        return principal_of(user)
 
     def forget_cached(self) -> None:
         """Drop cached credentials (after a revocation, a password change or a disabled user)."""
@@ -174,28 +221,96 @@ class AuthService:
         """Create a user; raises Conflict when the name is taken."""
         validate_username(name)
         validate_password(password)
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        validate_role(role)
         password_hash = await hash_password(password)
-        async with self._db.write() as session:
-            if await users_repo.get_user_by_name(session, name) is not None:
-                raise Conflict(f"user {name!r} exists already")
-            user = User(id=str(uuid.uuid4()), name=name, password_hash=password_hash, role=role)
-            return await users_repo.add_user(session, user)
+        try:
+            async with self._db.write() as session:
+                if await users_repo.get_user_by_name(session, name) is not None:
+                    raise Conflict(f"user {name!r} exists already")
+                user = User(id=str(uuid.uuid4()), name=name, password_hash=password_hash, role=role)
+                return await users_repo.add_user(session, user)
+        except IntegrityError:  # created by another process between the check and the insert
+            raise Conflict(f"user {name!r} exists already") from None
 
-    async def set_password(self, name: str, password: str) -> None:
-        """Change a user's password."""
-        validate_password(password)
-        password_hash = await hash_password(password)
+    async def get_user(self, name: str) -> User:
+        """A user by name; raises NotFound."""
+        async with self._db.read() as session:
+            user = await users_repo.get_user_by_name(session, name)
+        if user is None:
+            raise NotFound(f"no user {name!r}")
+        return user
+
+    async def list_users(self) -> Sequence[User]:
+        """Every user, by name."""
+        async with self._db.read() as session:
+            return await users_repo.list_users(session)
+
+    async def update_user(
+        self,
+        name: str,
+        *,
+        disabled: bool | None = None,
+        role: str | None = None,
+        password: str | None = None,
+    ) -> User:
+        """Change a user's flags, role or password; effective at once in this process.
+
+        Refuses (Conflict) to disable or demote the last active admin, so the server stays manageable.
+        """
+        if role is not None:
+            validate_role(role)
+        password_hash = await hash_password(validate_password(password)) if password is not None else None
         async with self._db.write() as session:
             user = await users_repo.get_user_by_name(session, name)
             if user is None:
                 raise NotFound(f"no user {name!r}")
-            user.password_hash = password_hash
+            losing_admin = user.role == "admin" and not user.disabled
+            losing_admin = losing_admin and (disabled is True or (role is not None and role != "admin"))
+            if losing_admin and await users_repo.count_active_admins(session) <= 1:
+                raise Conflict(f"{name!r} is the last active admin; make another admin first")
+            if disabled is not None:
+                user.disabled = disabled
+            if role is not None:
+                user.role = role
+            if password_hash is not None:
+                user.password_hash = password_hash
+            await session.flush()
         self.forget_cached()
+        return user
 
+    async def set_password(self, name: str, password: str) -> None:
+        """Change a user's password (ending the sessions opened with the old one)."""
+        await self.update_user(name, password=password)
+
+    async def delete_user(self, name: str) -> int:
+        """Delete a user with their sessions, tokens and benchmark runs; returns the sessions deleted.
+
+        Refuses (Conflict) to delete the last active admin.
+        """
+        async with self._db.write() as session:
+            user = await users_repo.get_user_by_name(session, name)
+            if user is None:
+                raise NotFound(f"no user {name!r}")
+            active_admin = user.role == "admin" and not user.disabled
+            if active_admin and await users_repo.count_active_admins(session) <= 1:
+                raise Conflict(f"{name!r} is the last active admin; make another admin first")
+            sessions = await users_repo.count_sessions_of(session, user.id)
+            await users_repo.delete_user(session, user.id)
+        self.forget_cached()
+        return sessions
+
+    async def count_sessions(self, name: str) -> int:
+        """How many sessions a user owns."""
+        user = await self.get_user(name)
+        async with self._db.read() as session:
+            return await users_repo.count_sessions_of(session, user.id)
+
+    # -- API tokens ----------------------------------------------------------------------------
     async def create_api_token(self, user_name: str, token_name: str) -> tuple[str, ApiToken]:
         """Create an API token for a user; the plaintext is returned once and never stored."""
+        token_name = token_name.strip()
+        if not (1 <= len(token_name) <= MAX_TOKEN_NAME_LENGTH):
+            raise InvalidInput(f"token names are 1-{MAX_TOKEN_NAME_LENGTH} characters")
         plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._db.write() as session:
             user = await users_repo.get_user_by_name(session, user_name)
@@ -212,20 +327,44 @@ class AuthService:
             await users_repo.add_token(session, row)
         return plaintext, row
 
+    async def list_api_tokens(self, user_id: str | None = None) -> Sequence[tuple[ApiToken, str]]:
+        """API tokens with their owner's name: one user's (``user_id``) or everyone's."""
+        async with self._db.read() as session:
+            return await users_repo.list_tokens(session, user_id)
+
+    async def revoke_api_token(self, token_id: str, user_id: str | None = None) -> ApiToken:
+        """Revoke a token, refused at once in this process; with ``user_id`` only that user's tokens.
+
+        Another user's token answers NotFound, like a missing one. Revoking twice is harmless.
+        """
+        async with self._db.write() as session:
+            token = await users_repo.get_token(session, token_id)
+            if token is None or (user_id is not None and token.user_id != user_id):
+                raise NotFound(f"no API token {token_id!r}")
+            if token.revoked_at is None:
+                token.revoked_at = utcnow()
+        self.forget_cached()
+        return token
+
+    # -- start-up ------------------------------------------------------------------------------
     async def ensure_admin(self) -> Path | None:
         """Make sure someone can log in, at start.
 
-        With ``AILAB_ADMIN_PASSWORD`` the user ``admin`` is created or its password updated. Otherwise,
+        With ``AILAB_ADMIN_PASSWORD`` the user ``admin`` is created or, when its password differs, updated
+        (left alone when it already matches, so a restart does not end everyone's sessions). Otherwise,
         when no user exists, ``admin`` is created with a random password written to
         ``<data dir>/initial-admin-password`` (0600); that path is returned so it can be logged.
         Several processes may run this at once: the unique user name lets one win.
         """
         configured = self._settings.admin_password
         if configured is not None:
+            password = configured.get_secret_value()
             try:
-                await self.create_user(ADMIN_NAME, configured.get_secret_value(), "admin")
+                await self.create_user(ADMIN_NAME, password, "admin")
             except Conflict:
-                await self.set_password(ADMIN_NAME, configured.get_secret_value())
+                current = await self.get_user(ADMIN_NAME)
+                if not await verify_password(current.password_hash, password):
+                    await self.set_password(ADMIN_NAME, password)
             return None
         async with self._db.read() as session:
             if await users_repo.count_users(session) > 0:
@@ -233,12 +372,10 @@ class AuthService:
         password = secrets.token_urlsafe(18)
         try:
             await self.create_user(ADMIN_NAME, password, "admin")
-        except (Conflict, IntegrityError):
+        except Conflict:
             return None  # another process created it first
         path = self._settings.data_dir / INITIAL_PASSWORD_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        await asyncio.to_thread(_write_private_file, path, password + "\n")
         return path
 
     async def local_admin(self) -> Principal:
@@ -247,4 +384,12 @@ class AuthService:
             user = await users_repo.get_user_by_name(session, ADMIN_NAME)
         if user is None:
             raise AuthError("no admin user")
-        return Principal(user.id, user.name, user.role)
+        return principal_of(user)
+
+
+def _write_private_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (mode 0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that existed already

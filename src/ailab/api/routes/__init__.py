@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ailab.api.routes import auth, conversation, health, sessions
+from ailab.api.routes import auth, conversation, health, sessions, users
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
-PROTECTED: list[APIRouter] = [sessions.router, conversation.router]
+PROTECTED: list[APIRouter] = [
+    sessions.router,
+    conversation.router,
+    auth.protected_router,
+    users.router,
+]

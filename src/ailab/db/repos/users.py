@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ailab.db.tables import ApiToken, User
+from ailab.db.tables import ApiToken, ChatSession, User
 
 
 async def get_user(db: AsyncSession, user_id: str) -> User | None:
@@ -30,11 +31,28 @@ async def count_users(db: AsyncSession) -> int:
     return int((await db.execute(select(func.count()).select_from(User))).scalar_one())
 
 
+async def count_active_admins(db: AsyncSession) -> int:
+    """How many admins are not disabled."""
+    query = select(func.count()).select_from(User).where(User.role == "admin", User.disabled.is_(False))
+    return int((await db.execute(query)).scalar_one())
+
+
+async def count_sessions_of(db: AsyncSession, user_id: str) -> int:
+    """How many chat sessions a user owns (they go with the user)."""
+    query = select(func.count()).select_from(ChatSession).where(ChatSession.owner_id == user_id)
+    return int((await db.execute(query)).scalar_one())
+
+
 async def add_user(db: AsyncSession, user: User) -> User:
     """Insert a user."""
     db.add(user)
     await db.flush()
     return user
+
+
+async def delete_user(db: AsyncSession, user_id: str) -> None:
+    """Delete a user; the database cascades to their tokens, sessions and benchmark runs."""
+    await db.execute(delete(User).where(User.id == user_id))
 
 
 async def add_token(db: AsyncSession, token: ApiToken) -> ApiToken:
@@ -44,14 +62,28 @@ async def add_token(db: AsyncSession, token: ApiToken) -> ApiToken:
     return token
 
 
+async def get_token(db: AsyncSession, token_id: str) -> ApiToken | None:
+    """An API token row by id."""
+    return await db.get(ApiToken, token_id)
+
+
 async def get_token_by_hash(db: AsyncSession, token_hash: str) -> ApiToken | None:
     """The API token row with this hash."""
     return (await db.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash))).first()
 
 
-async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[ApiToken]:
-    """API tokens, of one user or of all."""
-    query = select(ApiToken).order_by(ApiToken.created_at)
+async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[tuple[ApiToken, str]]:
+    """API tokens with their owner's name, of one user or of all, oldest first."""
+    query = (
+        select(ApiToken, User.name)
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.created_at, ApiToken.id)
+    )
     if user_id is not None:
         query = query.where(ApiToken.user_id == user_id)
-    return (await db.scalars(query)).all()
+    return [(token, name) for token, name in (await db.execute(query)).all()]
+
+
+async def touch_token(db: AsyncSession, token_id: str, when: dt.datetime) -> None:
+    """Record when an API token was last used."""
+    await db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=when))
