@@ -41,6 +41,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         app.state.services = services
         app.state.request_observers = observers
         try:
+            # A database whose keys the master key cannot open must not serve (ai-lab serve checks first).
+            await services.vault.verify_master_key()
             password_file = await services.auth.ensure_admin()
             if password_file is not None:
                 log.warning("created user 'admin'; its password is in %s (mode 0600)", password_file)

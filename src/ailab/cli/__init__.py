@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ailab import __version__
-from ailab.cli import db, serve
+from ailab.cli import db, keys, serve
 
 app = typer.Typer(
     name="ai-lab",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
 
 
 @app.command("version")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import typer
@@ -10,6 +11,7 @@ import uvicorn
 from ailab.cli.common import fail, load_settings
 from ailab.config import ConfigError
 from ailab.logs import configure_logging
+from ailab.services.vault import check_stored_keys
 
 
 def serve(
@@ -21,6 +23,8 @@ def serve(
     settings = load_settings(host=host, port=port, workers=workers)
     try:
         settings.check_startable()
+        # Refuse a master key that cannot open the stored API keys, before any worker starts.
+        asyncio.run(check_stored_keys(settings))
     except ConfigError as exc:
         fail(str(exc))
     # Worker processes rebuild the settings from the environment: hand the CLI's choices down.

@@ -12,10 +12,11 @@ from typing import Any
 
 from ailab.config import Settings
 from ailab.db.engine import Database
-from ailab.providers.registry import ProviderRegistry, SettingsCredentials
+from ailab.providers.registry import ProviderRegistry
 from ailab.services.auth import AuthService
 from ailab.services.masterkey import load_master_keys
 from ailab.services.sessions import SessionService
+from ailab.services.vault import Vault
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     auth: AuthService
     sessions: SessionService
     providers: ProviderRegistry
+    vault: Vault
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -48,11 +50,13 @@ async def build_services(settings: Settings) -> Services:
     db = Database(
         settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
+    vault = Vault(db, settings, master_keys)  # the providers' credentials: vault first, then settings
     return Services(
         settings=settings,
         db=db,
         master_keys=master_keys,
         auth=AuthService(db, settings, master_keys),
         sessions=SessionService(db),
-        providers=ProviderRegistry.from_entry_points(settings, SettingsCredentials(settings)),
+        providers=ProviderRegistry.from_entry_points(settings, vault),
+        vault=vault,
     )

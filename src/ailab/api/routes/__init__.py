@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ailab.api.routes import auth, conversation, health, sessions, users
+from ailab.api.routes import auth, conversation, health, keys, sessions, users
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
 PROTECTED: list[APIRouter] = [
     sessions.router,
     conversation.router,
+    keys.router,
     auth.protected_router,
     users.router,
 ]
