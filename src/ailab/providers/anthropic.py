@@ -1,0 +1,204 @@
+"""Anthropic's Messages API: ``POST /v1/messages`` with ``x-api-key`` and ``anthropic-version``.
+
+Wire differences from OpenAI, handled by the pure functions below: system prompts go in a top-level
+``system`` field (not a message), ``max_tokens`` is required, consecutive messages of one role are
+merged, and a stream is a sequence of typed SSE events::
+
+    message_start (input tokens) -> content_block_start -> content_block_delta* (text_delta)
+    -> content_block_stop -> message_delta (stop_reason, output tokens) -> message_stop
+
+``ping`` events are ignored; an ``error`` event mid-stream is raised like an HTTP error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ailab.config import Settings
+from ailab.errors import ProviderError, ProviderUnavailable
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    Usage,
+)
+from ailab.providers.http import RemoteProvider, load_event, status_error
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+# Anthropic's error types with the HTTP status they stand for, to map mid-stream error events.
+ERROR_STATUS = {
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body of ``POST /v1/messages`` for ``request``."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + message.content
+        else:
+            messages.append({"role": role, "content": message.content})
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": messages,
+    }
+    if system:
+        body["system"] = system
+    if stream:
+        body["stream"] = True
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    return body
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` (input_tokens / output_tokens) or None."""
+    if not isinstance(data, dict):
+        return None
+    return Usage(int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0))
+
+
+def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
+    """A ``message`` object as a :class:`ChatResult` (its text blocks joined)."""
+    text = "".join(
+        block.get("text", "") for block in data.get("content") or [] if block.get("type") == "text"
+    )
+    return ChatResult(
+        content=text,
+        model=data.get("model") or requested_model,
+        usage=parse_usage(data.get("usage")),
+        finish_reason=data.get("stop_reason"),
+    )
+
+
+def event_error(provider: str, data: dict[str, Any]) -> ProviderError:
+    """The error for an ``error`` event in a stream."""
+    error = data.get("error") or {}
+    status = ERROR_STATUS.get(str(error.get("type")), 500)
+    return status_error(provider, status, str(error.get("message") or "stream error"))
+
+
+class StreamState:
+    """Turns Anthropic's stream events into :class:`ChatChunk` s; the usage is assembled on the way."""
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.stop_reason: str | None = None
+        self.done = False
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        """The text chunk of an event, or None; raises on an ``error`` event."""
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                return ChatChunk(delta=delta["text"])
+        elif kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self.input_tokens = int(usage.get("input_tokens") or 0)
+            self.output_tokens = int(usage.get("output_tokens") or 0)
+        elif kind == "message_delta":
+            self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+            usage = data.get("usage") or {}
+            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            raise event_error("anthropic", data)
+        return None
+
+    def final(self) -> ChatChunk:
+        """The last chunk: stop reason and usage."""
+        return ChatChunk(
+            finish_reason=self.stop_reason or "end_turn", usage=Usage(self.input_tokens, self.output_tokens)
+        )
+
+
+def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
+    """``GET /v1/models`` as :class:`ModelInfo` s."""
+    return [
+        ModelInfo(id=str(item["id"]), owned_by="anthropic")
+        for item in data.get("data") or []
+        if isinstance(item, dict) and item.get("id")
+    ]
+
+
+class AnthropicProvider(RemoteProvider):
+    """Claude models through the Messages API."""
+
+    name = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """Anthropic's key and version headers."""
+        return {"x-api-key": credential.api_key or "", "anthropic-version": API_VERSION}
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        data = await self.http.json(
+            "GET",
+            f"{self.base_url(credential)}/v1/models",
+            headers=self.headers(credential),
+            params={"limit": "1000"},
+            secret=credential.api_key,
+        )
+        return parse_models(data if isinstance(data, dict) else {})
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer."""
+        credential = await self.require_credential()
+        data = await self.http.json(
+            "POST",
+            f"{self.base_url(credential)}/v1/messages",
+            headers=self.headers(credential),
+            body=build_body(request, stream=False),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("anthropic answered with an unexpected JSON shape")
+        return parse_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk; the last chunk has the stop reason and the usage."""
+        credential = await self.require_credential()
+        state = StreamState()
+        async with self.http.open(
+            "POST",
+            f"{self.base_url(credential)}/v1/messages",
+            headers=self.headers(credential),
+            body=build_body(request, stream=True),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for event in self.http.sse(response):
+                chunk = state.feed(load_event(self.name, event.data))
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    break
+        yield state.final()
+
+
+def create(settings: Settings, credentials: CredentialStore) -> AnthropicProvider:
+    """The ``anthropic`` entry point: always registered, so a key added at run time works at once."""
+    return AnthropicProvider(settings, credentials)

@@ -1,0 +1,100 @@
+"""Azure OpenAI: OpenAI's wire format at per-deployment URLs, with an ``api-key`` header.
+
+Chat goes to ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...``; the model
+name of a request is the deployment name, and the models listed are the configured deployments. Where
+they come from, first found wins:
+
+- endpoint: the credential's ``config["endpoint"]`` (or ``base_url``), else ``AILAB_AZURE_BASE_URL``
+- deployments: ``config["deployment"]`` (comma-separated allowed), else ``AILAB_AZURE_DEPLOYMENTS``
+- api version: ``config["api_version"]``, else ``AILAB_AZURE_API_VERSION``
+
+Listing the models makes one cheap authenticated call (``GET {endpoint}/openai/models``) so a refused
+key or an unreachable endpoint shows up there, as for every other provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ailab.config import Settings
+from ailab.errors import ProviderUnavailable
+from ailab.providers.base import Credential, CredentialStore, ModelInfo, ProviderHealth
+from ailab.providers.openai import OpenAIWireProvider
+
+
+def deployments(credential: Credential | None, settings: Settings) -> list[str]:
+    """The configured deployment names."""
+    configured = credential.config.get("deployment", "") if credential else ""
+    names = [part.strip() for part in configured.split(",") if part.strip()]
+    return names or list(settings.azure_deployments)
+
+
+class AzureOpenAIProvider(OpenAIWireProvider):
+    """Azure OpenAI deployments."""
+
+    name = "azure"
+
+    def base_url(self, credential: Credential | None) -> str:
+        """The resource endpoint, ``https://<resource>.openai.azure.com``."""
+        config = credential.config if credential else {}
+        endpoint = config.get("endpoint") or config.get("base_url") or self.settings.azure_base_url
+        return str(endpoint or "").rstrip("/")
+
+    def auth_headers(self, credential: Credential) -> dict[str, str]:
+        """Azure's ``api-key`` header."""
+        return {"api-key": credential.api_key or ""}
+
+    def query(self, credential: Credential) -> Mapping[str, str]:
+        """The ``api-version`` every Azure call needs."""
+        return {"api-version": credential.config.get("api_version") or self.settings.azure_api_version}
+
+    def chat_url(self, credential: Credential, model: str) -> str:
+        """The deployment's chat completions URL (``model`` is the deployment name)."""
+        return f"{self.base_url(credential)}/openai/deployments/{model}/chat/completions"
+
+    def not_configured(self) -> ProviderUnavailable:
+        """The error while no endpoint is configured."""
+        return ProviderUnavailable(
+            "azure has no endpoint: set AILAB_AZURE_BASE_URL=https://<resource>.openai.azure.com "
+            "or store it with `ai-lab keys set azure` (config endpoint, deployment)"
+        )
+
+    async def require_credential(self) -> Credential:
+        """The credential, or an error saying what is missing (key or endpoint)."""
+        credential = await super().require_credential()
+        if not self.base_url(credential):
+            raise self.not_configured()
+        return credential
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        # The call checks the key and the endpoint; the answer (the resource's base models) is not
+        # what requests name, the deployments are.
+        await self.http.json(
+            "GET",
+            f"{self.base_url(credential)}/openai/models",
+            headers=self.auth_headers(credential),
+            params=self.query(credential),
+            secret=credential.api_key,
+        )
+        return [ModelInfo(id=name, owned_by="azure") for name in deployments(credential, self.settings)]
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The deployments, after an authenticated call; [] without key or endpoint."""
+        credential = await self.credential()
+        if credential is None or not credential.api_key or not self.base_url(credential):
+            return []
+        return await self._fetch_models(credential)
+
+    async def health(self) -> ProviderHealth:
+        """Not ok without endpoint or key; otherwise an authenticated call (errors raised)."""
+        credential = await self.credential()
+        if credential is None or not credential.api_key:
+            return ProviderHealth(ok=False, detail=self.missing_key().message)
+        if not self.base_url(credential):
+            return ProviderHealth(ok=False, detail=self.not_configured().message)
+        return await super().health()
+
+
+def create(settings: Settings, credentials: CredentialStore) -> AzureOpenAIProvider:
+    """The ``azure`` entry point: always registered, so a key added at run time works at once."""
+    return AzureOpenAIProvider(settings, credentials)

@@ -1,0 +1,167 @@
+"""Cohere's v2 Chat API: ``POST /v2/chat`` with a bearer key; models from ``GET /v1/models``.
+
+Messages keep OpenAI's roles (system, user, assistant); the answer's text is in ``message.content[]``;
+usage is ``usage.tokens`` (``billed_units`` as a fallback). A stream is SSE whose ``data:`` objects carry
+a ``type``::
+
+    message-start -> content-start -> content-delta* (delta.message.content.text) -> content-end
+    -> message-end (delta.finish_reason, delta.usage)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ailab.config import Settings
+from ailab.errors import ProviderUnavailable
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    Usage,
+)
+from ailab.providers.http import RemoteProvider, load_event
+
+
+def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body of ``POST /v2/chat`` for ``request``."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": stream,
+    }
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    return body
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` (its ``tokens``, else ``billed_units``) or None."""
+    if not isinstance(data, dict):
+        return None
+    counts = data.get("tokens") or data.get("billed_units") or {}
+    return Usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
+
+
+def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
+    """A v2 chat answer as a :class:`ChatResult`."""
+    content = (data.get("message") or {}).get("content") or []
+    text = "".join(part.get("text", "") for part in content if part.get("type", "text") == "text")
+    return ChatResult(
+        content=text,
+        model=requested_model,
+        usage=parse_usage(data.get("usage")),
+        finish_reason=data.get("finish_reason"),
+    )
+
+
+class StreamState:
+    """Turns v2 stream events into :class:`ChatChunk` s."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        """The text of one event, or None."""
+        kind = data.get("type")
+        delta = data.get("delta") or {}
+        if kind == "content-delta":
+            text = ((delta.get("message") or {}).get("content") or {}).get("text") or ""
+            return ChatChunk(delta=text) if text else None
+        if kind == "message-end":
+            self.finish_reason = delta.get("finish_reason")
+            self.usage = parse_usage(delta.get("usage"))
+            self.done = True
+        return None
+
+    def final(self) -> ChatChunk:
+        """The last chunk: finish reason and usage."""
+        return ChatChunk(finish_reason=self.finish_reason or "COMPLETE", usage=self.usage)
+
+
+def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
+    """``GET /v1/models`` as :class:`ModelInfo` s."""
+    models = []
+    for item in data.get("models") or []:
+        if isinstance(item, dict) and item.get("name"):
+            context = item.get("context_length")
+            models.append(
+                ModelInfo(
+                    id=str(item["name"]),
+                    context_window=int(context) if isinstance(context, int | float) else None,
+                    owned_by="cohere",
+                )
+            )
+    return models
+
+
+class CohereProvider(RemoteProvider):
+    """Cohere Command models through the v2 Chat API."""
+
+    name = "cohere"
+    default_base_url = "https://api.cohere.com"
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """The bearer key header."""
+        return {"Authorization": f"Bearer {credential.api_key}"}
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        data = await self.http.json(
+            "GET",
+            f"{self.base_url(credential)}/v1/models",
+            headers=self.headers(credential),
+            params={"endpoint": "chat", "page_size": "1000"},
+            secret=credential.api_key,
+        )
+        return parse_models(data if isinstance(data, dict) else {})
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer."""
+        credential = await self.require_credential()
+        data = await self.http.json(
+            "POST",
+            f"{self.base_url(credential)}/v2/chat",
+            headers=self.headers(credential),
+            body=build_body(request, stream=False),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("cohere answered with an unexpected JSON shape")
+        return parse_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
+        credential = await self.require_credential()
+        state = StreamState()
+        async with self.http.open(
+            "POST",
+            f"{self.base_url(credential)}/v2/chat",
+            headers=self.headers(credential),
+            body=build_body(request, stream=True),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for event in self.http.sse(response):
+                chunk = state.feed(load_event(self.name, event.data))
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    break
+        yield state.final()
+
+
+def create(settings: Settings, credentials: CredentialStore) -> CohereProvider:
+    """The ``cohere`` entry point: always registered, so a key added at run time works at once."""
+    return CohereProvider(settings, credentials)

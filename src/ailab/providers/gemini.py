@@ -1,0 +1,217 @@
+"""Google Gemini (AI Studio / Generative Language API), ``v1beta``.
+
+``POST /v1beta/models/{model}:generateContent`` answers JSON; ``:streamGenerateContent?alt=sse`` streams
+SSE ``data:`` events, each a partial GenerateContentResponse whose ``usageMetadata`` is cumulative (no
+``[DONE]``: the stream just ends). Roles are ``user`` and ``model``; system prompts go in
+``systemInstruction``; sampling settings in ``generationConfig``.
+
+The key travels ONLY in the ``x-goog-api-key`` header, never as ``?key=`` in the URL, where proxies,
+access logs and traces would keep it. Google answers an invalid key with 400 ``API_KEY_INVALID`` (not
+401); :meth:`GeminiProvider._error_hook` maps that to ProviderAuthError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+from ailab.config import Settings
+from ailab.errors import ProviderAuthError, ProviderError, ProviderUnavailable
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    Usage,
+)
+from ailab.providers.http import RemoteProvider, load_event, status_error
+
+API_PREFIX = "/v1beta"
+MAX_MODEL_PAGES = 10
+
+
+def model_path(model: str) -> str:
+    """``models/<name>`` with the name quoted so it cannot change the URL's path or query."""
+    return "models/" + quote(model.removeprefix("models/"), safe="-._")
+
+
+def build_body(request: ChatRequest) -> dict[str, Any]:
+    """The GenerateContentRequest for ``request`` (the same for streaming and not)."""
+    contents: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            continue
+        role = "model" if message.role == "assistant" else "user"
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].append({"text": message.content})
+        else:
+            contents.append({"role": role, "parts": [{"text": message.content}]})
+    body: dict[str, Any] = {"contents": contents}
+    system = [{"text": m.content} for m in request.messages if m.role == "system"]
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        config["maxOutputTokens"] = request.max_tokens
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.stop:
+        config["stopSequences"] = list(request.stop)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usageMetadata`` or None."""
+    if not isinstance(data, dict):
+        return None
+    return Usage(int(data.get("promptTokenCount") or 0), int(data.get("candidatesTokenCount") or 0))
+
+
+def candidate_text(data: dict[str, Any]) -> tuple[str, str | None]:
+    """The first candidate's text and finish reason (a blocked prompt gives its block reason)."""
+    candidates = data.get("candidates") or []
+    if not candidates:
+        blocked = (data.get("promptFeedback") or {}).get("blockReason")
+        return "", str(blocked) if blocked else None
+    first = candidates[0]
+    parts = (first.get("content") or {}).get("parts") or []
+    text = "".join(part.get("text", "") for part in parts if not part.get("thought"))
+    return text, first.get("finishReason")
+
+
+def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
+    """A GenerateContentResponse as a :class:`ChatResult`."""
+    text, finish = candidate_text(data)
+    return ChatResult(
+        content=text,
+        model=data.get("modelVersion") or requested_model,
+        usage=parse_usage(data.get("usageMetadata")),
+        finish_reason=finish,
+    )
+
+
+class StreamState:
+    """Turns streamed GenerateContentResponses into :class:`ChatChunk` s (usage: the last one seen)."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        """The text of one event, or None; an ``error`` object is raised."""
+        if isinstance(data.get("error"), dict):
+            error = data["error"]
+            raise status_error("gemini", int(error.get("code") or 500), str(error.get("message")))
+        usage = parse_usage(data.get("usageMetadata"))
+        if usage is not None:
+            self.usage = usage
+        text, finish = candidate_text(data)
+        self.finish_reason = finish or self.finish_reason
+        return ChatChunk(delta=text) if text else None
+
+    def final(self) -> ChatChunk:
+        """The last chunk: finish reason and usage."""
+        return ChatChunk(finish_reason=self.finish_reason or "STOP", usage=self.usage)
+
+
+def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
+    """The models of ``GET /v1beta/models`` that can generate content (names without ``models/``)."""
+    models = []
+    for item in data.get("models") or []:
+        if not isinstance(item, dict) or not item.get("name"):
+            continue
+        if "generateContent" not in (item.get("supportedGenerationMethods") or ["generateContent"]):
+            continue
+        limit = item.get("inputTokenLimit")
+        models.append(
+            ModelInfo(
+                id=str(item["name"]).removeprefix("models/"),
+                context_window=int(limit) if isinstance(limit, int) else None,
+                owned_by="google",
+            )
+        )
+    return models
+
+
+class GeminiProvider(RemoteProvider):
+    """Gemini models through the Generative Language API."""
+
+    name = "gemini"
+    default_base_url = "https://generativelanguage.googleapis.com"
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """The key header (the key never goes in the URL)."""
+        return {"x-goog-api-key": credential.api_key or ""}
+
+    def _error_hook(self, status: int, body: bytes, message: str) -> ProviderError | None:
+        if status == 400 and (b"API_KEY_INVALID" in body or b"API key not valid" in body):
+            return ProviderAuthError(
+                f"gemini refused the credentials ({message}); set a valid key with "
+                "`ai-lab keys set gemini` or AILAB_GEMINI_API_KEY"
+            )
+        return None
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        models: list[ModelInfo] = []
+        params = {"pageSize": "1000"}
+        for _ in range(MAX_MODEL_PAGES):
+            data = await self.http.json(
+                "GET",
+                f"{self.base_url(credential)}{API_PREFIX}/models",
+                headers=self.headers(credential),
+                params=params,
+                secret=credential.api_key,
+            )
+            if not isinstance(data, dict):
+                break
+            models += parse_models(data)
+            token = data.get("nextPageToken")
+            if not token:
+                break
+            params = {"pageSize": "1000", "pageToken": str(token)}
+        return models
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer from ``:generateContent``."""
+        credential = await self.require_credential()
+        data = await self.http.json(
+            "POST",
+            f"{self.base_url(credential)}{API_PREFIX}/{model_path(request.model)}:generateContent",
+            headers=self.headers(credential),
+            body=build_body(request),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("gemini answered with an unexpected JSON shape")
+        return parse_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk from ``:streamGenerateContent?alt=sse``."""
+        credential = await self.require_credential()
+        state = StreamState()
+        async with self.http.open(
+            "POST",
+            f"{self.base_url(credential)}{API_PREFIX}/{model_path(request.model)}:streamGenerateContent",
+            headers=self.headers(credential),
+            params={"alt": "sse"},
+            body=build_body(request),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for event in self.http.sse(response):
+                chunk = state.feed(load_event(self.name, event.data))
+                if chunk is not None:
+                    yield chunk
+        yield state.final()
+
+
+def create(settings: Settings, credentials: CredentialStore) -> GeminiProvider:
+    """The ``gemini`` entry point: always registered, so a key added at run time works at once."""
+    return GeminiProvider(settings, credentials)

@@ -1,0 +1,169 @@
+"""Ollama's native API: ``POST /api/chat`` (NDJSON streaming) and ``GET /api/tags`` for the models.
+
+No key is needed; one is sent as a bearer token when set (for an Ollama behind an authenticating proxy).
+Ollama streams by default, so ``stream`` is always sent explicitly. Each streamed line is a JSON object
+with ``message.content``; the last has ``"done": true`` with ``prompt_eval_count`` / ``eval_count`` (the
+token counts). An unreachable Ollama makes :meth:`OllamaProvider.list_models` raise ProviderUnavailable,
+so the registry skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ailab.config import Settings
+from ailab.errors import ProviderUnavailable
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    ProviderHealth,
+    Usage,
+)
+from ailab.providers.http import RemoteProvider, load_event, status_error
+
+
+def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The JSON body of ``POST /api/chat`` for ``request`` (sampling settings under ``options``)."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": stream,
+    }
+    options: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
+    if request.stop:
+        options["stop"] = list(request.stop)
+    if options:
+        body["options"] = options
+    return body
+
+
+def parse_usage(data: dict[str, Any]) -> Usage | None:
+    """The token counts of a final (``done``) object, or None."""
+    if "prompt_eval_count" not in data and "eval_count" not in data:
+        return None
+    return Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
+
+
+def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
+    """A non-streamed ``/api/chat`` answer as a :class:`ChatResult`."""
+    return ChatResult(
+        content=(data.get("message") or {}).get("content") or "",
+        model=data.get("model") or requested_model,
+        usage=parse_usage(data),
+        finish_reason=data.get("done_reason") or ("stop" if data.get("done") else None),
+    )
+
+
+class StreamState:
+    """Turns streamed ``/api/chat`` lines into :class:`ChatChunk` s."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        """The text of one line, or None; an ``{"error": ...}`` line is raised."""
+        if data.get("error"):
+            raise ProviderUnavailable(f"ollama failed mid-stream: {data['error']}")
+        text = (data.get("message") or {}).get("content") or ""
+        if data.get("done"):
+            self.done = True
+            self.usage = parse_usage(data)
+            self.finish_reason = data.get("done_reason") or "stop"
+        return ChatChunk(delta=text) if text else None
+
+    def final(self) -> ChatChunk:
+        """The last chunk: finish reason and usage."""
+        return ChatChunk(finish_reason=self.finish_reason or "stop", usage=self.usage)
+
+
+def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
+    """``GET /api/tags`` as :class:`ModelInfo` s (names as Ollama gives them, e.g. ``llama3:latest``)."""
+    return [
+        ModelInfo(id=str(item.get("name") or item.get("model")), owned_by="ollama")
+        for item in data.get("models") or []
+        if isinstance(item, dict) and (item.get("name") or item.get("model"))
+    ]
+
+
+class OllamaProvider(RemoteProvider):
+    """A local or remote Ollama server."""
+
+    name = "ollama"
+    key_required = False
+    default_base_url = "http://127.0.0.1:11434"
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """A bearer header only when a key is set."""
+        return {"Authorization": f"Bearer {credential.api_key}"} if credential.api_key else {}
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        data = await self.http.json(
+            "GET",
+            f"{self.base_url(credential)}/api/tags",
+            headers=self.headers(credential),
+            secret=credential.api_key,
+        )
+        return parse_models(data if isinstance(data, dict) else {})
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The pulled models; ProviderUnavailable when Ollama does not answer."""
+        return await self._fetch_models(await self.require_credential())
+
+    async def health(self) -> ProviderHealth:
+        """A model listing (errors raised, as for the other providers)."""
+        models = await self.list_models()
+        return ProviderHealth(ok=True, detail=f"{len(models)} models available")
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer."""
+        credential = await self.require_credential()
+        data = await self.http.json(
+            "POST",
+            f"{self.base_url(credential)}/api/chat",
+            headers=self.headers(credential),
+            body=build_body(request, stream=False),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("ollama answered with an unexpected JSON shape")
+        if data.get("error"):
+            raise status_error(self.name, 500, str(data["error"]))
+        return parse_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk from the NDJSON stream."""
+        credential = await self.require_credential()
+        state = StreamState()
+        async with self.http.open(
+            "POST",
+            f"{self.base_url(credential)}/api/chat",
+            headers=self.headers(credential),
+            body=build_body(request, stream=True),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for line in self.http.lines(response):
+                chunk = state.feed(load_event(self.name, line))
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    break
+        yield state.final()
+
+
+def create(settings: Settings, credentials: CredentialStore) -> OllamaProvider:
+    """The ``ollama`` entry point: always registered (no key needed)."""
+    return OllamaProvider(settings, credentials)

@@ -1,0 +1,138 @@
+"""OpenAI (api.openai.com or any base URL), and the base class of every OpenAI-wire backend.
+
+:class:`OpenAIWireProvider` talks ``GET {base}/models`` and ``POST {base}/chat/completions`` with a
+bearer key, streams ``data:`` chunks until ``[DONE]`` (asking for ``stream_options.include_usage`` so the
+last chunk carries the token counts), and forwards raw requests for the gateway's pass-through
+(:class:`~ailab.providers.base.SupportsOpenAIForward`). OpenAI-compatible servers, Hugging Face and Azure
+OpenAI are the same class with another base URL, key rule or URL scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from ailab.config import Settings
+from ailab.errors import ProviderUnavailable
+from ailab.providers import openai_wire as wire
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    UpstreamResponse,
+)
+from ailab.providers.http import RemoteProvider, ResponseBody, error_message, load_event, scrub
+
+
+class OpenAIWireProvider(RemoteProvider):
+    """A backend speaking OpenAI's chat completions API."""
+
+    max_tokens_field = "max_tokens"
+
+    # -- where and how to call; Azure overrides these ----------------------------------------------------
+
+    def auth_headers(self, credential: Credential) -> dict[str, str]:
+        """The authentication header (none when there is no key)."""
+        return {"Authorization": f"Bearer {credential.api_key}"} if credential.api_key else {}
+
+    def chat_url(self, credential: Credential, model: str) -> str:
+        """The chat completions URL for ``model``."""
+        return f"{self.base_url(credential)}/chat/completions"
+
+    def query(self, credential: Credential) -> Mapping[str, str] | None:
+        """Query parameters every call carries (Azure's api-version)."""
+        return None
+
+    async def _fetch_models(self, credential: Credential) -> list[ModelInfo]:
+        data = await self.http.json(
+            "GET",
+            f"{self.base_url(credential)}/models",
+            headers=self.auth_headers(credential),
+            params=self.query(credential),
+            secret=credential.api_key,
+        )
+        return wire.parse_models(data if isinstance(data, dict) else {})
+
+    # -- chat --------------------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer from ``POST /chat/completions``."""
+        credential = await self.require_credential()
+        data = await self.http.json(
+            "POST",
+            self.chat_url(credential, request.model),
+            headers=self.auth_headers(credential),
+            params=self.query(credential),
+            body=wire.build_chat_body(request, stream=False, max_tokens_field=self.max_tokens_field),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable(f"{self.name} answered with an unexpected JSON shape")
+        return wire.parse_chat_response(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
+        credential = await self.require_credential()
+        state = wire.StreamState()
+        async with self.http.open(
+            "POST",
+            self.chat_url(credential, request.model),
+            headers=self.auth_headers(credential),
+            params=self.query(credential),
+            body=wire.build_chat_body(request, stream=True, max_tokens_field=self.max_tokens_field),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for event in self.http.sse(response):
+                if event.data == wire.DONE:
+                    break
+                data = load_event(self.name, event.data)
+                if "error" in data:
+                    message = scrub(error_message(event.data.encode()), credential.api_key)
+                    raise ProviderUnavailable(f"{self.name} failed mid-stream: {message}")
+                chunk = state.feed(data)
+                if chunk is not None:
+                    yield chunk
+        yield state.final()
+
+    # -- pass-through ------------------------------------------------------------------------------------
+
+    async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
+        """POST ``payload`` as is and hand back the upstream's status, content type and raw body.
+
+        Non-2xx answers are returned too (the gateway decides what to do); upstream headers never are.
+        The body's ``aclose()`` releases the connection when it is not read to the end.
+        """
+        credential = await self.require_credential()
+        response = await self.http.send(
+            "POST",
+            self.chat_url(credential, str(payload.get("model", ""))),
+            headers=self.auth_headers(credential),
+            params=self.query(credential),
+            body=orjson.dumps(payload),
+            stream=bool(payload.get("stream")),
+        )
+        return UpstreamResponse(
+            status=response.status,
+            content_type=response.headers.get("Content-Type", "application/json"),
+            body=ResponseBody(self.http, response),
+        )
+
+
+class OpenAIProvider(OpenAIWireProvider):
+    """api.openai.com (or ``AILAB_OPENAI_BASE_URL``), with a bearer key."""
+
+    name = "openai"
+    default_base_url = "https://api.openai.com/v1"
+    # OpenAI's reasoning models refuse max_tokens; every current model takes this one.
+    max_tokens_field = "max_completion_tokens"
+
+
+def create(settings: Settings, credentials: CredentialStore) -> OpenAIProvider:
+    """The ``openai`` entry point: always registered, so a key added at run time works at once."""
+    return OpenAIProvider(settings, credentials)

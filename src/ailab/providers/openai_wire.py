@@ -1,0 +1,109 @@
+"""OpenAI's chat completions wire format, as pure functions (no HTTP), shared by every backend that speaks it.
+
+OpenAI itself, Azure OpenAI, Hugging Face's router / TGI Messages API and OpenAI-compatible servers (vLLM,
+llama.cpp server, LM Studio) all take the same request body and answer the same JSON, or the same stream
+of ``data: {chat.completion.chunk}`` events ending with ``data: [DONE]``. With
+``stream_options.include_usage`` the stream's last chunk (with empty ``choices``) carries the usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ailab.providers.base import ChatChunk, ChatRequest, ChatResult, ModelInfo, Usage
+
+DONE = "[DONE]"
+
+
+def build_chat_body(
+    request: ChatRequest, *, stream: bool, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """The JSON body of ``POST /chat/completions`` for ``request``.
+
+    Extra OpenAI fields (``seed``, ``response_format``, ...) pass through; the explicit ones win.
+    ``max_tokens_field`` is ``max_completion_tokens`` for OpenAI itself, whose newer models refuse
+    ``max_tokens``.
+    """
+    body: dict[str, Any] = dict(request.extra)
+    body["model"] = request.model
+    body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+    body["stream"] = stream
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    if request.max_tokens is not None:
+        body[max_tokens_field] = request.max_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = list(request.stop)
+    return body
+
+
+def parse_usage(data: Any) -> Usage | None:
+    """``usage`` of an answer or chunk, or None when absent."""
+    if not isinstance(data, dict):
+        return None
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+    )
+
+
+def parse_chat_response(data: dict[str, Any], requested_model: str) -> ChatResult:
+    """A ``chat.completion`` object as a :class:`ChatResult`."""
+    choices = data.get("choices") or []
+    first = choices[0] if choices else {}
+    message = first.get("message") or {}
+    return ChatResult(
+        content=message.get("content") or "",
+        model=data.get("model") or requested_model,
+        usage=parse_usage(data.get("usage")),
+        finish_reason=first.get("finish_reason"),
+    )
+
+
+class StreamState:
+    """Turns ``chat.completion.chunk`` objects into :class:`ChatChunk` s.
+
+    Text deltas come out as they arrive; the finish reason and the usage (which comes after it, in a
+    chunk of its own) are held back and come out together in :meth:`final`.
+    """
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, data: dict[str, Any]) -> ChatChunk | None:
+        """The text chunk in ``data``, or None when it only carried role, finish reason or usage."""
+        usage = parse_usage(data.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        text = ""
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text += delta.get("content") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return ChatChunk(delta=text) if text else None
+
+    def final(self) -> ChatChunk:
+        """The last chunk: finish reason and usage."""
+        return ChatChunk(finish_reason=self.finish_reason or "stop", usage=self.usage)
+
+
+def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
+    """``GET /models`` (``{"object": "list", "data": [...]}``) as :class:`ModelInfo` s."""
+    models = []
+    for item in data.get("data") or []:
+        if isinstance(item, dict) and item.get("id"):
+            context = item.get("context_length") or item.get("max_model_len")
+            models.append(
+                ModelInfo(
+                    id=str(item["id"]),
+                    owned_by=item.get("owned_by"),
+                    context_window=int(context) if isinstance(context, int) else None,
+                )
+            )
+    return models
