@@ -6,6 +6,7 @@ import typer
 
 from ailab import __version__
 from ailab.cli import db, keys, serve
+from ailab.cli import importer as import_cli
 
 app = typer.Typer(
     name="ai-lab",
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(import_cli.app, name="import")
 app.add_typer(keys.app, name="keys")
 
 
