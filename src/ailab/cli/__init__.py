@@ -17,6 +17,8 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
 app.add_typer(import_cli.app, name="import")
 app.add_typer(keys.app, name="keys")
 

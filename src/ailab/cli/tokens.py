@@ -1,0 +1,73 @@
+"""``ai-lab tokens``: long-lived API tokens (for scripts and the OpenAI SDK under ``/v1``).
+
+``create`` prints the token alone on stdout, once, so ``TOKEN=$(ai-lab tokens create ci)`` captures it;
+only its SHA-256 is stored, so it cannot be shown again.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Column, Table
+
+from ailab.cli.common import console, err_console, run_with_services
+from ailab.services.auth import ADMIN_NAME
+from ailab.services.container import Services
+
+app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
+
+
+@app.command("create")
+def create_command(
+    name: str = typer.Argument(help="what the token is for, e.g. 'laptop' or 'ci'"),
+    user: str = typer.Option(ADMIN_NAME, "--user", "-u", help="the user the token acts as"),
+) -> None:
+    """Create an API token NAME for USER and print it once (stdout carries the token alone)."""
+
+    async def run(services: Services) -> str:
+        plaintext, row = await services.auth.create_api_token(user, name)
+        err_console.print(
+            f"API token {row.id} ({row.name!r}) for {user}; it is shown only now:", highlight=False
+        )
+        return plaintext
+
+    typer.echo(run_with_services(run))
+
+
+@app.command("list")
+def list_command(
+    user: str | None = typer.Option(None, "--user", "-u", help="only this user's tokens"),
+) -> None:
+    """List API tokens (never their secret): id, name, user, created, last used, state."""
+
+    async def run(services: Services) -> None:
+        user_id = (await services.auth.get_user(user)).id if user is not None else None
+        rows = await services.auth.list_api_tokens(user_id)
+        # The id is what `tokens revoke` needs: never shorten it.
+        table = Table(
+            Column("id", no_wrap=True, min_width=36), "name", "user", "created", "last used", "state"
+        )
+        for token, owner in rows:
+            table.add_row(
+                token.id,
+                token.name,
+                owner,
+                f"{token.created_at:%Y-%m-%d}",
+                f"{token.last_used_at:%Y-%m-%d}" if token.last_used_at else "never",
+                "revoked" if token.revoked_at else "active",
+            )
+        console.print(table if rows else "no API tokens")
+
+    run_with_services(run)
+
+
+@app.command("revoke")
+def revoke_command(
+    token_id: str = typer.Argument(metavar="ID", help="the token's id (see `tokens list`)"),
+) -> None:
+    """Revoke the API token ID; it is refused from then on."""
+
+    async def run(services: Services) -> None:
+        token = await services.auth.revoke_api_token(token_id)
+        console.print(f"revoked API token {token.id} ({token.name!r})", highlight=False)
+
+    run_with_services(run)
