@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ailab import __version__
-from ailab.cli import db, keys, serve
+from ailab.cli import db, keys, serve, tokens, users
 from ailab.cli import importer as import_cli
 
 app = typer.Typer(
