@@ -14,7 +14,11 @@ from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.auth import AuthService
+from ailab.services.chat import ChatService
+from ailab.services.direct import DirectPipeline
+from ailab.services.gateway import Gateway
 from ailab.services.masterkey import load_master_keys
+from ailab.services.pipelines import Pipelines
 from ailab.services.sessions import SessionService
 from ailab.services.vault import Vault
 
@@ -30,6 +34,9 @@ class Services:
     sessions: SessionService
     providers: ProviderRegistry
     vault: Vault
+    pipelines: Pipelines  # /chat's pipelines by name; built-ins are registered here at start
+    chat: ChatService
+    gateway: Gateway
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -51,12 +58,21 @@ async def build_services(settings: Settings) -> Services:
         settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
     vault = Vault(db, settings, master_keys)  # the providers' credentials: vault first, then settings
-    return Services(
+    sessions = SessionService(db)
+    providers = ProviderRegistry.from_entry_points(settings, vault)
+    pipelines = Pipelines([DirectPipeline(providers)])
+    chat = ChatService(db, sessions, providers, pipelines, settings)
+    services = Services(
         settings=settings,
         db=db,
         master_keys=master_keys,
         auth=AuthService(db, settings, master_keys),
-        sessions=SessionService(db),
-        providers=ProviderRegistry.from_entry_points(settings, vault),
+        sessions=sessions,
+        providers=providers,
         vault=vault,
+        pipelines=pipelines,
+        chat=chat,
+        gateway=Gateway(providers),
     )
+    services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
+    return services

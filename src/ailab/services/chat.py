@@ -1,0 +1,245 @@
+"""A ``/chat`` turn: validate, store the user's message, run the pipeline, store the answer.
+
+The order is what makes a turn safe to interrupt:
+
+1. everything that can be refused is checked first (pipeline name, model, session owner, size), so a
+   refused request changes nothing;
+2. the session's earlier messages are read and trimmed to the model's context window (counted with the
+   model's own tokenizer when the provider offers one, approximated from characters otherwise);
+3. the user's message is stored, then the pipeline runs; its events go to the caller as they come, with
+   no database write per token;
+4. the answer is stored once, when the pipeline ends: ``complete``, ``error`` (what was produced before
+   the failure) or ``cut_off`` (the client went away; the pipeline is closed, which stops generation).
+   That last write runs in its own task, shielded from the cancellation that ended the request.
+
+A turn therefore always stores exactly two messages, whatever the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ailab.config import Settings
+from ailab.db.engine import Database
+from ailab.db.repos import sessions as repo
+from ailab.errors import AILabError, InvalidInput, NotFound
+from ailab.providers.base import ChatMessage, Provider
+from ailab.providers.registry import ProviderRegistry
+from ailab.services.sessions import SessionService
+from ailab.services.turns import AgentStart, ChatPipeline, Delta, Final, PipelineEvent, PipelineLookup, Turn
+
+log = logging.getLogger("ailab.chat")
+HISTORY_LIMIT = 200  # messages read back as context before trimming to the window
+DEFAULT_CONTEXT_WINDOW = 8192
+ANSWER_RESERVE_TOKENS = 512  # room left for the answer when the request sets no max_tokens
+MESSAGE_OVERHEAD_TOKENS = 8  # role markers of a chat template, per message
+TEMPLATE_RESERVE_TOKENS = 64  # a default system prompt some templates add
+CHARS_PER_TOKEN = 4  # the usual approximation for English text
+CONTEXT_ROLES = ("user", "assistant", "system")
+
+
+@runtime_checkable
+class SupportsTokenCount(Protocol):
+    """A provider that can count tokens with its model's tokenizer (the embedded model)."""
+
+    async def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInput:
+    """A validated ``POST /chat`` body."""
+
+    message: str
+    session_id: str | None = None
+    model: str | None = None
+    pipeline: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class PreparedTurn:
+    """A turn whose user message is stored and whose pipeline is ready to run."""
+
+    owner_id: str | None
+    pipeline: ChatPipeline
+    turn: Turn
+    final: Final | None = None
+    status: str = "cut_off"
+    error: str | None = None
+    stored: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def session_id(self) -> str:
+        return self.turn.session_id
+
+
+async def fit_history(
+    provider: Provider,
+    history: Sequence[ChatMessage],
+    message: str,
+    *,
+    context_window: int,
+    max_tokens: int | None,
+) -> list[ChatMessage]:
+    """The newest part of ``history`` that fits the window with ``message`` and room for the answer.
+
+    Raises InvalidInput when the message alone does not fit.
+    """
+    texts = [m.content for m in history] + [message]
+    if isinstance(provider, SupportsTokenCount):
+        counts = await provider.count_tokens(texts)
+    else:
+        counts = [len(text) // CHARS_PER_TOKEN + 1 for text in texts]
+    reserve = max_tokens if max_tokens is not None else min(ANSWER_RESERVE_TOKENS, context_window // 4)
+    budget = context_window - reserve - TEMPLATE_RESERVE_TOKENS
+    budget -= counts[-1] + MESSAGE_OVERHEAD_TOKENS
+    if budget < 0:
+        raise InvalidInput(
+            f"the message and max_tokens do not fit the model's context window of {context_window} tokens"
+        )
+    kept = 0
+    for count in reversed(counts[:-1]):
+        cost = count + MESSAGE_OVERHEAD_TOKENS
+        if cost > budget:
+            break
+        budget -= cost
+        kept += 1
+    return list(history[len(history) - kept :]) if kept else []
+
+
+class ChatService:
+    """Runs ``/chat`` turns (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Database,
+        sessions: SessionService,
+        providers: ProviderRegistry,
+        pipelines: PipelineLookup,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._sessions = sessions
+        self._providers = providers
+        self._pipelines = pipelines
+        self._settings = settings
+        self._windows: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def prepare(self, owner_id: str | None, data: ChatInput, request_id: str) -> PreparedTurn:
+        """Check the request, trim the context and store the user's message."""
+        if not data.message.strip():
+            raise InvalidInput("message must not be empty")
+        pipeline = await self._pipelines.resolve(data.pipeline or self._settings.default_pipeline)
+        provider, model = self._providers.resolve(data.model)
+        title = " ".join(data.message.split())[:80]
+        session = await self._sessions.get_or_create(owner_id, data.session_id, title)
+        history = await self._history(session.id)
+        history = await fit_history(
+            provider,
+            history,
+            data.message,
+            context_window=await self._context_window(provider, model),
+            max_tokens=data.max_tokens,
+        )
+        await self._sessions.append(owner_id, session.id, "user", data.message)
+        turn = Turn(
+            session_id=session.id,
+            owner_id=owner_id,
+            request_id=request_id,
+            message=data.message,
+            history=history,
+            model=data.model,
+            max_tokens=data.max_tokens,
+            temperature=data.temperature,
+        )
+        return PreparedTurn(owner_id=owner_id, pipeline=pipeline, turn=turn)
+
+    async def _history(self, session_id: str) -> list[ChatMessage]:
+        async with self._db.read() as session:
+            rows = await repo.last_messages(session, session_id, HISTORY_LIMIT)
+        return [ChatMessage(r.role, r.content) for r in rows if r.role in CONTEXT_ROLES and r.content]
+
+    async def _context_window(self, provider: Provider, model: str) -> int:
+        key = f"{provider.name}/{model}"
+        window = self._windows.get(key)
+        if window is None:
+            window = DEFAULT_CONTEXT_WINDOW
+            try:
+                models = await provider.list_models()
+            except AILabError:
+                models = []
+            for info in models:
+                if (info.id == model or not model) and info.context_window:
+                    window = info.context_window
+                    break
+            self._windows[key] = window
+        return window
+
+    async def run(self, prepared: PreparedTurn) -> AsyncIterator[PipelineEvent]:
+        """The pipeline's events; the answer is stored when they end, however they end."""
+        events = prepared.pipeline.run(prepared.turn)
+        parts: list[str] = []
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                elif isinstance(event, AgentStart):
+                    parts.clear()  # a cut-off answer is the current agent's text
+                elif isinstance(event, Final):
+                    prepared.final = event
+                    prepared.status = "complete"
+                yield event
+            if prepared.final is None:
+                prepared.status, prepared.error = "error", "the pipeline ended without an answer"
+        except AILabError as exc:
+            prepared.status, prepared.error = "error", exc.message
+            raise
+        except Exception as exc:
+            prepared.status, prepared.error = "error", f"internal error ({type(exc).__name__})"
+            raise
+        finally:
+            # A task of its own, so neither a cancelled request nor a closed generator loses the answer.
+            task = asyncio.get_running_loop().create_task(self._finish(events, prepared, "".join(parts)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            await asyncio.shield(task)
+
+    async def _finish(
+        self, events: AsyncIterator[PipelineEvent], prepared: PreparedTurn, partial: str
+    ) -> None:
+        aclose = getattr(events, "aclose", None)  # async generators have it; stops a running generation
+        try:
+            if aclose is not None:
+                await aclose()
+        except Exception:
+            log.exception("closing the pipeline of session %s failed", prepared.session_id)
+        final = prepared.final
+        try:
+            await self._sessions.append(
+                prepared.owner_id,
+                prepared.session_id,
+                "assistant",
+                final.response if final is not None else partial,
+                thought_process=final.thought_process if final is not None else None,
+                model=final.model if final is not None else prepared.turn.model,
+                prompt_tokens=final.usage.prompt_tokens if final is not None else None,
+                completion_tokens=final.usage.completion_tokens if final is not None else None,
+                status=prepared.status,
+            )
+        except NotFound:
+            log.info("session %s was deleted before its answer could be stored", prepared.session_id)
+        except Exception:
+            log.exception("storing the answer of session %s failed", prepared.session_id)
+        finally:
+            prepared.stored.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every answer being stored is stored (shutdown, tests)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

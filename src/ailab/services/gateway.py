@@ -1,0 +1,377 @@
+"""The OpenAI-compatible gateway: ``/v1/models`` and ``/v1/chat/completions`` over every provider.
+
+Two paths, chosen per provider once:
+
+- **pass-through** for providers whose backend speaks OpenAI's wire format
+  (:class:`~ailab.providers.base.SupportsOpenAIForward`): the request is forwarded with only ``model``
+  rewritten, and the upstream's bytes come back untouched, streamed as they arrive. Usage is read from the
+  upstream's own ``usage`` (for streams the gateway asks for ``stream_options.include_usage`` and, when
+  the client did not ask for it, drops that one usage-only event again), so nothing is re-encoded;
+- **translation** for the others (local, anthropic, gemini, cohere, ollama...): their
+  :class:`ChatResult` / :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON.
+
+The hot path writes nothing to the database: each request ends in one :class:`GenerationRecord` handed to
+the registry's observers (monitoring aggregates them in memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ailab.errors import AILabError, InvalidInput
+from ailab.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Provider,
+    SupportsOpenAIForward,
+    Usage,
+)
+from ailab.providers.registry import GenerationRecord, ProviderRegistry
+
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+DONE = b"data: [DONE]\n\n"
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_PASSED_FIELDS = ("seed", "response_format", "presence_penalty", "frequency_penalty", "user", "n")
+
+
+class BadRequest(InvalidInput):
+    """A request OpenAI would answer with 400 (malformed JSON, missing fields)."""
+
+    status = 400
+    code = "invalid_request"
+
+
+@dataclass(slots=True)
+class GatewayReply:
+    """What the route sends back: a whole body, or a stream of bytes."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    stream: AsyncGenerator[bytes, None] | None = None
+
+
+def parse_request(body: bytes) -> dict[str, Any]:
+    """The JSON object of a chat completions request, with ``model`` and ``messages`` checked."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' is required (a string like 'local/smollm2-135m-instruct')")
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array")
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("'stream' must be a boolean")
+    return payload
+
+
+def _text_of(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):  # content parts: the text ones are understood by every backend
+        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(texts) == len(content):
+            return "".join(str(t) for t in texts)
+    raise BadRequest(f"messages[{index}].content: only text content is supported by this backend")
+
+
+def _number(payload: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadRequest(f"'{name}' must be a number between {low} and {high}")
+    return float(value)
+
+
+def to_chat_request(payload: dict[str, Any], model: str) -> ChatRequest:
+    """A backend-neutral request from an OpenAI chat completions payload (translated path)."""
+    messages: list[ChatMessage] = []
+    for index, item in enumerate(payload["messages"]):
+        if not isinstance(item, dict) or not isinstance(item.get("role"), str):
+            raise BadRequest(f"messages[{index}] must be an object with a 'role'")
+        role = "system" if item["role"] == "developer" else item["role"]
+        messages.append(ChatMessage(role, _text_of(item.get("content"), index)))
+    max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+        raise BadRequest("'max_tokens' must be an integer")
+    if max_tokens is not None and max_tokens < 1:
+        raise BadRequest("'max_tokens' must be at least 1")
+    stop = payload.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise BadRequest("'stop' must be a string or an array of strings")
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=_number(payload, "temperature", 0.0, 2.0),
+        top_p=_number(payload, "top_p", 0.0, 1.0),
+        stop=stop,
+        extra={k: payload[k] for k in _PASSED_FIELDS if k in payload},
+    )
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    """OpenAI's ``usage`` object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _usage_from(obj: Any) -> tuple[int, int]:
+    if isinstance(obj, dict):
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return 0, 0
+
+
+def _wants_usage(payload: dict[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class Gateway:
+    """Serves OpenAI's chat completions API from the provider registry."""
+
+    def __init__(self, providers: ProviderRegistry) -> None:
+        self._providers = providers
+        self._forwarding: dict[str, bool] = {}  # provider name -> speaks OpenAI's wire format
+
+    async def models(self) -> dict[str, Any]:
+        """Every model of every configured backend, as OpenAI's model list."""
+        data = [
+            {"id": f"{name}/{info.id}", "object": "model", "created": 0, "owned_by": info.owned_by or name}
+            for name, info in await self._providers.list_models()
+        ]
+        return {"object": "list", "data": data}
+
+    async def chat_completions(self, body: bytes) -> GatewayReply:
+        """Answer one chat completions request (see the module docstring for the two paths)."""
+        payload = parse_request(body)
+        model_id: str = payload["model"]
+        provider, model = self._providers.resolve(model_id)
+        forwarding = self._forwarding.get(provider.name)
+        if forwarding is None:
+            forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsOpenAIForward)
+        if forwarding:
+            return await self._forward(provider, model, payload)
+        request = to_chat_request(payload, model)
+        if payload.get("stream"):
+            return GatewayReply(200, EVENT_STREAM, stream=self._translate_stream(provider, request, payload))
+        return await self._translate(provider, request, model_id)
+
+    # -- pass-through -----------------------------------------------------------------------------
+    async def _forward(self, provider: Provider, model: str, payload: dict[str, Any]) -> GatewayReply:
+        assert isinstance(provider, SupportsOpenAIForward)
+        payload["model"] = model
+        stream = bool(payload.get("stream"))
+        hide_usage = stream and not _wants_usage(payload)
+        if hide_usage:  # ask for usage anyway, to account for it; the client does not see it
+            options = payload.get("stream_options")
+            payload["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        start = time.perf_counter()
+        try:
+            upstream = await provider.forward_chat_completions(payload)
+        except AILabError as exc:
+            self._record(provider, model, start, stream=stream, error=exc.code)
+            raise
+        if not stream or upstream.status >= 400 or not upstream.content_type.startswith(EVENT_STREAM):
+            parts = [chunk async for chunk in upstream.body]
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            tokens = (0, 0)
+            if upstream.status < 400 and _USAGE_OBJECT.search(data):
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    tokens = _usage_from(orjson.loads(data))
+            error = None if upstream.status < 400 else f"upstream_{upstream.status}"
+            self._record(provider, model, start, tokens=tokens, stream=stream, error=error)
+            return GatewayReply(upstream.status, upstream.content_type, body=data)
+        return GatewayReply(
+            upstream.status,
+            upstream.content_type,
+            stream=self._pass_stream(provider, model, upstream.body, start, hide_usage),
+        )
+
+    async def _pass_stream(
+        self, provider: Provider, model: str, body: AsyncIterator[bytes], start: float, hide_usage: bool
+    ) -> AsyncGenerator[bytes, None]:
+        """The upstream's bytes, whole events at a time; only a usage event we asked for is dropped."""
+        ttft: float | None = None
+        tokens = (0, 0)
+        tail = b""
+        error: str | None = "cancelled"
+        try:
+            async for chunk in body:
+                if ttft is None:
+                    ttft = time.perf_counter() - start
+                data = tail + chunk if tail else chunk
+                end = data.rfind(b"\n\n") + 2
+                if end == 1:  # no complete event yet
+                    tail = data
+                    continue
+                out, tail = (data[:end], data[end:]) if end < len(data) else (data, b"")
+                if _USAGE_OBJECT.search(out):
+                    out, tokens = self._take_usage(out, hide_usage)
+                if out:
+                    yield out
+            if tail:
+                yield tail
+            error = None
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._record(provider, model, start, ttft=ttft, tokens=tokens, stream=True, error=error)
+
+    @staticmethod
+    def _take_usage(block: bytes, hide_usage: bool) -> tuple[bytes, tuple[int, int]]:
+        """The usage of the events in ``block`` and the block without the usage-only event if hidden."""
+        tokens = (0, 0)
+        kept: list[bytes] = []
+        for event in block.split(b"\n\n"):
+            if event and _USAGE_OBJECT.search(event):
+                line = event.strip()
+                try:
+                    obj = orjson.loads(line[5:] if line.startswith(b"data:") else line)
+                except orjson.JSONDecodeError:
+                    obj = None
+                tokens = _usage_from(obj) if obj is not None else tokens
+                if hide_usage and isinstance(obj, dict) and not obj.get("choices"):
+                    continue
+            kept.append(event)
+        return b"\n\n".join(kept), tokens
+
+    # -- translation ------------------------------------------------------------------------------
+    async def _translate(self, provider: Provider, request: ChatRequest, model_id: str) -> GatewayReply:
+        start = time.perf_counter()
+        try:
+            result = await provider.chat(request)
+        except AILabError as exc:
+            self._record(provider, request.model, start, stream=False, error=exc.code)
+            raise
+        usage = result.usage or Usage()
+        tokens = (usage.prompt_tokens, usage.completion_tokens)
+        self._record(provider, request.model, start, tokens=tokens, stream=False, error=None)
+        answer = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_id,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.content},
+                    "finish_reason": result.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage_dict(usage),
+        }
+        return GatewayReply(200, JSON, body=orjson.dumps(answer))
+
+    async def _translate_stream(
+        self, provider: Provider, request: ChatRequest, payload: dict[str, Any]
+    ) -> AsyncGenerator[bytes, None]:
+        """``chat.completion.chunk`` events from the provider's chunks, then ``[DONE]``."""
+        include_usage = _wants_usage(payload)
+        base: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": payload["model"],
+        }
+        if include_usage:
+            base["usage"] = None
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
+
+        start = time.perf_counter()
+        ttft: float | None = None
+        usage: Usage | None = None
+        finish: str | None = None
+        error: str | None = "cancelled"
+        pieces = 0
+        stream = provider.stream(request)
+        try:
+            yield event({"role": "assistant", "content": ""})
+            async for chunk in stream:
+                if chunk.delta:
+                    if ttft is None:
+                        ttft = time.perf_counter() - start
+                    pieces += 1
+                    yield event({"content": chunk.delta})
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+            yield event({}, finish or "stop")
+            usage = usage or Usage(completion_tokens=pieces)
+            if include_usage:
+                yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage_dict(usage)}) + b"\n\n"
+            yield DONE
+            error = None
+        except AILabError as exc:
+            error = exc.code
+            yield sse_error(exc.message, exc.code, exc.status)
+            yield DONE
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, pieces)
+            self._record(provider, request.model, start, ttft=ttft, tokens=tokens, stream=True, error=error)
+
+    def _record(
+        self,
+        provider: Provider,
+        model: str,
+        start: float,
+        *,
+        ttft: float | None = None,
+        tokens: tuple[int, int] = (0, 0),
+        stream: bool,
+        error: str | None,
+    ) -> None:
+        self._providers.record(
+            GenerationRecord(
+                provider=provider.name,
+                model=model,
+                ok=error is None,
+                duration_s=time.perf_counter() - start,
+                ttft_s=ttft,
+                prompt_tokens=tokens[0],
+                completion_tokens=tokens[1],
+                error_kind=error,
+                stream=stream,
+            )
+        )
+
+
+def sse_error(message: str, code: str, status: int) -> bytes:
+    """An OpenAI-style error event inside a stream (the SDK raises it as an APIError)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "code": code}}) + b"\n\n"
