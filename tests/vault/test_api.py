@@ -54,7 +54,8 @@ async def test_store_list_replace_delete(
         (entry,) = listed["configured_services"]
         assert entry["service_name"] == "openai"
         assert entry["masked_key"] == "••••" + key[-4:]
-        assert entry["created_at"] and entry["updated_at"]
+        assert entry["created_at"]
+        assert entry["updated_at"]
         assert entry["last_tested_at"] is None
         assert entry["last_test_result"] is None
 
