@@ -1,0 +1,132 @@
+"""A fake Anthropic Messages API: ``POST /v1/messages`` (JSON or typed SSE events), ``GET /v1/models``.
+
+Checks what the real API checks: ``x-api-key``, the ``anthropic-version`` header, ``max_tokens`` present,
+only ``user``/``assistant`` roles in ``messages`` (the system prompt is top-level). Errors are
+``{"type": "error", "error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.base import FakeServer, Generation, main
+
+_ERROR_TYPES = {
+    "auth": "authentication_error",
+    "not_found": "not_found_error",
+    "rate_limit": "rate_limit_error",
+    "server": "api_error",
+    "invalid": "invalid_request_error",
+}
+_STOP = {"stop": "end_turn", "length": "max_tokens"}
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps({"type": event, **data}) + b"\n\n"
+
+
+class FakeAnthropic(FakeServer):
+    """Anthropic's API on 127.0.0.1."""
+
+    provider: ClassVar[str] = "anthropic"
+    default_api_key: ClassVar[str | None] = "sk-ant-test-0123456789abcdefghijkl"
+    default_models: ClassVar[tuple[str, ...]] = ("claude-3-5-haiku-latest", "claude-sonnet-4-5")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1/messages", self.messages), web.get("/v1/models", self.list_models)]
+
+    def key_of(self, request: web.Request) -> str | None:
+        return request.headers.get("x-api-key")
+
+    def error(self, status: int, kind: str, message: str) -> web.Response:
+        if kind == "auth":
+            message = "invalid x-api-key"
+        body = {"type": "error", "error": {"type": _ERROR_TYPES.get(kind, "api_error"), "message": message}}
+        return self.json(body, status)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        data = [
+            {
+                "type": "model",
+                "id": m,
+                "display_name": m.replace("-", " ").title(),
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            for m in self.models
+        ]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        return self.json({"data": data, "has_more": False, "first_id": first, "last_id": last})
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("anthropic-version") is None:
+            return self.error(400, "invalid", "anthropic-version: header is required")
+        body = self.body(request)
+        if not isinstance(body, dict):
+            return self.error(400, "invalid", "body: expected an object")
+        if "max_tokens" not in body:
+            return self.error(400, "invalid", "max_tokens: Field required")
+        messages = body.get("messages") or []
+        if any(m.get("role") not in ("user", "assistant") for m in messages):
+            return self.error(400, "invalid", "messages: roles must be 'user' or 'assistant'")
+        model = str(body.get("model", ""))
+        if self.unknown_model(model):
+            return self.error(404, "not_found", f"model: {model}")
+        system = body.get("system") or ""
+        texts = [str(system)] + [str(m.get("content", "")) for m in messages]
+        gen = self.generation(model, texts, int(body["max_tokens"]))
+        if body.get("stream"):
+            return await self.stream_events(request, gen)
+        return self.json(
+            {
+                "id": self.next_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": gen.text}],
+                "stop_reason": _STOP[gen.finish_reason],
+                "stop_sequence": None,
+                "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": gen.completion_tokens},
+            }
+        )
+
+    async def stream_events(self, request: web.Request, gen: Generation) -> web.StreamResponse:
+        message = {
+            "id": self.next_id("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": gen.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": 1},
+        }
+        head = [
+            sse("message_start", {"message": message}),
+            sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            sse("ping", {}),
+        ]
+
+        def piece(text: str) -> bytes:
+            return sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+
+        def tail() -> list[bytes]:
+            return [
+                sse("content_block_stop", {"index": 0}),
+                sse(
+                    "message_delta",
+                    {
+                        "delta": {"stop_reason": _STOP[gen.finish_reason], "stop_sequence": None},
+                        "usage": {"output_tokens": gen.completion_tokens},
+                    },
+                ),
+                sse("message_stop", {}),
+            ]
+
+        return await self.stream(request, "text/event-stream", head, piece, gen, tail)
+
+
+if __name__ == "__main__":
+    main(FakeAnthropic)

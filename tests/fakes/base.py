@@ -1,0 +1,323 @@
+"""The common machinery of the fake provider servers: start/stop, request recording, behaviours.
+
+A :class:`FakeServer` is a real aiohttp.web server on 127.0.0.1. Subclasses add the provider's routes and
+its error shape; this class records every request and applies the behaviours a test switches on:
+
+- ``api_key``: the key the server accepts (``any_key=True``: any or none); another gets the provider's 401
+- ``fail_status``: answer every request with this error status (429 adds ``Retry-After: retry_after``)
+- ``slow``: hold every request until ``release`` is set (for client timeouts; no sleeping)
+- ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
+- ``endless``: streams never finish; ``disconnected`` is set when the client goes away
+- ``reply`` / ``models``: what it answers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import orjson
+from aiohttp import web
+
+DEFAULT_REPLY = "Hello from the fake upstream, nice to meet you."
+JSON = "application/json"
+
+
+@dataclass
+class RecordedRequest:
+    """What the fake received: method, path, query, headers (lower-case names) and the JSON body."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    url: str = ""  # path with query string, as sent
+
+    def header(self, name: str) -> str | None:
+        """A header's value by case-insensitive name."""
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Generation:
+    """What one request asked for and what the fake answers."""
+
+    model: str
+    pieces: list[str]
+    prompt_tokens: int
+    finish_reason: str = "stop"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.pieces)
+
+
+def words(text: str) -> int:
+    """A crude token count: whitespace-separated words."""
+    return len(text.split())
+
+
+class FakeServer:
+    """A provider's API on 127.0.0.1 (subclasses: routes, key extraction, error shape)."""
+
+    provider: ClassVar[str] = "fake"
+    default_api_key: ClassVar[str | None] = None
+    default_models: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        any_key: bool = False,
+        models: list[str] | None = None,
+        reply: str = DEFAULT_REPLY,
+        record: bool = True,
+    ) -> None:
+        # None: every key (or none) is accepted.
+        self.api_key: str | None = None if any_key else (api_key or self.default_api_key)
+        self.models = list(models if models is not None else self.default_models)
+        self.reply = reply
+        self.record = record
+        self.requests: list[RecordedRequest] = []
+        self.fail_status: int | None = None
+        self.retry_after = "7"
+        self.slow = False
+        self.stall_after: int | None = None
+        self.endless = False
+        self.release = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.port = 0
+        self.host = "127.0.0.1"
+        self._runner: web.AppRunner | None = None
+        self._counter = 0
+
+    # -- what subclasses provide ---------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        """The provider's routes."""
+        raise NotImplementedError
+
+    def key_of(self, request: web.Request) -> str | None:
+        """The key the client sent, the provider's way."""
+        auth = request.headers.get("Authorization", "")
+        return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+    def error(self, status: int, kind: str, message: str) -> web.Response:
+        """An error answer in the provider's shape; ``kind``: auth, not_found, rate_limit, server, invalid."""
+        return self.json({"error": {"message": message, "type": kind}}, status=status)
+
+    def base_path(self) -> str:
+        """The path the provider's client puts after host:port in its base URL."""
+        return ""
+
+    # -- helpers for subclasses ----------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The base URL a client of this provider is configured with."""
+        return self.origin + self.base_path()
+
+    def next_id(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter:08d}"
+
+    @staticmethod
+    def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        return web.Response(body=orjson.dumps(data), status=status, content_type=JSON, headers=headers)
+
+    @staticmethod
+    def body(request: web.Request) -> Any:
+        """The request's JSON body (parsed once by the middleware)."""
+        return request.get("json")
+
+    def generation(self, model: str, prompt_texts: list[str], max_tokens: int | None = None) -> Generation:
+        """The answer to a request: ``reply`` cut into word pieces, truncated at ``max_tokens``."""
+        pieces = re.findall(r"\S+\s*", self.reply) or [""]
+        finish = "stop"
+        if max_tokens is not None and len(pieces) > max_tokens:
+            pieces, finish = pieces[:max_tokens], "length"
+        return Generation(model, pieces, sum(words(t) for t in prompt_texts), finish)
+
+    def unknown_model(self, model: str) -> bool:
+        return bool(self.models) and model not in self.models
+
+    async def stream(
+        self,
+        request: web.Request,
+        content_type: str,
+        head: list[bytes],
+        piece: Callable[[str], bytes],
+        gen: Generation,
+        tail: Callable[[], list[bytes]],
+    ) -> web.StreamResponse:
+        """Send ``head``, one ``piece(text)`` per text piece, then ``tail()``, honouring the behaviours."""
+        response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            for data in head:
+                await response.write(data)
+            for index, text in enumerate(self._pieces(gen)):
+                if self.stall_after is not None and index == self.stall_after:
+                    await self.release.wait()
+                await response.write(piece(text))
+                if self.endless:
+                    await asyncio.sleep(0)  # a yield, so the loop (and the client) can run
+            for data in tail():
+                await response.write(data)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.disconnected.set()
+            raise
+        return response
+
+    def _pieces(self, gen: Generation) -> Iterator[str]:
+        if not self.endless:
+            yield from gen.pieces
+            return
+        while True:
+            yield from gen.pieces
+
+    # -- the server ------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            request["json"] = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return self.error(400, "invalid", "request body is not valid JSON")
+        if self.record:
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.query),
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    json=request["json"],
+                    url=request.path_qs,
+                )
+            )
+        if self.slow:
+            await self.release.wait()
+        if self.fail_status is not None:
+            return self._failure(self.fail_status)
+        if self.api_key is not None and self.key_of(request) != self.api_key:
+            return self.error(401, "auth", f"Incorrect API key provided: {self.key_of(request)}")
+        result: web.StreamResponse = await handler(request)
+        return result
+
+    def _failure(self, status: int) -> web.Response:
+        if status == 429:
+            response = self.error(429, "rate_limit", "Rate limit reached, please slow down")
+            response.headers["Retry-After"] = self.retry_after
+            return response
+        if status == 404:
+            return self.error(404, "not_found", "not found")
+        if status in (401, 403):
+            return self.error(status, "auth", "credentials refused")
+        return self.error(status, "server", "The server had an error while processing your request.")
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app.add_routes(self.routes())
+        return app
+
+    async def start(self, port: int = 0) -> Self:
+        """Listen on 127.0.0.1 (a free port when 0)."""
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, port)
+        await site.start()
+        server = site._server  # the only way to learn the port picked for 0
+        assert server is not None
+        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        """Let held requests go and shut down."""
+        self.release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def reset(self) -> None:
+        """Forget recorded requests and switch the behaviours off."""
+        self.requests.clear()
+        self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
+        self.release = asyncio.Event()
+        self.disconnected = asyncio.Event()
+
+    @property
+    def last(self) -> RecordedRequest:
+        """The last request received."""
+        return self.requests[-1]
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@contextlib.asynccontextmanager
+async def running(server: FakeServer) -> AsyncIterator[FakeServer]:
+    """``async with running(FakeX()) as fake``: started and stopped."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def main(factory: Callable[..., FakeServer], argv: list[str] | None = None) -> None:
+    """Run a fake standalone: ``python -m tests.fakes.<provider>_server --port N [--api-key K]``.
+
+    Without ``--api-key`` any key (or none) is accepted; requests are not recorded unless ``--record``.
+    Prints ``listening on <base url>`` once ready.
+    """
+    parser = argparse.ArgumentParser(description=f"fake {factory.__name__} on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (0: a free one)")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any)")
+    parser.add_argument("--reply", default=DEFAULT_REPLY, help="the text every answer contains")
+    parser.add_argument("--record", action="store_true", help="keep received requests in memory")
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        server = factory(
+            api_key=args.api_key, any_key=args.api_key is None, reply=args.reply, record=args.record
+        )
+        await server.start(args.port)
+        print(f"listening on {server.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop  # the fast loop when installed, as the server under test uses
+
+        runner: Callable[[Any], Any] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        runner = asyncio.run
+    with contextlib.suppress(KeyboardInterrupt):
+        runner(serve())
