@@ -13,6 +13,7 @@ from typing import Any
 from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.providers.registry import ProviderRegistry
+from ailab.services.agents import AgentCatalog
 from ailab.services.auth import AuthService
 from ailab.services.chat import ChatService
 from ailab.services.direct import DirectPipeline
@@ -34,7 +35,8 @@ class Services:
     sessions: SessionService
     providers: ProviderRegistry
     vault: Vault
-    pipelines: Pipelines  # /chat's pipelines by name; built-ins are registered here at start
+    # /chat's pipelines by name: `direct` (static Pipelines) and the stored agent pipelines; also /pipelines.
+    pipelines: AgentCatalog
     chat: ChatService
     gateway: Gateway
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
@@ -60,7 +62,7 @@ async def build_services(settings: Settings) -> Services:
     vault = Vault(db, settings, master_keys)  # the providers' credentials: vault first, then settings
     sessions = SessionService(db)
     providers = ProviderRegistry.from_entry_points(settings, vault)
-    pipelines = Pipelines([DirectPipeline(providers)])
+    pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
     chat = ChatService(db, sessions, providers, pipelines, settings)
     services = Services(
         settings=settings,
@@ -74,5 +76,6 @@ async def build_services(settings: Settings) -> Services:
         chat=chat,
         gateway=Gateway(providers),
     )
+    await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     return services

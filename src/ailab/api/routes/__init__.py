@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ailab.api.routes import auth, chat, conversation, gateway, health, keys, sessions, users
+from ailab.api.routes import auth, chat, conversation, gateway, health, keys, pipelines, sessions, users
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
 PROTECTED: list[APIRouter] = [
@@ -17,4 +17,5 @@ PROTECTED: list[APIRouter] = [
     users.router,
     chat.router,
     gateway.router,
+    pipelines.router,
 ]
