@@ -38,6 +38,26 @@ def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+def error_body(path: str, status: int, message: Any, code: str | None, request_id: str) -> dict[str, Any]:
+    """The JSON body of an error: OpenAI's shape under ``/v1/``, FastAPI's ``detail`` elsewhere."""
+    if path.startswith("/v1/"):
+        text = message if isinstance(message, str) else "invalid request"
+        error: dict[str, Any] = {
+            "message": text,
+            "type": _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+            "code": code,
+            "param": None,
+        }
+        if not isinstance(message, str):
+            error["details"] = message
+        body: dict[str, Any] = {"error": error}
+    else:
+        body = {"detail": message}
+    if status >= 500:
+        body["request_id"] = request_id
+    return body
+
+
 def error_response(
     request: Request,
     status: int,
@@ -47,22 +67,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON error in the shape the route's clients expect."""
-    if request.url.path.startswith("/v1/"):
-        text = message if isinstance(message, str) else "invalid request"
-        body: dict[str, Any] = {
-            "error": {
-                "message": text,
-                "type": _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
-                "code": code,
-                "param": None,
-            }
-        }
-        if not isinstance(message, str):
-            body["error"]["details"] = message
-    else:
-        body = {"detail": message}
-    if status >= 500:
-        body["request_id"] = request_id(request)
+    body = error_body(request.url.path, status, message, code, request_id(request))
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -122,14 +127,13 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error(
-        "unhandled error on %s %s (request %s)",
-        request.method,
-        request.url.path,
-        request_id(request),
-        exc_info=exc,
-    )
+    log_unexpected(request.method, request.url.path, request_id(request), exc)
     return error_response(request, 500, "internal server error", code="internal_error")
+
+
+def log_unexpected(method: str, path: str, req_id: str, exc: BaseException) -> None:
+    """Log an unhandled error with its traceback and request id (never the request body)."""
+    log.error("unhandled error on %s %s (request %s)", method, path, req_id, exc_info=exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -140,4 +144,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(PoolTimeout, _on_database_error)
     app.add_exception_handler(ConnectionError, _on_database_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    # Anything else is answered by RequestContextMiddleware (inside Starlette's ServerErrorMiddleware,
+    # so the answer still carries the request id).

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ailab.api.errors import error_body, log_unexpected
 from ailab.logs import ACCESS_LOGGER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -88,9 +89,11 @@ class RequestContextMiddleware:
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = [500]
+        response_started = [False]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response_started[0] = True
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
@@ -104,7 +107,15 @@ class RequestContextMiddleware:
                 detail = f"request body larger than {self.max_body_bytes} bytes"
                 await _send_json(send, 413, {"detail": detail}, request_id)
                 return
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                if response_started[0]:
+                    raise  # too late for an error answer; the server closes the connection
+                status_holder[0] = 500
+                log_unexpected(scope["method"], scope["path"], request_id, exc)
+                body = error_body(scope["path"], 500, "internal server error", "internal_error", request_id)
+                await _send_json(send, 500, body, request_id)
         finally:
             self._finish(scope, request_id, status_holder[0], time.perf_counter() - start)
 

@@ -123,9 +123,12 @@ class SessionService:
     ) -> Message:
         """Append a message to the owner's session."""
         async with self._db.write() as session:
-            if await repo.get_session(session, session_id, owner_id) is None:
-                raise NotFound(f"session {session_id!r} not found")
-            return await repo.append_message(session, session_id, role=role, content=content, **fields)
+            row = await repo.append_message(
+                session, session_id, role=role, content=content, owner_id=owner_id, **fields
+            )
+        if row is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return row
 
     async def messages(
         self, owner_id: str | None, session_id: str, after_seq: int = -1, limit: int | None = None

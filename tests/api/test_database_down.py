@@ -1,0 +1,36 @@
+"""When the database stops answering, the API says 503, never an empty 200."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.engine import make_url
+
+from ailab.config import Settings
+from tests.conftest import AppClientFactory
+from tests.support.tcpproxy import TcpProxy
+
+
+async def test_unreachable_database_is_503(
+    postgres_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
+) -> None:
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    async with app_client(make_settings(database_url=proxied)) as client:
+        sid = (await client.post("/sessions", json={"title": "x"})).json()["id"]
+        assert (await client.get("/health/ready")).status_code == 200
+        await proxy.cut()
+
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 503
+        history = await client.get(f"/conversation/{sid}")
+        assert history.status_code == 503
+        assert history.json()["detail"] == "database unavailable"
+        assert "history" not in history.json()
+        listing = await client.get("/sessions")
+        assert listing.status_code == 503
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["database"] == "unreachable"
