@@ -19,7 +19,8 @@ from ailab import __version__
 from ailab.api import routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
-from ailab.api.middleware import RequestContextMiddleware, RequestObserver
+from ailab.api.middleware import RequestContextMiddleware, RequestObserver, RequestRecord
+from ailab.api.routes.metrics import MonitorContextMiddleware
 from ailab.config import Settings, get_settings
 from ailab.db.migrate import upgrade
 from ailab.services.container import build_services
@@ -40,6 +41,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         services = await build_services(settings)
         app.state.services = services
         app.state.request_observers = observers
+
+        def observe(record: RequestRecord) -> None:
+            services.monitor.observe_request(record.method, record.route, record.status, record.duration_s)
+
+        observers.append(observe)
         try:
             # A database whose keys the master key cannot open must not serve (ai-lab serve checks first).
             await services.vault.verify_master_key()
@@ -48,6 +54,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
                 log.warning("created user 'admin'; its password is in %s (mode 0600)", password_file)
             yield
         finally:
+            observers.remove(observe)
             await services.aclose()
 
     app = FastAPI(
@@ -72,6 +79,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(MonitorContextMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observers=observers)
     return app
 

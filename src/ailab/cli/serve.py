@@ -11,6 +11,7 @@ import uvicorn
 from ailab.cli.common import fail, load_settings
 from ailab.config import ConfigError
 from ailab.logs import configure_logging
+from ailab.metrics import prepare_multiprocess_dir
 from ailab.services.vault import check_stored_keys
 
 
@@ -30,6 +31,9 @@ def serve(
     # Worker processes rebuild the settings from the environment: hand the CLI's choices down.
     os.environ["AILAB_HOST"], os.environ["AILAB_PORT"] = settings.host, str(settings.port)
     os.environ["AILAB_WORKERS"] = str(settings.workers)
+    if settings.workers > 1:
+        # Workers record metrics into files there and /metrics/prometheus merges them (ailab.metrics).
+        prepare_multiprocess_dir(settings.ensure_data_dir())
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "ailab.app:app_factory",

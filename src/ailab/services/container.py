@@ -12,13 +12,16 @@ from typing import Any
 
 from ailab.config import Settings
 from ailab.db.engine import Database
+from ailab.metrics import Metrics
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.agents import AgentCatalog
 from ailab.services.auth import AuthService
+from ailab.services.benchmark import BenchmarkService
 from ailab.services.chat import ChatService
 from ailab.services.direct import DirectPipeline
 from ailab.services.gateway import Gateway
 from ailab.services.masterkey import load_master_keys
+from ailab.services.monitoring import Monitor, model_probe
 from ailab.services.pipelines import Pipelines
 from ailab.services.sessions import SessionService
 from ailab.services.vault import Vault
@@ -39,6 +42,8 @@ class Services:
     pipelines: AgentCatalog
     chat: ChatService
     gateway: Gateway
+    monitor: Monitor  # system sampler, Prometheus metrics, performance history
+    benchmarks: BenchmarkService
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -64,6 +69,8 @@ async def build_services(settings: Settings) -> Services:
     providers = ProviderRegistry.from_entry_points(settings, vault)
     pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
     chat = ChatService(db, sessions, providers, pipelines, settings)
+    monitor = Monitor(settings, db, Metrics.from_environment())
+    providers.observers.append(monitor.observe_generation)
     services = Services(
         settings=settings,
         db=db,
@@ -75,7 +82,14 @@ async def build_services(settings: Settings) -> Services:
         pipelines=pipelines,
         chat=chat,
         gateway=Gateway(providers),
+        monitor=monitor,
+        benchmarks=BenchmarkService(db, providers),
     )
+    services.health_probes["model"] = model_probe(providers)
+    services.health_probes["metrics"] = monitor.health_summary
+    await monitor.start()
+    services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
     await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
+    services.closers.append(services.benchmarks.aclose)
     return services

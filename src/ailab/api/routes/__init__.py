@@ -6,7 +6,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ailab.api.routes import auth, chat, conversation, gateway, health, keys, pipelines, sessions, users
+from ailab.api.routes import (
+    auth,
+    benchmark,
+    chat,
+    conversation,
+    gateway,
+    health,
+    keys,
+    metrics,
+    pipelines,
+    sessions,
+    users,
+)
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
 PROTECTED: list[APIRouter] = [
@@ -17,5 +29,7 @@ PROTECTED: list[APIRouter] = [
     users.router,
     chat.router,
     gateway.router,
+    metrics.router,
+    benchmark.router,
     pipelines.router,
 ]

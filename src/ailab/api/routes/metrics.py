@@ -1,0 +1,58 @@
+"""Monitoring routes: ``GET /metrics`` (JSON), ``GET /metrics/prometheus``, ``GET /performance/summary``.
+
+``/metrics`` and ``/metrics/prometheus`` are admin-only: they describe the machine and every user's
+traffic. Prometheus scrapes with an API token of an admin (``authorization: {credentials: <token>}``
+in the scrape config). Both serve the background sampler's last reading, so they never measure on the
+request path. ``/performance/summary`` gives aggregates only and is open to every signed-in user.
+
+:class:`MonitorContextMiddleware` makes the app's monitor the sink of ``@monitor_performance`` for
+everything a request runs (see ``services/monitoring.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ailab.api.deps import AdminUser, ServicesDep
+from ailab.metrics import PROMETHEUS_CONTENT_TYPE
+
+router = APIRouter(tags=["monitoring"])
+
+
+@router.get("/metrics")
+async def system_metrics(_admin: AdminUser, services: ServicesDep) -> dict[str, Any]:
+    """CPU, memory, disk, process RSS, DB connections, uptime and GPUs (NVML), from the last sample."""
+    return await services.monitor.snapshot()
+
+
+@router.get("/metrics/prometheus", response_class=Response)
+async def prometheus_metrics(_admin: AdminUser, services: ServicesDep) -> Response:
+    """The Prometheus text exposition (all worker processes merged)."""
+    return Response(await services.monitor.prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+@router.get("/performance/summary")
+async def performance_summary(
+    services: ServicesDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 366, description="window, in hours back from now")] = 24,
+) -> dict[str, Any]:
+    """Count, error rate and p50/p95/p99 (ms) per endpoint, model and function over the window."""
+    return await services.monitor.summary(hours)
+
+
+class MonitorContextMiddleware:
+    """Activates the app's monitor for each HTTP request, for ``@monitor_performance``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = getattr(scope["app"].state, "services", None) if scope["type"] == "http" else None
+        if services is None:
+            await self.app(scope, receive, send)
+            return
+        with services.monitor.activate():
+            await self.app(scope, receive, send)

@@ -1,0 +1,327 @@
+"""Every Prometheus metric of AI-Lab, in one place.
+
+:class:`Metrics` is built once per application (never at import), each with its own
+``CollectorRegistry``, so tests can build many apps in one process. Names follow Prometheus conventions
+(base units, ``_seconds``, ``_total``) and the OpenTelemetry GenAI semantic conventions where a name
+exists there (``gen_ai_server_time_to_first_token_seconds``, ``gen_ai_server_request_duration_seconds``,
+``gen_ai_client_token_usage`` with ``token_type`` input/output).
+
+Labels are bounded: HTTP metrics carry the route *template* (``/sessions/{session_id}``, never the raw
+path), the method (unknown methods become ``OTHER``) and the status class (``2xx``...); LLM metrics carry
+the provider name and the model id, capped at :data:`MAX_MODEL_LABELS` distinct models per process
+(later ones are counted under ``model="other"``), and error kinds are our own error codes. No label
+carries a prompt, a user, a session or a secret.
+
+Several worker processes (``ai-lab serve --workers N``): ``ai-lab serve`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (:func:`prepare_multiprocess_dir`) before the workers
+start; prometheus-client then keeps each process's values in memory-mapped files there, and
+:meth:`Metrics.exposition` merges the files of every process (``MultiProcessCollector``). Gauges use
+``live*`` modes so a worker that exits (:meth:`Metrics.mark_dead`) stops counting; counters and
+histograms of dead workers keep their totals, as Prometheus expects of counters.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import psutil
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_DIRNAME = "prometheus-multiproc"
+MAX_MODEL_LABELS = 100
+MAX_LABEL_CHARS = 128
+OTHER = "other"
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Buckets: HTTP from 1 ms to 60 s; generations from 10 ms (TTFT) to 10 minutes (long answers).
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0)
+GENERATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
+TOKENS_PER_SECOND_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 250.0, 500.0, 1000.0)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+FUNCTION_BUCKETS = HTTP_BUCKETS
+
+
+def multiprocess_dir() -> Path | None:
+    """The multiprocess directory when this process records into one, else None.
+
+    prometheus-client decides at import time, from the environment, whether values live in memory
+    or in files; both must agree, so this reads the same switch.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path or values.ValueClass is values.MutexValue:
+        return None
+    return Path(path)
+
+
+def prepare_multiprocess_dir(data_dir: Path) -> Path:
+    """Make ``<data_dir>/prometheus-multiproc`` empty and point ``PROMETHEUS_MULTIPROC_DIR`` at it.
+
+    Called by ``ai-lab serve --workers N`` before any worker starts: files of an earlier run would add
+    its counts to this one's.
+    """
+    path = data_dir / MULTIPROC_DIRNAME
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def status_class(status: int) -> str:
+    """``2xx``, ``4xx``...: the bounded form of a status code."""
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+
+
+class Metrics:
+    """The metrics of one application, registered in their own registry."""
+
+    def __init__(self, multiproc_dir: Path | None = None) -> None:
+        self.multiproc_dir = multiproc_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._models: set[tuple[str, str]] = set()
+        self._models_lock = threading.Lock()
+        if multiproc_dir is None:
+            # Standard process_* and python_info series; in multiprocess mode they would describe
+            # only the worker that answers the scrape, so they are left out there.
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        r = self.registry
+        provider_model = ["provider", "model"]
+
+        self.http_duration = Histogram(
+            "ailab_http_request_duration_seconds",
+            "Duration of HTTP requests by route template, method and status class.",
+            ["method", "route", "status_class"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from the start of a generation to its first output token.",
+            provider_model,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.generation_duration = Histogram(
+            "gen_ai_server_request_duration_seconds",
+            "Duration of whole generations, failed ones included.",
+            provider_model,
+            buckets=GENERATION_BUCKETS,
+            registry=r,
+        )
+        self.tokens_per_second = Histogram(
+            "ailab_llm_output_tokens_per_second",
+            "Output tokens per second of successful generations (completion tokens / duration).",
+            provider_model,
+            buckets=TOKENS_PER_SECOND_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per generation, by token_type input (prompt) or output (completion).",
+            [*provider_model, "token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ailab_llm_tokens",
+            "Tokens processed, by type input (prompt) or output (completion).",
+            [*provider_model, "type"],
+            registry=r,
+        )
+        self.generations = Counter(
+            "ailab_llm_requests",
+            "Generations by outcome (ok or error).",
+            [*provider_model, "outcome"],
+            registry=r,
+        )
+        self.llm_errors = Counter(
+            "ailab_llm_errors",
+            "Failed generations by error kind (our error code: upstream_timeout, invalid_api_key...).",
+            [*provider_model, "error_kind"],
+            registry=r,
+        )
+        self.function_duration = Histogram(
+            "ailab_function_duration_seconds",
+            "Duration of functions decorated with @monitor_performance, by name and outcome.",
+            ["function", "outcome"],
+            buckets=FUNCTION_BUCKETS,
+            registry=r,
+        )
+        self.history_dropped = Counter(
+            "ailab_performance_history_dropped",
+            "Performance samples dropped because the write buffer was full.",
+            registry=r,
+        )
+        # Gauges: per-process values are summed over live workers; system-wide ones take the latest.
+        self.process_rss = Gauge(
+            "ailab_process_resident_memory_bytes",
+            "Resident memory of the server processes (summed over live workers).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.process_uptime = Gauge(
+            "ailab_process_uptime_seconds",
+            "Seconds since the longest-running live worker started.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.db_pool = Gauge(
+            "ailab_db_pool_connections",
+            "Database pool connections by state (in_use, idle), summed over live workers.",
+            ["state"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.cpu_usage = Gauge(
+            "ailab_system_cpu_usage_ratio",
+            "Machine CPU usage between 0 and 1, from the last background sample.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.memory_usage = Gauge(
+            "ailab_system_memory_usage_ratio",
+            "Machine memory usage between 0 and 1, from the last background sample.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.disk_usage = Gauge(
+            "ailab_data_dir_disk_usage_ratio",
+            "Usage of the file system holding the data dir, between 0 and 1.",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.gpu_utilization = Gauge(
+            "ailab_gpu_utilization_ratio",
+            "GPU utilisation between 0 and 1, by GPU index (NVML).",
+            ["gpu"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.gpu_memory_used = Gauge(
+            "ailab_gpu_memory_used_bytes",
+            "GPU memory in use, by GPU index (NVML).",
+            ["gpu"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+
+    @classmethod
+    def from_environment(cls) -> Metrics:
+        """Metrics in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set, in memory otherwise."""
+        metrics = cls(multiprocess_dir())
+        metrics.sweep_dead_workers()
+        return metrics
+
+    # Recording -------------------------------------------------------------------------------------
+
+    def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
+        """Count one finished HTTP request."""
+        method = method if method in _METHODS else "OTHER"
+        self.http_duration.labels(method, route[:MAX_LABEL_CHARS], status_class(status)).observe(duration_s)
+
+    def model_labels(self, provider: str, model: str) -> tuple[str, str]:
+        """Bounded ``(provider, model)`` label values: new models beyond the cap become ``other``."""
+        key = (provider[:MAX_LABEL_CHARS], model[:MAX_LABEL_CHARS])
+        with self._models_lock:
+            if key in self._models:
+                return key
+            if len(self._models) < MAX_MODEL_LABELS:
+                self._models.add(key)
+                return key
+        return key[0], OTHER
+
+    def observe_generation(
+        self,
+        provider: str,
+        model: str,
+        *,
+        ok: bool,
+        duration_s: float,
+        ttft_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        error_kind: str | None,
+    ) -> None:
+        """Count one generation (successful or not)."""
+        p, m = self.model_labels(provider, model)
+        self.generation_duration.labels(p, m).observe(duration_s)
+        self.generations.labels(p, m, "ok" if ok else "error").inc()
+        if ttft_s is not None:
+            self.ttft.labels(p, m).observe(ttft_s)
+        if prompt_tokens:
+            self.tokens.labels(p, m, "input").inc(prompt_tokens)
+            self.token_usage.labels(p, m, "input").observe(prompt_tokens)
+        if completion_tokens:
+            self.tokens.labels(p, m, "output").inc(completion_tokens)
+            self.token_usage.labels(p, m, "output").observe(completion_tokens)
+        if ok and completion_tokens and duration_s > 0:
+            self.tokens_per_second.labels(p, m).observe(completion_tokens / duration_s)
+        if not ok:
+            self.llm_errors.labels(p, m, (error_kind or "unknown")[:64]).inc()
+
+    def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None:
+        """Count one call of a ``@monitor_performance`` function."""
+        self.function_duration.labels(name[:MAX_LABEL_CHARS], "ok" if ok else "error").observe(duration_s)
+
+    def set_process(self, *, rss_bytes: int, uptime_s: float, pool: dict[str, int]) -> None:
+        """Update this process's gauges."""
+        self.process_rss.set(rss_bytes)
+        self.process_uptime.set(uptime_s)
+        for state, count in pool.items():
+            self.db_pool.labels(state).set(count)
+
+    def set_system(
+        self, *, cpu_ratio: float, memory_ratio: float, disk_ratio: float, gpus: list[tuple[float, float]]
+    ) -> None:
+        """Update the machine gauges; ``gpus`` is ``(utilisation ratio, memory used bytes)`` per GPU."""
+        self.cpu_usage.set(cpu_ratio)
+        self.memory_usage.set(memory_ratio)
+        self.disk_usage.set(disk_ratio)
+        for index, (utilization, memory_used) in enumerate(gpus):
+            self.gpu_utilization.labels(str(index)).set(utilization)
+            self.gpu_memory_used.labels(str(index)).set(memory_used)
+
+    # Exposition ------------------------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The text exposition of every metric (of every worker in multiprocess mode); blocking I/O."""
+        if self.multiproc_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=str(self.multiproc_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def sweep_dead_workers(self) -> list[int]:
+        """Drop the live-gauge files of workers that are gone (crashed or restarted); returns their pids."""
+        if self.multiproc_dir is None:
+            return []
+        dead: set[int] = set()
+        for path in self.multiproc_dir.glob("gauge_live*_*.db"):
+            pid_text = path.stem.rsplit("_", 1)[-1]
+            if pid_text.isdigit() and not psutil.pid_exists(int(pid_text)):
+                dead.add(int(pid_text))
+        for pid in dead:
+            multiprocess.mark_process_dead(pid, str(self.multiproc_dir))  # type: ignore[no-untyped-call]
+        return sorted(dead)
+
+    def mark_dead(self) -> None:
+        """At shutdown: this worker's live gauges stop counting (its counters keep their totals)."""
+        if self.multiproc_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))  # type: ignore[no-untyped-call]
