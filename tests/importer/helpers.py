@@ -57,3 +57,13 @@ def run_cli(
 def tally(report: Any) -> dict[str, tuple[int, int, int]]:
     """An ImportReport as ``{row: (imported, already present, skipped)}``."""
     return {name: (t.imported, t.already_present, t.skipped) for name, t in report.rows()}
+
+
+def summary(stdout: str) -> dict[str, list[str]]:
+    """The CLI's summary table: ``{row: [imported, already present, skipped]}``."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) == 6 and cells[1]:
+            rows[cells[1]] = cells[2:5]
+    return rows

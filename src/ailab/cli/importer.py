@@ -60,6 +60,7 @@ def _print_report(report: ImportReport) -> None:
             f"api keys: not imported ({report.api_keys} found in v2; they are encrypted with v2's own key "
             "file), re-enter with `ai-lab keys set`",
             highlight=False,
+            soft_wrap=True,
         )
     if report.problems:
         console.print(f"[bold yellow]skipped ({len(report.problems)}):[/]")

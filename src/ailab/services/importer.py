@@ -265,6 +265,9 @@ class LegacyImporter:
         report = ImportReport(
             problems=[*problems, *data.problems], files_read=data.files_read, api_keys=data.api_keys
         )
+        report.messages.skipped = data.skipped_messages
+        report.agent_states.skipped = data.skipped_states
+        report.metrics.skipped = data.skipped_metrics
         done = 0
         for chunk in _chunks(sessions, max(1, batch_size)):
             report._merge(await self._import_chunk(chunk, owner_id))

@@ -127,6 +127,9 @@ class DatabaseContents:
     states: dict[str, list[LegacyState]] = field(default_factory=dict)
     metrics: list[LegacyMetric] = field(default_factory=list)
     api_keys: int = 0
+    skipped_messages: int = 0
+    skipped_states: int = 0
+    skipped_metrics: int = 0
 
 
 @dataclass
@@ -138,6 +141,10 @@ class LegacyData:
     databases: list[DatabaseContents] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files_read: int = 0
+    # Records known to be lost with a skipped file or row (counted where the count is known).
+    skipped_messages: int = 0
+    skipped_states: int = 0
+    skipped_metrics: int = 0
 
     @property
     def api_keys(self) -> int:
@@ -149,7 +156,14 @@ class LegacyData:
 
 
 class BadSource(Exception):
-    """A file or row that cannot be imported; the message is the reason shown to the user."""
+    """A file or row that cannot be imported; the message is the reason shown to the user.
+
+    ``items`` is how many records it held, where that is known (the length of a conversation's list).
+    """
+
+    def __init__(self, reason: str, items: int = 0) -> None:
+        super().__init__(reason)
+        self.items = items
 
 
 # -- finding the files --------------------------------------------------------------------------------
@@ -310,7 +324,7 @@ def read_conversation_file(path: Path) -> tuple[str, list[LegacyMessage]]:
                 )
             )
         except BadSource as exc:
-            raise BadSource(f"message {index}: {exc}; file skipped") from None
+            raise BadSource(f"message {index}: {exc}; file skipped", items=len(document)) from None
     return session_id, messages
 
 
@@ -439,6 +453,7 @@ def _read_messages(
             )
         except BadSource as exc:
             problems.append(Problem(where, str(exc)))
+            contents.skipped_messages += 1
             continue
         contents.messages.setdefault(session_id, []).append(message)
 
@@ -460,6 +475,7 @@ def _read_states(
             )
         except BadSource as exc:
             problems.append(Problem(f"{path} (agent_states row {row_id})", str(exc)))
+            contents.skipped_states += 1
             continue
         contents.states.setdefault(state.session_id, []).append(state)
 
@@ -485,6 +501,7 @@ def _read_metrics(
             )
         except BadSource as exc:
             problems.append(Problem(f"{path} (performance_metrics row {row_id})", str(exc)))
+            contents.skipped_metrics += 1
             continue
         contents.metrics.append(metric)
 
@@ -518,6 +535,7 @@ def read_sources(plan: SourcePlan, progress: ProgressFn | None = None) -> Legacy
             data.files_read += 1
         except BadSource as exc:
             data.problems.append(Problem(str(path), str(exc)))
+            data.skipped_messages += exc.items
         step()
     for path in plan.state_files:
         try:
@@ -525,12 +543,16 @@ def read_sources(plan: SourcePlan, progress: ProgressFn | None = None) -> Legacy
             data.files_read += 1
         except BadSource as exc:
             data.problems.append(Problem(str(path), str(exc)))
+            data.skipped_states += 1
         step()
     for path in plan.databases:
         try:
             contents, problems = read_database(path)
             data.databases.append(contents)
             data.problems.extend(problems)
+            data.skipped_messages += contents.skipped_messages
+            data.skipped_states += contents.skipped_states
+            data.skipped_metrics += contents.skipped_metrics
             data.files_read += 1
         except BadSource as exc:
             data.problems.append(Problem(str(path), str(exc)))
