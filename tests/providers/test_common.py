@@ -1,0 +1,216 @@
+"""Behaviours every remote provider shares, each checked against its own fake server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ailab.errors import (
+    ModelNotFound,
+    ProviderAuthError,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from ailab.providers.base import ChatChunk, Provider, SupportsOpenAIForward
+from tests.fakes.base import DEFAULT_REPLY, FakeServer
+from tests.providers.conftest import KEYED, OPENAI_WIRE, Backend, ProviderFactory, ask, only
+
+REPLY_WORDS = len(DEFAULT_REPLY.split())
+
+
+async def collect(provider: Provider, backend: Backend) -> list[ChatChunk]:
+    return [chunk async for chunk in provider.stream(ask(backend.model))]
+
+
+async def test_lists_models(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    assert isinstance(provider, Provider)
+    assert provider.name == backend.name
+    models = [m.id for m in await provider.list_models()]
+    assert models == list(fake.models)
+    health = await provider.health()
+    assert health.ok, health.detail
+
+
+async def test_chat(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    result = await provider.chat(ask(backend.model, "one two three"))
+    assert result.content == DEFAULT_REPLY
+    assert result.usage is not None
+    assert result.usage.completion_tokens == REPLY_WORDS
+    # The fake counts words of every prompt text: system "You are terse." + "one two three".
+    assert result.usage.prompt_tokens == 6
+    assert result.finish_reason
+
+
+async def test_stream_chunks_and_usage(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    chunks = await collect(provider, backend)
+    texts = [c.delta for c in chunks if c.delta]
+    assert len(texts) == REPLY_WORDS  # token by token, not one blob
+    assert "".join(texts) == DEFAULT_REPLY
+    last = chunks[-1]
+    assert last.delta == ""
+    assert last.finish_reason
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (5, REPLY_WORDS)
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+async def test_max_tokens_reaches_the_upstream(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    result = await provider.chat(ask(backend.model, max_tokens=3))
+    assert result.content == "Hello from the "
+    assert result.usage is not None
+    assert result.usage.completion_tokens == 3
+
+
+async def test_wrong_key_is_an_auth_error_without_the_key(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    if fake.api_key is None:
+        fake.api_key = "the-right-key-0123456789"  # Ollama behind an authenticating proxy
+    wrong = "wrong-key-0123456789-secret"
+    provider = build(backend.create, **backend.settings_for(fake, key=wrong))
+    with pytest.raises(ProviderAuthError) as chat_error:
+        await provider.chat(ask(backend.model))
+    with pytest.raises(ProviderAuthError):
+        await collect(provider, backend)
+    with pytest.raises(ProviderAuthError):
+        await provider.list_models()
+    with pytest.raises(ProviderAuthError):
+        await provider.health()
+    assert chat_error.value.status == 401
+    assert wrong not in str(chat_error.value)
+    assert f"ai-lab keys set {backend.name}" in str(chat_error.value)
+
+
+async def test_unknown_model(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    with pytest.raises(ModelNotFound) as error:
+        await provider.chat(ask("no-such-model"))
+    assert error.value.status == 404
+    with pytest.raises(ModelNotFound):
+        await collect(provider, backend.__class__(**{**backend.__dict__, "model": "no-such-model"}))
+
+
+async def test_rate_limited_carries_retry_after(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    fake.fail_status, fake.retry_after = 429, "12"
+    provider = build(backend.create, **backend.settings_for(fake))
+    with pytest.raises(ProviderRateLimited) as error:
+        await provider.chat(ask(backend.model))
+    assert error.value.retry_after == 12
+    assert error.value.status == 429
+    with pytest.raises(ProviderRateLimited):
+        await collect(provider, backend)
+
+
+async def test_server_error_is_unavailable_with_the_upstream_message(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    fake.fail_status = 500
+    provider = build(backend.create, **backend.settings_for(fake))
+    with pytest.raises(ProviderUnavailable) as error:
+        await provider.chat(ask(backend.model))
+    assert error.value.status == 502
+    assert "The server had an error" in str(error.value)
+    assert "500" in str(error.value)
+    with pytest.raises(ProviderUnavailable):
+        await provider.list_models()
+
+
+async def test_connection_refused(backend: Backend, build: ProviderFactory, closed_port_url: str) -> None:
+    prefix = backend.name.replace("-", "_")
+    overrides = {f"{prefix}_base_url": closed_port_url, f"{prefix}_api_key": "some-key-0123456789"}
+    provider = build(backend.create, **overrides)
+    with pytest.raises(ProviderUnavailable) as error:
+        await provider.chat(ask(backend.model))
+    assert "unreachable" in str(error.value)
+    with pytest.raises(ProviderUnavailable):
+        await collect(provider, backend)
+    with pytest.raises(ProviderUnavailable):
+        await provider.list_models()
+    with pytest.raises(ProviderUnavailable):
+        await provider.health()
+
+
+async def test_timeout(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    fake.slow = True
+    provider = build(backend.create, provider_timeout_seconds=0.2, **backend.settings_for(fake))
+    with pytest.raises(ProviderTimeout) as error:
+        await provider.chat(ask(backend.model))
+    assert error.value.status == 504
+    with pytest.raises(ProviderTimeout):
+        await collect(provider, backend)
+    with pytest.raises(ProviderTimeout):
+        await provider.list_models()
+
+
+async def test_timeout_mid_stream(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    fake.stall_after = 2
+    provider = build(backend.create, provider_timeout_seconds=0.2, **backend.settings_for(fake))
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for chunk in provider.stream(ask(backend.model)):
+            received.append(chunk.delta)
+
+    with pytest.raises(ProviderTimeout):
+        await consume()
+    assert "".join(received) == "Hello from "
+
+
+async def test_closing_the_stream_releases_the_upstream(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    fake.endless = True
+    provider = build(backend.create, **backend.settings_for(fake))
+    stream = provider.stream(ask(backend.model))
+    first = await anext(stream)
+    assert first.delta == "Hello "
+    await stream.aclose()
+    # The upstream sees the connection go: it stops generating.
+    await asyncio.wait_for(fake.disconnected.wait(), timeout=5)
+
+
+@only(KEYED)
+async def test_without_key(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    provider = build(backend.create, **backend.settings_for(fake, key=None))
+    assert await provider.list_models() == []
+    health = await provider.health()
+    assert not health.ok
+    with pytest.raises(ProviderAuthError) as error:
+        await provider.chat(ask(backend.model))
+    env = f"AILAB_{backend.name.upper().replace('-', '_')}_API_KEY"
+    assert f"ai-lab keys set {backend.name}" in str(error.value)
+    assert env in str(error.value)
+    with pytest.raises(ProviderAuthError):
+        await collect(provider, backend)
+    assert fake.requests == []  # no network call without a key
+
+
+@only(OPENAI_WIRE)
+async def test_forward_passes_bytes_through(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    assert isinstance(provider, SupportsOpenAIForward)
+    payload = {"model": backend.model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    upstream = await provider.forward_chat_completions(payload)
+    body = b"".join([chunk async for chunk in upstream.body])
+    assert upstream.status == 200
+    assert upstream.content_type.startswith("text/event-stream")
+    assert body.startswith(b"data: {")
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert fake.last.json == payload
+
+    missing = await provider.forward_chat_completions({**payload, "model": "no-such-model", "stream": False})
+    error_body = b"".join([chunk async for chunk in missing.body])
+    assert missing.status == 404
+    assert b"error" in error_body
