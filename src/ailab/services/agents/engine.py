@@ -177,8 +177,8 @@ class AgentPipeline:
                 async for event in events:
                     yield event
             target, note = self._route(step, steps, deadline)
-            if note.startswith("stopped"):
-                stopped = note
+            if "stopped: " in note:
+                stopped = note[note.index("stopped: ") :]
             record = self._record(turn, step, target, note)
             await self.store.save(record)
             trace.append(f"[{step.number}] {current}: {self._summary(step)}")

@@ -9,9 +9,10 @@ The protocol an agent with several routes is asked to follow (see ``engine.routi
 
 Small models follow it loosely, so :func:`parse_decision` is lenient:
 
-1. the last line of the form ``<marker>: <target>``, where the marker is one of NEXT, DECIDE, DECISION,
-   ROUTE, ROUTING, DELEGATE, ASSIGN, HANDOFF (any case, markdown and punctuation around it ignored,
-   ``:``, ``=``, ``-`` or ``->`` as separator), or a JSON object with a ``next``/``decision``/``route`` key;
+1. a JSON object with a ``next``/``decision``/``route`` key, else the last ``<marker>: <target>``: at the
+   start of a line the marker is one of NEXT, DECIDE, DECISION, ROUTE, ROUTING, DELEGATE, ASSIGN, HANDOFF
+   (any case, markdown and punctuation around it ignored, ``:``, ``=``, ``-`` or ``->`` as separator);
+   inside a line only NEXT, DECIDE or DECISION followed by ``:``, ``=`` or ``->``;
 2. the target is matched word by word against the allowed agents (case, ``_``/``-``/spaces ignored) and
    synonyms: END also reads as done, finish, stop, complete, none, final, answer, user, respond; Worker as
    developer, engineer, implement; QA as quality, review, reviewer, test; Reflection as reflect.
@@ -40,6 +41,11 @@ _MARKERS = (
 )
 _DECISION_LINE = re.compile(
     rf"^[\s>*_#`\-\[]*(?:{_MARKERS})[\s*_`\]]*(?:[:=]|->|→|-)\s*(?P<value>.+?)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Mid-line, only the unambiguous markers count: "... so that is all. NEXT: END".
+_DECISION_INLINE = re.compile(
+    r"\b(?:next|decide|decision)\b[\s*_`\]]*(?::|=|->|→)\s*(?P<value>[^\n]+?)\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _PROTOCOL_LINE = re.compile(
@@ -118,8 +124,8 @@ def parse_decision(text: str, allowed: list[str], known: Iterable[str] = ()) -> 
     """
     raw = _json_decision(text)
     if raw is None:
-        lines = _DECISION_LINE.findall(text)
-        raw = lines[-1] if lines else None
+        found = [*_DECISION_LINE.finditer(text), *_DECISION_INLINE.finditer(text)]
+        raw = max(found, key=lambda m: m.start("value")).group("value") if found else None
     if raw is None:
         return Parsed(None, None, "no decision found")
     target = _match(raw, _vocabulary([*known, *allowed]))
@@ -146,5 +152,6 @@ def answer_text(text: str) -> str:
     if markers:
         text = text[markers[-1].end() :]
     text = _PROTOCOL_LINE.sub("", text)
+    text = _DECISION_INLINE.sub("", text)
     text = _JSON_OBJECT.sub(lambda m: "" if _json_decision(m.group(0)) else m.group(0), text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
