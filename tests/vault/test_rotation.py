@@ -175,3 +175,18 @@ async def test_key_file_rotation_while_the_server_runs(
             headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
             r = await client.post("/api-keys/openai/test", headers=headers)
             assert r.json()["result"] == "valid"
+
+
+def test_cli_refuses_to_mix_master_keys(database_url: str, tmp_path: Path) -> None:
+    env = base_env(tmp_path / "data", database_url, AILAB_MASTER_KEY=Fernet.generate_key().decode())
+    assert cli(env, "keys", "set", "cohere", stdin="A" * 40).returncode == 0
+    before = sqlite_ciphertexts(database_url)
+    other = {**env, "AILAB_MASTER_KEY": Fernet.generate_key().decode()}
+    done = cli(other, "keys", "set", "huggingface", stdin="hf_" + "b" * 34)
+    assert done.returncode == 1
+    assert "AILAB_MASTER_KEY" in done.stderr
+    assert "Traceback" not in done.output
+    assert sqlite_ciphertexts(database_url) == before
+    # Deleting needs no decryption, so a broken vault can always be cleaned up.
+    assert cli(other, "keys", "delete", "cohere").returncode == 0
+    assert sqlite_ciphertexts(database_url) == {}

@@ -52,9 +52,12 @@ def _azure_endpoint(value: str) -> str | None:
 
 
 def _azure_deployment(value: str) -> str | None:
-    if _AZURE_DEPLOYMENT.match(value):
+    if all(_AZURE_DEPLOYMENT.match(part.strip()) for part in value.split(",")):
         return None
-    return "must be a deployment name (letters, digits, '.', '_', '-'; at most 64 characters)"
+    return (
+        "must be a deployment name (letters, digits, '.', '_', '-'; at most 64 characters), "
+        "or several separated by commas"
+    )
 
 
 def _azure_api_version(value: str) -> str | None:

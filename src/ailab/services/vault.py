@@ -43,6 +43,7 @@ from ailab.db.repos import keys as keys_repo
 from ailab.db.tables import ApiKey, utcnow
 from ailab.errors import (
     AILabError,
+    Conflict,
     InvalidInput,
     NotFound,
     ProviderAuthError,
@@ -151,7 +152,7 @@ def _settings_config(settings: Settings, service: str) -> dict[str, str]:
             config["endpoint"] = settings.azure_base_url
         config["api_version"] = settings.azure_api_version
         if settings.azure_deployments:
-            config["deployment"] = settings.azure_deployments[0]
+            config["deployment"] = ",".join(settings.azure_deployments)
     return config
 
 
@@ -168,7 +169,7 @@ def _settings_overrides(service: str, credential: Credential) -> dict[str, Any]:
         if credential.config.get("api_version"):
             update["azure_api_version"] = credential.config["api_version"]
         if credential.config.get("deployment"):
-            update["azure_deployments"] = [credential.config["deployment"]]
+            update["azure_deployments"] = credential.config["deployment"].split(",")
     return {k: v for k, v in update.items() if k in Settings.model_fields}
 
 
@@ -257,6 +258,13 @@ class Vault:
             raise UndecryptableKey(f"the stored key of {service} has an unknown format")
         return self._fernet.decrypt(token.encode()).decode()
 
+    def _opens(self, row: ApiKey) -> bool:
+        try:
+            self._open(row.service, row.ciphertext)
+        except (InvalidToken, UndecryptableKey):
+            return False
+        return True
+
     async def _decrypt(self, service: str, ciphertext: str) -> str:
         try:
             return self._open(service, ciphertext)
@@ -324,6 +332,13 @@ class Vault:
             await keys_repo.lock_for_write(session)
             # Under the lock that rotation takes: pick up a key file a rotation just replaced.
             await asyncio.to_thread(self._reload_key_file, only_if_changed=True)
+            # Never mix master keys: if the stored keys are under another one, say so and store nothing.
+            other = await keys_repo.first_key(session, excluding=name)
+            if other is not None and not self._opens(other):
+                raise Conflict(
+                    f"the stored key of {other.service} cannot be decrypted with the configured master key: "
+                    "set AILAB_MASTER_KEY to the key the vault was written with before storing new keys"
+                )
             row = await keys_repo.upsert_key(session, name, self._encrypt(key), clean_config)
             info = self._info(row, key)
         self._invalidate()

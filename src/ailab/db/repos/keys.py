@@ -33,9 +33,12 @@ async def list_keys(db: AsyncSession) -> Sequence[ApiKey]:
     return (await db.scalars(select(ApiKey).order_by(ApiKey.service))).all()
 
 
-async def first_key(db: AsyncSession) -> ApiKey | None:
-    """Any one stored key (None when there is none)."""
-    return (await db.scalars(select(ApiKey).order_by(ApiKey.service).limit(1))).first()
+async def first_key(db: AsyncSession, excluding: str | None = None) -> ApiKey | None:
+    """Any one stored key, optionally not that of service ``excluding`` (None when there is none)."""
+    query = select(ApiKey).order_by(ApiKey.service).limit(1)
+    if excluding is not None:
+        query = query.where(ApiKey.service != excluding)
+    return (await db.scalars(query)).first()
 
 
 async def upsert_key(db: AsyncSession, service: str, ciphertext: str, config: dict[str, Any]) -> ApiKey:
