@@ -24,6 +24,7 @@ def serve(
     settings = load_settings(host=host, port=port, workers=workers)
     try:
         settings.check_startable()
+        settings.ensure_data_dir()  # the SQLite file's folder must exist before anything opens it
         # Refuse a master key that cannot open the stored API keys, before any worker starts.
         asyncio.run(check_stored_keys(settings))
     except ConfigError as exc:
