@@ -2,7 +2,7 @@
 
 Lookups by many keys are split into ``IN`` lists of at most :data:`IN_CHUNK` values (SQLite and asyncpg
 both cap the parameters of one statement). Inserts take lists of column dicts and go out as multi-row
-INSERTs (SQLAlchemy's insertmanyvalues), in the caller's transaction.
+INSERTs / executemany, in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -57,9 +57,14 @@ async def reserve_seqs(db: AsyncSession, session_id: str, count: int) -> int:
 
 
 async def insert_rows(db: AsyncSession, table: type[Any], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows of one table in one multi-row statement (nothing when empty)."""
+    """Insert many rows of one table as one executemany (nothing when empty).
+
+    A Core insert on the table, not the ORM bulk path: that one leaves None values out of each row's
+    parameters and so splits the batch wherever a nullable column switches between None and a value
+    (one statement per message in a v2 conversation, ~15x slower).
+    """
     if rows:
-        await db.execute(insert(table), list(rows))
+        await db.execute(insert(table.__table__), list(rows))
 
 
 async def insert_sessions(db: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
