@@ -85,11 +85,15 @@ async def build_services(settings: Settings) -> Services:
         monitor=monitor,
         benchmarks=BenchmarkService(db, providers),
     )
+    try:
+        await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml
+    except BaseException:
+        await services.aclose()  # a broken seed file stops the start; leave no pool or provider open
+        raise
     services.health_probes["model"] = model_probe(providers)
     services.health_probes["metrics"] = monitor.health_summary
     await monitor.start()
     services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
-    await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     services.closers.append(services.benchmarks.aclose)
     return services

@@ -186,6 +186,9 @@ class AgentCatalog:
 
     async def seed(self) -> str:
         """Fill empty tables from the seed file or the built-ins; says which ("already seeded" if none)."""
+        async with self._db.read() as session:
+            if await repo.count_pipelines(session) > 0:
+                return "already seeded"  # the file is only read at the first start
         path = self._settings.data_dir / SEED_FILE
         agents: dict[str, AgentSpec] = {a.name: a for a in BUILTIN_AGENTS}
         pipelines: dict[str, PipelineSpec] = {BUILTIN_PIPELINE.name: BUILTIN_PIPELINE}
