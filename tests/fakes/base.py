@@ -8,6 +8,7 @@ its error shape; this class records every request and applies the behaviours a t
 - ``slow``: hold every request until ``release`` is set (for client timeouts; no sleeping)
 - ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
+- ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
 - ``reply`` / ``models``: what it answers
 """
 
@@ -97,6 +98,7 @@ class FakeServer:
         self.slow = False
         self.stall_after: int | None = None
         self.endless = False
+        self.drop_after: int | None = None
         self.release = asyncio.Event()
         self.disconnected = asyncio.Event()
         self.port = 0
@@ -171,7 +173,7 @@ class FakeServer:
         response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
-            if not self.endless and self.stall_after is None:
+            if not self.endless and self.stall_after is None and self.drop_after is None:
                 # One write for the whole answer: the fake must stay fast under a benchmark's load.
                 await response.write(b"".join([*head, *(piece(t) for t in gen.pieces), *tail()]))
                 await response.write_eof()
@@ -181,6 +183,9 @@ class FakeServer:
             for index, text in enumerate(self._pieces(gen)):
                 if self.stall_after is not None and index == self.stall_after:
                     await self.release.wait()
+                if index == self.drop_after and request.transport is not None:
+                    request.transport.close()  # mid-body, so the client sees a truncated answer
+                    return response
                 await response.write(piece(text))
                 if self.endless:
                     await asyncio.sleep(0)  # a yield, so the loop (and the client) can run
@@ -275,6 +280,7 @@ class FakeServer:
         """Forget recorded requests and switch the behaviours off."""
         self.requests.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
+        self.drop_after = None
         self.release = asyncio.Event()
         self.disconnected = asyncio.Event()
 

@@ -166,6 +166,23 @@ async def test_timeout_mid_stream(fake: FakeServer, backend: Backend, build: Pro
     assert "".join(received) == "Hello from "
 
 
+async def test_upstream_dropping_mid_stream(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    fake.drop_after = 3
+    provider = build(backend.create, **backend.settings_for(fake))
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for chunk in provider.stream(ask(backend.model)):
+            received.append(chunk.delta)
+
+    with pytest.raises(ProviderUnavailable) as error:
+        await consume()
+    assert "".join(received) == "Hello from the "
+    assert backend.name in str(error.value)
+
+
 async def test_closing_the_stream_releases_the_upstream(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
