@@ -218,6 +218,10 @@ class HttpClient:
         self.timeout_s = timeout_s
         self._connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
         self._error_hook = error_hook
+        # A whole non-streamed answer must arrive within the timeout, not just each read of it.
+        self._whole = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=self._connect_s, sock_read=timeout_s
+        )
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -269,11 +273,7 @@ class HttpClient:
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             all_headers["Content-Type"] = "application/json"
-        kwargs: dict[str, Any] = {}
-        if not stream:
-            kwargs["timeout"] = aiohttp.ClientTimeout(
-                total=self.timeout_s, sock_connect=self._connect_s, sock_read=self.timeout_s
-            )
+        kwargs: dict[str, Any] = {} if stream else {"timeout": self._whole}
         with self.mapped(url):
             return await self.session().request(
                 method, url, data=data, headers=all_headers, params=params, **kwargs
@@ -378,26 +378,32 @@ class ResponseBody:
     def __init__(self, client: HttpClient, response: aiohttp.ClientResponse) -> None:
         self._client = client
         self._response = response
+        self._done = False
 
     def __aiter__(self) -> ResponseBody:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._response.closed:
+        # Not ``response.closed``: aiohttp marks a response closed as soon as the whole body has
+        # arrived in its buffer, before it was read.
+        if self._done:
             raise StopAsyncIteration
         try:
             with self._client.mapped(str(self._response.url)):
                 chunk = await self._response.content.readany()
         except BaseException:
+            self._done = True
             self._response.close()
             raise
         if not chunk:
+            self._done = True
             self._response.release()
             raise StopAsyncIteration
         return chunk
 
     async def aclose(self) -> None:
         """Stop reading and release the connection (closing it when the body was not read to the end)."""
+        self._done = True
         if self._response.content.is_eof():
             self._response.release()
         else:
