@@ -20,7 +20,9 @@ def family_names(text: str) -> set[str]:
 def value(text: str, name: str, **labels: str) -> float:
     """The sum of the samples called ``name`` whose labels include ``labels`` (0 when none)."""
     return sum(
-        s.value for s in samples(text) if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        s.value
+        for s in samples(text)
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
 
 

@@ -63,6 +63,7 @@ def results_table(run: dict[str, Any]) -> Table:
 
 
 def bench(
+    *,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -71,6 +72,7 @@ def bench(
             help="model id, e.g. local/smollm2-135m-instruct (repeatable; default model if none)",
         ),
     ] = None,
+    warmup: bool = typer.Option(True, help="one untimed generation per model first"),
     iterations: int = typer.Option(3, min=1, max=MAX_ITERATIONS, help="generations per model"),
     concurrency: int = typer.Option(1, min=1, max=MAX_CONCURRENCY, help="generations in flight at once"),
     prompt: str = typer.Option(DEFAULT_PROMPT, help="the prompt"),
@@ -85,6 +87,7 @@ def bench(
         iterations=iterations,
         max_tokens=max_tokens,
         concurrency=concurrency,
+        warmup=warmup,
     )
 
     async def main(services: Services) -> dict[str, Any]:

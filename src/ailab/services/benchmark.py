@@ -3,6 +3,9 @@
 For each model in turn, ``iterations`` generations of the same prompt run with at most ``concurrency``
 in flight. Every iteration streams from the provider and measures:
 
+Unless ``warmup`` is off, one untimed 1-token generation per model comes first, so a model that loads
+on first use (the embedded one) is not timed loading.
+
 - ``ttft_ms``: from sending the request to the first non-empty text chunk (queueing in the provider
   included: with concurrency above what a backend serves at once, that is what a user would wait);
 - ``total_ms``: from sending the request to the last chunk;
@@ -61,6 +64,7 @@ class BenchmarkParams:
     max_tokens: int = 64
     concurrency: int = 1
     temperature: float | None = None
+    warmup: bool = True  # one untimed 1-token generation per model first (loads a local model)
 
     def validate(self) -> None:
         """Raise :class:`InvalidInput` naming the first field out of bounds."""
@@ -265,6 +269,8 @@ class BenchmarkService:
                 on_progress(model_id, done, params.iterations)
             return result
 
+        if params.warmup:
+            await self._warmup(provider, name, params)
         started = time.perf_counter()
         iterations = await asyncio.gather(*(one(i + 1) for i in range(params.iterations)))
         wall = time.perf_counter() - started
@@ -273,6 +279,15 @@ class BenchmarkService:
             "iterations": [asdict(it) for it in iterations],
             "aggregate": aggregate(iterations, wall),
         }
+
+    async def _warmup(self, provider: Provider, name: str, params: BenchmarkParams) -> None:
+        """One untimed, unrecorded 1-token generation; a failure here shows in the timed iterations."""
+        request = ChatRequest(model=name, messages=[ChatMessage("user", params.prompt)], max_tokens=1)
+        try:
+            async for _ in provider.stream(request):
+                pass
+        except Exception as exc:  # noqa: BLE001 - reported by the iterations themselves
+            log.info("benchmark warm-up of %s/%s failed: %s", provider.name, name, type(exc).__name__)
 
     async def _iteration(
         self, index: int, provider: Provider, name: str, params: BenchmarkParams

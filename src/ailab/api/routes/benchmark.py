@@ -1,10 +1,10 @@
 """The LLM benchmark: ``POST /benchmark/llm``, ``GET /benchmark/runs``, ``GET /benchmark/runs/{id}``.
 
 ``POST /benchmark/llm`` takes the seed's query parameters (``model_name``, ``prompt``, ``iterations``)
-plus ``models`` (repeatable), ``max_tokens``, ``concurrency``, ``temperature`` and ``background``, or the
-same fields as a JSON body (a field given in both places takes the body's value). It waits and answers
-the stored run; with ``background=true`` it answers 202 ``{"id"}`` at once. Users see their own runs;
-admins also see the runs made with ``ai-lab bench`` (which belong to nobody).
+plus ``models`` (repeatable), ``max_tokens``, ``concurrency``, ``temperature``, ``warmup`` (default on)
+and ``background``, or the same fields as a JSON body (a field given in both places takes the body's
+value). It waits and answers the stored run; with ``background=true`` it answers 202 ``{"id"}`` at once.
+Users see their own runs; admins also see the runs made with ``ai-lab bench`` (which belong to nobody).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class BenchmarkBody(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
     temperature: float | None = Field(None, ge=0, le=2)
+    warmup: bool | None = None
     background: bool | None = None
 
 
@@ -54,6 +55,7 @@ async def benchmark_llm(
     max_tokens: Annotated[int, Query(ge=1, le=MAX_TOKENS)] = 64,
     concurrency: Annotated[int, Query(ge=1, le=MAX_CONCURRENCY)] = 1,
     temperature: Annotated[float | None, Query(ge=0, le=2)] = None,
+    warmup: bool = True,
     background: bool = False,
 ) -> dict[str, Any] | JSONResponse:
     """Time to first token, total time and tokens/s per iteration and per model."""
@@ -69,6 +71,7 @@ async def benchmark_llm(
         max_tokens=b.max_tokens or max_tokens,
         concurrency=b.concurrency or concurrency,
         temperature=b.temperature if b.temperature is not None else temperature,
+        warmup=b.warmup if b.warmup is not None else warmup,
     )
     if b.background if b.background is not None else background:
         run_id = await services.benchmarks.start(params, owner_id=user.id)
