@@ -10,6 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, run_with_services
+from ailab.cli.users import table_console
 from ailab.services.auth import ADMIN_NAME
 from ailab.services.container import Services
 
@@ -42,9 +43,10 @@ def list_command(
     async def run(services: Services) -> None:
         user_id = (await services.auth.get_user(user)).id if user is not None else None
         rows = await services.auth.list_api_tokens(user_id)
-        # The id is what `tokens revoke` needs: never shorten it.
+        # Fold rather than cut: the id is what `tokens revoke` needs.
         table = Table(
-            Column("id", no_wrap=True, min_width=36), "name", "user", "created", "last used", "state"
+            Column("id", no_wrap=True, min_width=36),
+            *(Column(h, overflow="fold") for h in ("name", "user", "created", "last used", "state")),
         )
         for token, owner in rows:
             table.add_row(
@@ -55,7 +57,7 @@ def list_command(
                 f"{token.last_used_at:%Y-%m-%d}" if token.last_used_at else "never",
                 "revoked" if token.revoked_at else "active",
             )
-        console.print(table if rows else "no API tokens")
+        table_console().print(table if rows else "no API tokens")
 
     run_with_services(run)
 

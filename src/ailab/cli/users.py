@@ -9,14 +9,21 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, fail, run_with_services
 from ailab.services.container import Services
 
 app = typer.Typer(help="User accounts: add, list, disable, enable, delete, passwd.", no_args_is_help=True)
 
+PIPED_TABLE_WIDTH = 160
 PASSWORD_STDIN_HELP = "read the password from stdin (the only way: never from the command line)"  # noqa: S105
+
+
+def table_console() -> Console:
+    """Where tables go: the terminal, or a wide console when piped (so grep sees whole values)."""
+    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
 
 
 def read_password(name: str, password_stdin: bool) -> str:
@@ -60,11 +67,11 @@ def list_command() -> None:
 
     async def run(services: Services) -> None:
         users = await services.auth.list_users()
-        table = Table("name", "role", "disabled", "created")
+        table = Table(*(Column(h, overflow="fold") for h in ("name", "role", "disabled", "created")))
         for user in users:
             created = user.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
             table.add_row(user.name, user.role, "yes" if user.disabled else "no", created)
-        console.print(table if users else "no users")
+        table_console().print(table if users else "no users")
 
     run_with_services(run)
 
