@@ -7,6 +7,7 @@ an id without a known prefix goes to the default provider.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ailab.providers.base import Credential, CredentialStore, ModelInfo, Provide
 
 ENTRY_POINT_GROUP = "ailab.providers"
 LOCAL_PROVIDER = "local"
+LIST_MODELS_TIMEOUT_S = 10.0
 log = logging.getLogger("ailab.providers")
 
 
@@ -95,14 +97,22 @@ class ProviderRegistry:
         )
 
     async def list_models(self) -> list[tuple[str, ModelInfo]]:
-        """Every model of every provider as ``(provider name, model)``; a failing backend is skipped."""
-        found: list[tuple[str, ModelInfo]] = []
-        for name, provider in self.providers.items():
+        """Every model of every provider as ``(provider name, model)``, asked concurrently.
+
+        A backend that fails or does not answer within ``LIST_MODELS_TIMEOUT_S`` is skipped (and logged),
+        so one provider down never hides the others or stalls the listing.
+        """
+
+        async def one(name: str, provider: Provider) -> list[tuple[str, ModelInfo]]:
             try:
-                found += [(name, model) for model in await provider.list_models()]
+                async with asyncio.timeout(LIST_MODELS_TIMEOUT_S):
+                    return [(name, model) for model in await provider.list_models()]
             except Exception as exc:  # noqa: BLE001 - one backend down must not hide the others
                 log.warning("listing models of %s failed: %s", name, type(exc).__name__)
-        return found
+                return []
+
+        results = await asyncio.gather(*(one(n, p) for n, p in self.providers.items()))
+        return [item for listing in results for item in listing]
 
     def record(self, record: GenerationRecord) -> None:
         """Tell every observer about a finished generation."""
