@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ailab.errors import ProviderUnavailable
-from ailab.providers.base import Usage
+from ailab.providers.base import ChatMessage, Usage
 from ailab.services.agents.definitions import AgentSpec, PipelineSpec, parse_pipeline
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 from tests.agents.conftest import Store, build, collect
@@ -236,3 +236,16 @@ async def test_each_agent_uses_its_own_model_and_limits(store: Store) -> None:
     ]
     assert final(events).response == "second"
     assert [s.model for s in await store.states()] == ["script/small", "script/m"]
+
+
+async def test_agents_see_the_newest_history_that_fits(store: Store) -> None:
+    history = [
+        ChatMessage("user", "old " * 1000),
+        ChatMessage("assistant", "older answer"),
+        ChatMessage("user", "recent"),
+    ]
+    spec = PipelineSpec.model_validate({"name": "one", "entry": "A", "routes": {"A": ["end"]}})
+    provider = ScriptedProvider([Reply("ok")])
+    await collect(build(provider, store, spec=spec, agents={"A": agent("A")}), store.turn(history=history))
+    sent = provider.requests[0].messages
+    assert [m.content for m in sent[1:]] == ["older answer", "recent", "What is 6 x 7?"]

@@ -41,11 +41,15 @@ from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Usage
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
 from ailab.services.agents.definitions import END, AgentSpec, PipelineSpec, Route
 from ailab.services.agents.routing import answer_text, has_answer_marker, parse_decision, protocol_lines
+from ailab.services.direct import model_id_of
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent, Turn
 
 DONE, CUT_OFF, TIMEOUT, ERROR = "done", "cut_off", "timeout", "error"
 CONTEXT_STEPS = 4  # earlier steps shown to the next agent
-CONTEXT_CHARS = 1500  # of each of them
+CONTEXT_CHARS = 1200  # of each of them
+# The chat service fits the history to the window of a one-model answer; agents also carry a system
+# prompt and the work so far, so they keep only the newest part of it (~1000 tokens at 4 chars a token).
+HISTORY_CHARS = 4000
 SUMMARY_CHARS = 300
 log = logging.getLogger("ailab.agents")
 
@@ -131,6 +135,17 @@ def _one_line(text: str, limit: int = 160) -> str:
     return _clip(" ".join(text.split()), limit)
 
 
+def _recent(history: list[ChatMessage], budget: int = HISTORY_CHARS) -> list[ChatMessage]:
+    """The newest messages of ``history`` whose text fits ``budget`` characters."""
+    kept: list[ChatMessage] = []
+    for message in reversed(history):
+        budget -= len(message.content)
+        if budget < 0:
+            break
+        kept.append(message)
+    return kept[::-1]
+
+
 async def _next_chunk(stream: AsyncIterator[ChatChunk]) -> ChatChunk | None:
     try:
         return await anext(stream)
@@ -199,7 +214,7 @@ class AgentPipeline:
         stream: AsyncIterator[ChatChunk] | None = None
         try:
             provider, model_name = self.providers.resolve(step.agent.model or turn.model)
-            step.model = f"{provider.name}/{model_name}" if model_name else provider.name
+            step.model = await model_id_of(provider, model_name)
             request = self._request(turn, step, earlier, model_name)
             stream = provider.stream(request)
             while True:
@@ -241,7 +256,8 @@ class AgentPipeline:
         if earlier:
             shown = earlier[-CONTEXT_STEPS:]
             work = "\n\n".join(f"[{s.agent.name}] {_clip(s.output, CONTEXT_CHARS)}" for s in shown)
-            content = f"Request: {turn.message}\n\nWork so far:\n{work}\n\nYour turn, {agent.name}."
+            # No closing instruction after the work: small models echo such lines into their answer.
+            content = f"{turn.message}\n\nWork so far:\n{work}"
             names = ", ".join(f"{s.agent.name} (step {s.number})" for s in shown)
             step.input_summary = _clip(f"request + output of {names}: {turn.message}", SUMMARY_CHARS)
         else:
@@ -250,7 +266,7 @@ class AgentPipeline:
         limits = [n for n in (agent.max_tokens, turn.max_tokens) if n is not None]
         return ChatRequest(
             model=model_name,
-            messages=[ChatMessage("system", system), *turn.history, ChatMessage("user", content)],
+            messages=[ChatMessage("system", system), *_recent(turn.history), ChatMessage("user", content)],
             max_tokens=min(limits) if limits else None,
             temperature=agent.temperature if agent.temperature is not None else turn.temperature,
         )

@@ -1,0 +1,101 @@
+"""The built-in ``agents`` pipeline end to end through POST /chat: on the embedded model (slow, few tokens)
+and, for the hang-up, on the scripted backend so the test can see the generation stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ailab.config import Settings
+from tests.agents.scripted import NAME, Reply, ScriptedProvider
+from tests.agents.test_api import parse_sse
+from tests.chat.conftest import stream_then_hang_up
+from tests.conftest import AppClientFactory
+
+MAX_STEPS = 4
+
+
+def of_type(events: list[Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if isinstance(e, dict) and e["type"] == kind]
+
+
+@pytest.mark.slow
+async def test_agents_on_the_embedded_model_stream_and_store_their_steps(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    settings = make_settings(
+        database_url=database_url, agent_max_steps=MAX_STEPS, agent_time_budget_seconds=120
+    )
+    async with app_client(settings) as client:
+        started = time.monotonic()
+        response = await client.post(
+            "/chat",
+            json={"message": "Say hello to Ada in one short sentence.", "stream": True, "max_tokens": 24},
+            timeout=180,
+        )
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200
+        events = parse_sse(response.text)
+        assert events[-1] == "[DONE]"
+        assert not of_type(events, "error"), events
+        final = events[-2]
+        assert final["type"] == "final"
+        assert elapsed < 120 + 30  # within the time budget (plus the model's first load)
+
+        starts, ends, routed = (
+            of_type(events, "agent_start"),
+            of_type(events, "agent_end"),
+            of_type(events, "decision"),
+        )
+        assert starts[0]["agent"] == "CEO"
+        assert 1 <= len(starts) == len(ends) == len(routed) <= MAX_STEPS
+        assert routed[-1]["next"] == "end"
+        assert all(d["next"] in {"Worker", "QA", "Reflection", "CEO", "end"} for d in routed)
+        deltas = of_type(events, "delta")
+        assert deltas
+        assert {d["agent"] for d in deltas} <= {s["agent"] for s in starts}
+        assert final["response"].strip()
+        assert final["thought_process"].startswith("[1] CEO")
+
+        session_id = final["session_id"]
+        states = (await client.get(f"/sessions/{session_id}/agent-states")).json()["items"]
+        assert [s["agent"] for s in states] == [s["agent"] for s in starts]
+        assert [s["step"] for s in states] == list(range(1, len(starts) + 1))
+        assert [s["decision"] for s in states] == [d["next"] for d in routed]
+        assert all(s["status"] in ("done", "timeout") for s in states)
+        assert all(s["model"].startswith("local/") for s in states)
+        assert all(0 < s["completion_tokens"] <= 24 for s in states if s["output"])
+
+        messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert messages[1]["content"] == final["response"]
+        assert messages[1]["thought_process"] == final["thought_process"]
+
+
+async def test_hanging_up_mid_pipeline_stops_the_generation_and_keeps_the_steps(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    provider = ScriptedProvider(
+        [Reply("ANALYZE: a story\nNEXT: Worker"), Reply("Once upon a time there", hang=True)]
+    )
+    async with app_client(make_settings(database_url=database_url)) as client:
+        client.services.providers.providers[NAME] = provider  # type: ignore[attr-defined]
+        body = {"message": "A story", "model": f"{NAME}/m", "stream": True}
+        seen = await stream_then_hang_up(client, body, after_deltas=9)
+        assert provider.active == 0  # the Worker's generation was stopped
+        assert provider.closed == 2
+        await client.services.chat.wait_idle()  # type: ignore[attr-defined]
+
+        assert [e["agent"] for e in of_type(seen.events, "agent_start")] == ["CEO", "Worker"]
+        session_id = (await client.get("/sessions")).json()["items"][0]["id"]
+        states = (await client.get(f"/sessions/{session_id}/agent-states")).json()["items"]
+        assert [(s["agent"], s["status"]) for s in states] == [("CEO", "done"), ("Worker", "cut_off")]
+        assert states[1]["output"].startswith("Once upon")
+        messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
+        assert [(m["role"], m["status"]) for m in messages] == [
+            ("user", "complete"),
+            ("assistant", "cut_off"),
+        ]
