@@ -56,6 +56,7 @@ MB = 1024 * 1024
 MAX_BUFFERED_SAMPLES = 50_000
 MAX_BATCH = 5_000
 RETENTION_EVERY_S = 3600.0
+FIRST_SAMPLE_WAIT_S = 5.0
 SECTIONS = {"http": "endpoints", "llm": "models", "function": "functions", "legacy": "legacy"}
 
 
@@ -492,11 +493,11 @@ class Monitor:
 
     async def latest_sample(self) -> SystemSample:
         """The last background sample (waits for the first one right after start)."""
-        if self.sampler.latest is None:
-            if self._tasks:
-                await self.sampler.ready.wait()
-            else:  # not started (a CLI command): measure once, in a thread
-                await self.sampler.sample()
+        if self.sampler.latest is None and self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sampler.ready.wait(), FIRST_SAMPLE_WAIT_S)
+        if self.sampler.latest is None:  # not started (a CLI command) or the sampler failed: measure now
+            await self.sampler.sample()
         assert self.sampler.latest is not None
         return self.sampler.latest
 
