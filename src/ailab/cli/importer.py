@@ -77,6 +77,7 @@ def legacy(
         help="v2 folders (holding conversations/, states/ and/or ai_lab.db, or JSON files directly) "
         "and v2 ai_lab.db files, in any mix",
         show_default=False,
+        metavar="PATH",
     ),
     user: str = typer.Option(ADMIN_NAME, "--user", help="owner of the imported sessions"),
     batch_size: int = typer.Option(
@@ -85,8 +86,9 @@ def legacy(
 ) -> None:
     """Import AI-Lab v2 conversations, agent states and performance metrics.
 
-    Idempotent: running it again adds nothing, and an interrupted run completes when run again. The
-    originals are only read. Exits 1 when anything was skipped (each skip is listed with its reason).
+    Idempotent: running it again adds nothing, and an interrupted run completes when run again.
+
+    The originals are only read. Exits 1 when anything was skipped (each skip is listed with its reason).
     """
 
     async def run(services: Services) -> ImportReport:
