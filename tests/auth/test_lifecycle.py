@@ -319,3 +319,14 @@ async def test_success_resets_the_count_for_the_name(throttled: httpx.AsyncClien
         for _ in range(2):
             assert (await c.post("/auth/login", json=wrong)).status_code == 401
         assert (await c.post("/auth/login", json=right)).status_code == 200
+
+
+async def test_auth_off_acts_as_an_active_admin(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    async with app_client(make_settings(database_url=database_url, auth="off"), login=False) as client:
+        assert (await client.get("/auth/me")).json()["username"] == "admin"
+        services = client.services  # type: ignore[attr-defined]
+        await services.auth.create_user("root", "root-password", "admin")
+        await services.auth.update_user("admin", disabled=True)
+        assert (await client.get("/auth/me")).json()["username"] == "root"

@@ -379,11 +379,14 @@ class AuthService:
         return path
 
     async def local_admin(self) -> Principal:
-        """The admin user, acting for every request when ``AILAB_AUTH=off``."""
+        """Who acts for every request when ``AILAB_AUTH=off``: ``admin``, else the first active admin."""
         async with self._db.read() as session:
             user = await users_repo.get_user_by_name(session, ADMIN_NAME)
+            if user is None or user.disabled or user.role != "admin":
+                everyone = await users_repo.list_users(session)
+                user = next((u for u in everyone if u.role == "admin" and not u.disabled), None)
         if user is None:
-            raise AuthError("no admin user")
+            raise AuthError("no active admin user")
         return principal_of(user)
 
 
