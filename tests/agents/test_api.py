@@ -137,6 +137,9 @@ async def test_conflicts_and_unknowns(client: httpx.AsyncClient) -> None:
     assert (await client.put("/agents/Writer", json=WRITER | {"name": "Other"})).status_code == 422
     assert (await client.post("/agents", json=WRITER | {"name": "END"})).status_code == 422
     assert (await client.get("/agents/bad%20name")).status_code == 422
+    unknown = await client.post("/chat", json={"message": "hi", "pipeline": "nope"})
+    assert unknown.status_code == 422
+    assert "known: agents, direct" in unknown.json()["detail"]
 
 
 async def test_writes_need_the_admin_role(client: httpx.AsyncClient) -> None:

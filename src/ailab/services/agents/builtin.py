@@ -65,7 +65,7 @@ BUILTIN_AGENTS: tuple[AgentSpec, ...] = (
         role="analyses the request, plans, routes the work and decides when it is done",
         system_prompt=CEO_PROMPT,
         temperature=0.3,
-        max_tokens=384,
+        max_tokens=256,
         answers=False,
     ),
     AgentSpec(
