@@ -1,0 +1,324 @@
+"""Gateway benchmark: AI-Lab's /v1/chat/completions against a bare pass-through and LiteLLM's proxy.
+
+Starts, each as its own process with one worker on 127.0.0.1:
+
+- the fast fake OpenAI upstream (``python -m tests.fakes.openai_server``);
+- AI-Lab (``ai-lab serve``, auth on, an API token, ``AILAB_OPENAI_COMPAT_BASE_URL`` at the fake);
+- a bare Starlette + aiohttp pass-through (``bench/passthrough.py``);
+- LiteLLM's proxy from its own venv ``bench/.venvs/litellm`` (skipped, with the reason, if missing);
+
+then loads each with the same aiohttp client, JSON and streaming, at each concurrency, for a bounded
+time and number of requests, and prints req/s, p50/p99 and the p50 each adds over the upstream itself::
+
+    .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM = ROOT / "bench" / ".venvs" / "litellm" / "bin" / "litellm"
+ADMIN_PASSWORD = "bench-admin-password"
+LITELLM_KEY = "sk-bench-master"
+MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # .../chat/completions
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Cell:
+    ok: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180.0) -> None:
+    """Poll ``url`` until it answers below 500 (readiness of a process, not a synchronisation)."""
+
+    async def poll() -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{url} died:\n{log.read_text(errors='replace')[-3000:]}")
+                try:
+                    async with session.get(url) as r:
+                        if r.status < 500:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+    asyncio.run(poll())
+
+
+async def run_cell(
+    target: Target, stream: bool, concurrency: int, duration: float, max_requests: int
+) -> Cell:
+    payload: dict[str, object] = {"model": target.model, "messages": MESSAGES, "max_tokens": 32}
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    body = orjson.dumps(payload)
+    headers = {"Content-Type": "application/json", **target.headers}
+    cell = Cell()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            start = time.perf_counter()
+            try:
+                async with session.post(target.url, data=body, headers=headers) as r:
+                    data = await r.read()
+                    good = r.status == 200 and (not stream or data.rstrip().endswith(b"[DONE]"))
+            except aiohttp.ClientError:
+                good = False
+            if good:
+                cell.ok += 1
+                cell.latencies.append(time.perf_counter() - start)
+            else:
+                cell.errors += 1
+
+        for _ in range(min(20, max_requests)):  # warm-up: connections, caches
+            await one()
+        cell = Cell()
+        sent = 0
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                sent += 1
+                await one()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cell.elapsed = time.perf_counter() - start
+    return cell
+
+
+class Processes:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = self.workdir / f"{name}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.running.append(process)
+        return process, log
+
+    def stop(self) -> None:
+        for process in reversed(self.running):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def start_all(procs: Processes, skip_litellm: bool) -> tuple[list[Target], list[str]]:
+    notes: list[str] = []
+    python = sys.executable
+    upstream_port = free_port()
+    process, log = procs.start(
+        "upstream", [python, "-m", "tests.fakes.openai_server", "--port", str(upstream_port)]
+    )
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    wait_http(f"{upstream}/models", process, log)
+    targets = [Target("upstream (direct)", f"{upstream}/chat/completions", "gpt-4o-mini")]
+
+    # AI-Lab: one worker, auth on, an API token.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
+    env.update(
+        AILAB_DATA_DIR=str(procs.workdir / "ailab-data"),
+        AILAB_PORT=str(port),
+        AILAB_AUTH="on",
+        AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        AILAB_OPENAI_COMPAT_BASE_URL=upstream,
+        AILAB_WORKERS="1",
+    )
+    cli = str(Path(python).with_name("ai-lab"))
+    process, log = procs.start("ailab", [cli, "serve"], env)
+    wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
+    token = (
+        subprocess.run([cli, "tokens", "create", "bench"], env=env, capture_output=True, check=True, cwd=ROOT)
+        .stdout.decode()
+        .strip()
+    )
+    targets.append(
+        Target(
+            "ai-lab",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            "openai-compat/gpt-4o-mini",
+            {"Authorization": f"Bearer {token}"},
+        )
+    )
+
+    port = free_port()
+    process, log = procs.start(
+        "passthrough", [python, "bench/passthrough.py", "--port", str(port), "--upstream", upstream]
+    )
+    wait_http(f"http://127.0.0.1:{port}/", process, log)
+    targets.append(Target("bare pass-through", f"http://127.0.0.1:{port}/v1/chat/completions", "gpt-4o-mini"))
+
+    if skip_litellm:
+        notes.append("LiteLLM skipped (--skip-litellm)")
+    elif not LITELLM.exists():
+        notes.append(
+            f"LiteLLM skipped: {LITELLM} missing "
+            "(python -m venv bench/.venvs/litellm && pip install 'litellm[proxy]')"
+        )
+    else:
+        port = free_port()
+        config = procs.workdir / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            "  - model_name: fake-model\n"
+            "    litellm_params:\n"
+            "      model: openai/gpt-4o-mini\n"
+            f"      api_base: {upstream}\n"
+            "      api_key: sk-bench\n"
+            "general_settings:\n"
+            f"  master_key: {LITELLM_KEY}\n"
+            "litellm_settings:\n"
+            "  telemetry: false\n"
+        )
+        litellm_env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+        process, log = procs.start(
+            "litellm",
+            [
+                str(LITELLM),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            litellm_env,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health/liveliness", process, log, timeout=240)
+            targets.append(
+                Target(
+                    "litellm proxy",
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    "fake-model",
+                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+                )
+            )
+        except RuntimeError as exc:
+            notes.append(f"LiteLLM failed to start: {str(exc)[:500]}")
+    return targets, notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--max-requests", type=int, default=20000, help="requests per cell at most")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--skip-litellm", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
+    procs = Processes(workdir)
+    try:
+        targets, notes = start_all(procs, args.skip_litellm)
+        results: dict[tuple[str, str, int], Cell] = {}
+        for mode in ("json", "stream"):
+            for concurrency in args.concurrency:
+                for target in targets:
+                    cell = asyncio.run(
+                        run_cell(target, mode == "stream", concurrency, args.duration, args.max_requests)
+                    )
+                    results[(target.name, mode, concurrency)] = cell
+                    print(f"  {target.name:20} {mode:6} c={concurrency:<3} {cell.rps:8.1f} req/s", flush=True)
+        print()
+        header = ("target", "mode", "conc", "req/s", "p50 ms", "p99 ms", "+p50 ms", "errors")
+        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>6}".format(*header))
+        for mode in ("json", "stream"):
+            for concurrency in args.concurrency:
+                base = results[(targets[0].name, mode, concurrency)].pct(0.5)
+                for target in targets:
+                    cell = results[(target.name, mode, concurrency)]
+                    added = cell.pct(0.5) - base if target is not targets[0] else 0.0
+                    print(
+                        f"{target.name:20} {mode:6} {concurrency:>4} {cell.rps:9.1f} {cell.pct(0.5):8.2f} "
+                        f"{cell.pct(0.99):8.2f} {added:8.2f} {cell.errors:6d}"
+                    )
+        names = [t.name for t in targets]
+        if "litellm proxy" in names:
+            print()
+            for mode in ("json", "stream"):
+                top = max(args.concurrency)
+                ours = results[("ai-lab", mode, top)].rps
+                theirs = results[("litellm proxy", mode, top)].rps
+                bare = results[("bare pass-through", mode, top)].rps
+                print(f"{mode} c={top}: ai-lab = {ours / theirs:.1f}x litellm, {ours / bare:.2f}x bare")
+            low = min(args.concurrency)
+            ours_added = results[("ai-lab", "json", low)].pct(0.5) - results[
+                (targets[0].name, "json", low)
+            ].pct(0.5)
+            theirs_added = results[("litellm proxy", "json", low)].pct(0.5) - results[
+                (targets[0].name, "json", low)
+            ].pct(0.5)
+            print(
+                f"json c={low}: ai-lab adds {ours_added:.2f} ms p50, litellm adds {theirs_added:.2f} ms p50"
+            )
+        for note in notes:
+            print(f"note: {note}")
+    finally:
+        procs.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
