@@ -330,3 +330,32 @@ async def test_auth_off_acts_as_an_active_admin(
         await services.auth.create_user("root", "root-password", "admin")
         await services.auth.update_user("admin", disabled=True)
         assert (await client.get("/auth/me")).json()["username"] == "root"
+
+
+async def test_credentials_on_both_databases(
+    any_database_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
+) -> None:
+    """The parts that lean on stored timestamps and cascades, on SQLite and on PostgreSQL."""
+    settings = make_settings(database_url=any_database_url)
+    async with app_client(settings) as client, from_address(client, "127.0.0.1") as anon:
+        await client.post("/users", json={"username": "alice", "password": PASSWORD_A})
+        session_token = await login(anon, "alice", PASSWORD_A)
+        api = bearer(
+            (await anon.post("/auth/tokens", json={"name": "t"}, headers=session_token)).json()["token"]
+        )
+        sid = (await anon.post("/sessions", json={}, headers=api)).json()["id"]
+
+        assert (await client.patch("/users/alice", json={"password": "new-password-1"})).status_code == 200
+        assert (await anon.get("/auth/me", headers=session_token)).status_code == 401
+        assert (await anon.get("/auth/me", headers=api)).status_code == 200
+        fresh = await login(anon, "alice", "new-password-1")
+        assert (await anon.get(f"/sessions/{sid}", headers=fresh)).status_code == 200
+
+        token_id = (await anon.get("/auth/tokens", headers=fresh)).json()["items"][0]["id"]
+        assert (await anon.delete(f"/auth/tokens/{token_id}", headers=fresh)).status_code == 204
+        assert (await anon.get("/auth/me", headers=api)).status_code == 401
+
+        assert (await client.delete("/users/alice")).status_code == 204
+        assert (await anon.get("/auth/me", headers=fresh)).status_code == 401
+        async with client.services.db.read() as session:  # type: ignore[attr-defined]
+            assert await session.get(ChatSession, sid) is None
