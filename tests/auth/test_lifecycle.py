@@ -236,7 +236,7 @@ async def test_ordinary_users_get_403_on_admin_routes(client: httpx.AsyncClient,
     admin_only = [
         (method.upper(), path.replace("{name}", "alice").replace("{service}", "openai"))
         for path, item in openapi["paths"].items()
-        if path.startswith(("/users", "/api-keys"))
+        if path.startswith(("/users", "/api-keys", "/metrics"))
         for method in item
     ]
     assert ("GET", "/users") in admin_only
