@@ -22,13 +22,13 @@ from ailab.api.routes import (
 
 PUBLIC: list[APIRouter] = [health.router, auth.router]
 PROTECTED: list[APIRouter] = [
+    gateway.router,  # first: the hot path, matched before every other protected route
     sessions.router,
     conversation.router,
     keys.router,
     auth.protected_router,
     users.router,
     chat.router,
-    gateway.router,
     metrics.router,
     benchmark.router,
     pipelines.router,

@@ -2,6 +2,8 @@
 
 Thin on purpose (this is the hot path): the body is read as bytes and handed to the gateway service,
 whose reply goes out as is; errors answer OpenAI's ``{"error": {...}}`` shape (``api/errors.py``).
+Authentication is the protected router's dependency; the handlers take the services straight from the
+app rather than through more dependencies, each of which costs a resolution step per request.
 """
 
 from __future__ import annotations
@@ -11,22 +13,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.sse import EventStreamResponse
+from ailab.services.container import Services
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
 @router.get("/models")
-async def list_models(user: CurrentUser, services: ServicesDep) -> Any:
+async def list_models(request: Request) -> Any:
     """Every model of every configured backend, ids ``provider/model``."""
-    return await services.gateway.models()
+    return await _services(request).gateway.models()
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(request: Request, user: CurrentUser, services: ServicesDep) -> Response:
+async def chat_completions(request: Request) -> Response:
     """OpenAI's chat completions, streamed or not, for any configured model."""
-    reply = await services.gateway.chat_completions(await request.body())
+    reply = await _services(request).gateway.chat_completions(await request.body())
     if reply.stream is not None:
         return EventStreamResponse(reply.stream, status_code=reply.status, media_type=reply.content_type)
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
