@@ -17,11 +17,11 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(import_cli.app, name="import")
+app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.command("bench")(bench.bench)
-app.add_typer(import_cli.app, name="import")
-app.add_typer(keys.app, name="keys")
 
 
 @app.command("version")
