@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -184,7 +184,7 @@ class Gateway:
 
     # -- pass-through -----------------------------------------------------------------------------
     async def _forward(self, provider: Provider, model: str, payload: dict[str, Any]) -> GatewayReply:
-        assert isinstance(provider, SupportsOpenAIForward)
+        forwarder = cast(SupportsOpenAIForward, provider)  # checked once per provider, not per request
         payload["model"] = model
         stream = bool(payload.get("stream"))
         hide_usage = stream and not _wants_usage(payload)
@@ -196,7 +196,7 @@ class Gateway:
             }
         start = time.perf_counter()
         try:
-            upstream = await provider.forward_chat_completions(payload)
+            upstream = await forwarder.forward_chat_completions(payload)
         except AILabError as exc:
             self._record(provider, model, start, stream=stream, error=exc.code)
             raise
