@@ -91,12 +91,17 @@ async def fit_history(
     Raises InvalidInput when the message alone does not fit.
     """
     texts = [m.content for m in history] + [message]
+    reserve = max_tokens if max_tokens is not None else min(ANSWER_RESERVE_TOKENS, context_window // 4)
+    budget = context_window - reserve - TEMPLATE_RESERVE_TOKENS
     if isinstance(provider, SupportsTokenCount):
+        # A byte-level tokenizer never makes more tokens than UTF-8 bytes: when even that bound fits,
+        # everything fits and the tokenizer (a hop to the model's thread) is not needed.
+        sizes = [len(text.encode()) for text in texts]
+        if sum(sizes) + MESSAGE_OVERHEAD_TOKENS * len(texts) <= budget:
+            return list(history)
         counts = await provider.count_tokens(texts)
     else:
         counts = [len(text) // CHARS_PER_TOKEN + 1 for text in texts]
-    reserve = max_tokens if max_tokens is not None else min(ANSWER_RESERVE_TOKENS, context_window // 4)
-    budget = context_window - reserve - TEMPLATE_RESERVE_TOKENS
     budget -= counts[-1] + MESSAGE_OVERHEAD_TOKENS
     if budget < 0:
         raise InvalidInput(
