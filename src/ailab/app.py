@@ -19,6 +19,7 @@ from ailab import __version__
 from ailab.api import routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
+from ailab.api.fastlane import GatewayFastLane
 from ailab.api.middleware import RequestContextMiddleware, RequestObserver, RequestRecord
 from ailab.api.routes.metrics import MonitorContextMiddleware
 from ailab.config import Settings, get_settings
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(GatewayFastLane)
     app.add_middleware(MonitorContextMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observers=observers)
     return app

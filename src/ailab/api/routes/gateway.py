@@ -8,8 +8,7 @@ app rather than through more dependencies, each of which costs a resolution step
 
 from __future__ import annotations
 
-from typing import Any
-
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -24,10 +23,11 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.get("/models")
-async def list_models(request: Request) -> Any:
+@router.get("/models", response_model=None)
+async def list_models(request: Request) -> Response:
     """Every model of every configured backend, ids ``provider/model``."""
-    return await _services(request).gateway.models()
+    models = await _services(request).gateway.models()
+    return Response(orjson.dumps(models), media_type="application/json")
 
 
 @router.post("/chat/completions", response_model=None)

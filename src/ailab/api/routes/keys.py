@@ -14,7 +14,7 @@ router = APIRouter(tags=["api-keys"])
 ServiceName = Annotated[str, Path(max_length=64, description="a service name, e.g. openai")]
 
 
-def get_vault(services: ServicesDep) -> Vault:
+async def get_vault(services: ServicesDep) -> Vault:
     return services.vault
 
 
