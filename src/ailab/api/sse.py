@@ -49,3 +49,36 @@ class EventStreamResponse(StreamingResponse):
         finally:
             # Its own task: the request's cancellation must not interrupt the clean-up.
             await asyncio.shield(asyncio.ensure_future(self._events.aclose()))
+
+
+class DirectStreamResponse(StreamingResponse):
+    """A streamed response without a disconnect-listener task, for the gateway's hot path.
+
+    Starlette's streaming response runs a second task per request that waits for ``http.disconnect``;
+    here a client that went away is noticed when the next chunk is sent (uvicorn raises an ``OSError``),
+    which ends the stream and closes the generator (stopping the upstream or the local generation) within
+    one chunk. That halves the per-request cost of a streamed pass-through.
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        *,
+        status_code: int = 200,
+        media_type: str = "text/event-stream",
+    ) -> None:
+        super().__init__(chunks, status_code=status_code, media_type=media_type, headers=SSE_HEADERS)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in self._chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away
+        finally:
+            await asyncio.shield(asyncio.ensure_future(self._chunks.aclose()))

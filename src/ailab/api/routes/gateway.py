@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ailab.api.sse import EventStreamResponse
+from ailab.api.sse import DirectStreamResponse
 from ailab.services.container import Services
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -35,5 +35,5 @@ async def chat_completions(request: Request) -> Response:
     """OpenAI's chat completions, streamed or not, for any configured model."""
     reply = await _services(request).gateway.chat_completions(await request.body())
     if reply.stream is not None:
-        return EventStreamResponse(reply.stream, status_code=reply.status, media_type=reply.content_type)
+        return DirectStreamResponse(reply.stream, status_code=reply.status, media_type=reply.content_type)
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
