@@ -52,12 +52,12 @@ class EventStreamResponse(StreamingResponse):
 
 
 class DirectStreamResponse(StreamingResponse):
-    """A streamed response without a disconnect-listener task, for the gateway's hot path.
+    """A streamed response with a lighter disconnect watch, for the gateway's hot path.
 
-    Starlette's streaming response runs a second task per request that waits for ``http.disconnect``;
-    here a client that went away is noticed when the next chunk is sent (uvicorn raises an ``OSError``),
-    which ends the stream and closes the generator (stopping the upstream or the local generation) within
-    one chunk. That halves the per-request cost of a streamed pass-through.
+    Starlette's streaming response puts the sending and a disconnect listener in an anyio task group per
+    request. Here the sending stays in the request's own task and one plain asyncio task waits for
+    ``http.disconnect``; when the client goes away it cancels the sending, which closes the generator
+    (stopping the upstream or the local generation) at once, even while it waits for the next chunk.
     """
 
     def __init__(
@@ -71,6 +71,18 @@ class DirectStreamResponse(StreamingResponse):
         self._chunks = chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        client_gone = False
+
+        async def watch() -> None:
+            nonlocal client_gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            client_gone = True
+            sender.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
@@ -78,7 +90,12 @@ class DirectStreamResponse(StreamingResponse):
             async for chunk in self._chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client_gone:
+                raise  # cancelled from outside (shutdown): not ours to swallow
+            sender.uncancel()
         except OSError:
-            pass  # the client went away
+            pass  # the client went away while we wrote
         finally:
+            watcher.cancel()
             await asyncio.shield(asyncio.ensure_future(self._chunks.aclose()))
