@@ -90,7 +90,9 @@ class ProviderRegistry:
         if rest and prefix in self.providers:
             return self.providers[prefix], rest
         if not model_id and LOCAL_PROVIDER in self.providers:
-            return self.providers[LOCAL_PROVIDER], ""
+            local = self.providers[LOCAL_PROVIDER]
+            # Name the embedded model, so records and metrics carry its name, not an empty one.
+            return local, str(getattr(local, "model_name", ""))
         known = ", ".join(sorted(self.providers)) or "none"
         raise ModelNotFound(
             f"unknown model {model_id!r}: use '<provider>/<model>' with a configured provider ({known})"
