@@ -120,7 +120,16 @@ async def test_buffer_is_bounded_and_retention_deletes_old_rows(client: httpx.As
         await repo.insert_samples(
             session, rows("http", "GET /recent", [1.0], age=dt.timedelta(days=retention_days - 1))
         )
+        # Imported v2 history is older than any retention, and is kept.
+        await repo.insert_samples(
+            session, rows("legacy", "cpu_usage_percent", [18.5], age=dt.timedelta(days=retention_days + 500))
+        )
     assert await history.apply_retention() == 2
+    async with services.db.read() as session:
+        kept = (
+            await session.scalars(select(PerformanceMetric).where(PerformanceMetric.kind == "legacy"))
+        ).all()
+    assert [row.value for row in kept] == [18.5]
     summary = (await client.get("/performance/summary", params={"hours": 24 * 366})).json()
     assert "GET /old" not in summary["endpoints"]
     assert summary["endpoints"]["GET /recent"]["count"] == 1

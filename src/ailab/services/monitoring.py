@@ -56,6 +56,8 @@ MB = 1024 * 1024
 MAX_BUFFERED_SAMPLES = 50_000
 MAX_BATCH = 5_000
 RETENTION_EVERY_S = 3600.0
+# Retention applies to what this monitor writes; imported v2 history ("legacy") is the user's to keep.
+RETAINED_KINDS = ("http", "llm", "function")
 FIRST_SAMPLE_WAIT_S = 5.0
 SECTIONS = {"http": "endpoints", "llm": "models", "function": "functions", "legacy": "legacy"}
 
@@ -344,7 +346,7 @@ class HistoryWriter:
         """Delete samples older than the retention period; returns how many."""
         self._last_retention = time.monotonic()
         async with self.db.write() as session:
-            return await metrics_repo.delete_before(session, utcnow() - self.retention)
+            return await metrics_repo.delete_before(session, utcnow() - self.retention, RETAINED_KINDS)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``flush_seconds`` (and apply retention hourly) until ``stop``; then flush once more."""

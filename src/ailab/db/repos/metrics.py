@@ -58,9 +58,12 @@ async def insert_samples(db: AsyncSession, rows: Sequence[dict[str, Any]]) -> in
     return len(rows)
 
 
-async def delete_before(db: AsyncSession, cutoff: dt.datetime) -> int:
-    """Delete samples older than ``cutoff``; returns how many."""
-    result: Any = await db.execute(delete(PerformanceMetric).where(PerformanceMetric.created_at < cutoff))
+async def delete_before(db: AsyncSession, cutoff: dt.datetime, kinds: Sequence[str]) -> int:
+    """Delete samples of ``kinds`` older than ``cutoff``; returns how many."""
+    query = delete(PerformanceMetric).where(
+        PerformanceMetric.created_at < cutoff, PerformanceMetric.kind.in_(kinds)
+    )
+    result: Any = await db.execute(query)
     return int(result.rowcount or 0)
 
 
