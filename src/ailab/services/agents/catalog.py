@@ -328,7 +328,10 @@ class AgentCatalog:
         return sorted(set(static) | set(stored))
 
     async def resolve(self, name: str) -> ChatPipeline:
-        """The pipeline called ``name``: a stored graph of agents, or a static one (``direct``)."""
+        """The pipeline called ``name``: a static one (``direct``) or a stored graph of agents."""
+        # Static names are reserved (they cannot be stored), so they need no database read.
+        if self._static is not None and name in await self._static.names():
+            return await self._static.resolve(name)
         async with self._db.read() as session:
             row = await repo.get_pipeline(session, name)
             if row is not None:
@@ -338,8 +341,6 @@ class AgentCatalog:
             check_agents_exist(spec, [r.name for r in agent_rows])
             agents = {r.name: AgentSpec.model_validate(r.config) for r in agent_rows}
             return AgentPipeline(spec, agents, self._providers, self.steps, self.bounds(spec))
-        if self._static is not None and name in await self._static.names():
-            return await self._static.resolve(name)
         raise InvalidInput(f"unknown pipeline {name!r}; known: {', '.join(await self.names())}")
 
     def bounds(self, spec: PipelineSpec) -> Bounds:
