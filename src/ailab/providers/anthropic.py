@@ -12,11 +12,10 @@ merged, and a stream is a sequence of typed SSE events::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from ailab.config import Settings
-from ailab.errors import ProviderError, ProviderUnavailable
+from ailab.errors import ProviderError
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -26,7 +25,7 @@ from ailab.providers.base import (
     ModelInfo,
     Usage,
 )
-from ailab.providers.http import RemoteProvider, load_event, status_error
+from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -144,7 +143,7 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     ]
 
 
-class AnthropicProvider(RemoteProvider):
+class AnthropicProvider(TranslatingProvider):
     """Claude models through the Messages API."""
 
     name = "anthropic"
@@ -164,39 +163,18 @@ class AnthropicProvider(RemoteProvider):
         )
         return parse_models(data if isinstance(data, dict) else {})
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One whole answer."""
-        credential = await self.require_credential()
-        data = await self.http.json(
-            "POST",
-            f"{self.base_url(credential)}/v1/messages",
-            headers=self.headers(credential),
-            body=build_body(request, stream=False),
-            secret=credential.api_key,
-        )
-        if not isinstance(data, dict):
-            raise ProviderUnavailable("anthropic answered with an unexpected JSON shape")
-        return parse_response(data, request.model)
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """``/v1/messages``, streamed or not."""
+        return Endpoint(f"{self.base_url(credential)}/v1/messages")
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer chunk by chunk; the last chunk has the stop reason and the usage."""
-        credential = await self.require_credential()
-        state = StreamState()
-        async with self.http.open(
-            "POST",
-            f"{self.base_url(credential)}/v1/messages",
-            headers=self.headers(credential),
-            body=build_body(request, stream=True),
-            stream=True,
-            secret=credential.api_key,
-        ) as response:
-            async for event in self.http.sse(response):
-                chunk = state.feed(load_event(self.name, event.data))
-                if chunk is not None:
-                    yield chunk
-                if state.done:
-                    break
-        yield state.final()
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return build_body(request, stream=stream)
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        return parse_response(data, model)
+
+    def stream_parser(self) -> StreamState:
+        return StreamState()
 
 
 def create(settings: Settings, credentials: CredentialStore) -> AnthropicProvider:

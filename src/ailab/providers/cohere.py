@@ -10,11 +10,9 @@ a ``type``::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from ailab.config import Settings
-from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -24,7 +22,7 @@ from ailab.providers.base import (
     ModelInfo,
     Usage,
 )
-from ailab.providers.http import RemoteProvider, load_event
+from ailab.providers.http import Endpoint, TranslatingProvider
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -107,7 +105,7 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     return models
 
 
-class CohereProvider(RemoteProvider):
+class CohereProvider(TranslatingProvider):
     """Cohere Command models through the v2 Chat API."""
 
     name = "cohere"
@@ -127,39 +125,18 @@ class CohereProvider(RemoteProvider):
         )
         return parse_models(data if isinstance(data, dict) else {})
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One whole answer."""
-        credential = await self.require_credential()
-        data = await self.http.json(
-            "POST",
-            f"{self.base_url(credential)}/v2/chat",
-            headers=self.headers(credential),
-            body=build_body(request, stream=False),
-            secret=credential.api_key,
-        )
-        if not isinstance(data, dict):
-            raise ProviderUnavailable("cohere answered with an unexpected JSON shape")
-        return parse_response(data, request.model)
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """``/v2/chat``, streamed or not."""
+        return Endpoint(f"{self.base_url(credential)}/v2/chat")
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
-        credential = await self.require_credential()
-        state = StreamState()
-        async with self.http.open(
-            "POST",
-            f"{self.base_url(credential)}/v2/chat",
-            headers=self.headers(credential),
-            body=build_body(request, stream=True),
-            stream=True,
-            secret=credential.api_key,
-        ) as response:
-            async for event in self.http.sse(response):
-                chunk = state.feed(load_event(self.name, event.data))
-                if chunk is not None:
-                    yield chunk
-                if state.done:
-                    break
-        yield state.final()
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return build_body(request, stream=stream)
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        return parse_response(data, model)
+
+    def stream_parser(self) -> StreamState:
+        return StreamState()
 
 
 def create(settings: Settings, credentials: CredentialStore) -> CohereProvider:

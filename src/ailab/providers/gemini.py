@@ -12,12 +12,11 @@ access logs and traces would keep it. Google answers an invalid key with 400 ``A
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from ailab.config import Settings
-from ailab.errors import ProviderAuthError, ProviderError, ProviderUnavailable
+from ailab.errors import ProviderAuthError, ProviderError
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -27,7 +26,7 @@ from ailab.providers.base import (
     ModelInfo,
     Usage,
 )
-from ailab.providers.http import RemoteProvider, load_event, status_error
+from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
 API_PREFIX = "/v1beta"
 MAX_MODEL_PAGES = 10
@@ -103,6 +102,7 @@ class StreamState:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.done = False  # Gemini sends no end event: the stream simply ends
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
         """The text of one event, or None; an ``error`` object is raised."""
@@ -140,7 +140,7 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     return models
 
 
-class GeminiProvider(RemoteProvider):
+class GeminiProvider(TranslatingProvider):
     """Gemini models through the Generative Language API."""
 
     name = "gemini"
@@ -178,38 +178,21 @@ class GeminiProvider(RemoteProvider):
             params = {"pageSize": "1000", "pageToken": str(token)}
         return models
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One whole answer from ``:generateContent``."""
-        credential = await self.require_credential()
-        data = await self.http.json(
-            "POST",
-            f"{self.base_url(credential)}{API_PREFIX}/{model_path(request.model)}:generateContent",
-            headers=self.headers(credential),
-            body=build_body(request),
-            secret=credential.api_key,
-        )
-        if not isinstance(data, dict):
-            raise ProviderUnavailable("gemini answered with an unexpected JSON shape")
-        return parse_response(data, request.model)
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """``:generateContent``, or ``:streamGenerateContent?alt=sse``; the key never in the URL."""
+        base = f"{self.base_url(credential)}{API_PREFIX}/{model_path(request.model)}"
+        if stream:
+            return Endpoint(f"{base}:streamGenerateContent", {"alt": "sse"})
+        return Endpoint(f"{base}:generateContent")
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer chunk by chunk from ``:streamGenerateContent?alt=sse``."""
-        credential = await self.require_credential()
-        state = StreamState()
-        async with self.http.open(
-            "POST",
-            f"{self.base_url(credential)}{API_PREFIX}/{model_path(request.model)}:streamGenerateContent",
-            headers=self.headers(credential),
-            params={"alt": "sse"},
-            body=build_body(request),
-            stream=True,
-            secret=credential.api_key,
-        ) as response:
-            async for event in self.http.sse(response):
-                chunk = state.feed(load_event(self.name, event.data))
-                if chunk is not None:
-                    yield chunk
-        yield state.final()
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return build_body(request)
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        return parse_response(data, model)
+
+    def stream_parser(self) -> StreamState:
+        return StreamState()
 
 
 def create(settings: Settings, credentials: CredentialStore) -> GeminiProvider:

@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -45,7 +45,15 @@ from ailab.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from ailab.providers.base import Credential, CredentialStore, ModelInfo, ProviderHealth
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    Credential,
+    CredentialStore,
+    ModelInfo,
+    ProviderHealth,
+)
 
 CONNECT_TIMEOUT_S = 10.0
 POOL_LIMIT = 256
@@ -501,3 +509,101 @@ class RemoteProvider:
     async def aclose(self) -> None:
         """Close the pooled session."""
         await self.http.aclose()
+
+
+class StreamParser(Protocol):
+    """Turns a backend's streamed JSON events into chunks; ``done`` once its end event arrived."""
+
+    done: bool
+
+    def feed(self, event: dict[str, Any]) -> ChatChunk | None:
+        """The chunk an event carries, or None; an error event is raised."""
+        ...
+
+    def final(self) -> ChatChunk:
+        """The last chunk: finish reason and usage."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a chat request goes."""
+
+    url: str
+    params: Mapping[str, str] | None = None
+
+
+class TranslatingProvider(RemoteProvider):
+    """A backend with a wire format of its own (Anthropic, Gemini, Cohere, Ollama).
+
+    Subclasses say where a chat goes and hand over the pure translations; sending, streaming (SSE or
+    NDJSON), stopping on the end event and the error mapping are done here, once.
+    """
+
+    stream_format: str = "sse"  # or "ndjson"
+
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """The authentication headers of a request."""
+        raise NotImplementedError
+
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """The URL (and query) of a chat request."""
+        raise NotImplementedError
+
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body of a chat request."""
+        raise NotImplementedError
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        """A whole answer from the backend's JSON."""
+        raise NotImplementedError
+
+    def stream_parser(self) -> StreamParser:
+        """A fresh parser for one streamed answer."""
+        raise NotImplementedError
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One whole answer."""
+        credential = await self.require_credential()
+        endpoint = self.chat_endpoint(credential, request, stream=False)
+        data = await self.http.json(
+            "POST",
+            endpoint.url,
+            headers=self.headers(credential),
+            params=endpoint.params,
+            body=self.request_body(request, stream=False),
+            secret=credential.api_key,
+        )
+        if not isinstance(data, dict):
+            raise ProviderUnavailable(f"{self.name} answered with an unexpected JSON shape")
+        return self.parse_result(data, request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
+        credential = await self.require_credential()
+        endpoint = self.chat_endpoint(credential, request, stream=True)
+        parser = self.stream_parser()
+        async with self.http.open(
+            "POST",
+            endpoint.url,
+            headers=self.headers(credential),
+            params=endpoint.params,
+            body=self.request_body(request, stream=True),
+            stream=True,
+            secret=credential.api_key,
+        ) as response:
+            async for raw in self._events(response):
+                chunk = parser.feed(load_event(self.name, raw))
+                if chunk is not None:
+                    yield chunk
+                if parser.done:
+                    break
+        yield parser.final()
+
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | bytes]:
+        if self.stream_format == "ndjson":
+            async for line in self.http.lines(response):
+                yield line
+        else:
+            async for event in self.http.sse(response):
+                yield event.data

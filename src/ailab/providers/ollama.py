@@ -9,7 +9,6 @@ so the registry skips it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from ailab.config import Settings
@@ -24,7 +23,7 @@ from ailab.providers.base import (
     ProviderHealth,
     Usage,
 )
-from ailab.providers.http import RemoteProvider, load_event, status_error
+from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -98,9 +97,10 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     ]
 
 
-class OllamaProvider(RemoteProvider):
+class OllamaProvider(TranslatingProvider):
     """A local or remote Ollama server."""
 
+    stream_format = "ndjson"
     name = "ollama"
     key_required = False
     default_base_url = "http://127.0.0.1:11434"
@@ -127,41 +127,21 @@ class OllamaProvider(RemoteProvider):
         models = await self.list_models()
         return ProviderHealth(ok=True, detail=f"{len(models)} models available")
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One whole answer."""
-        credential = await self.require_credential()
-        data = await self.http.json(
-            "POST",
-            f"{self.base_url(credential)}/api/chat",
-            headers=self.headers(credential),
-            body=build_body(request, stream=False),
-            secret=credential.api_key,
-        )
-        if not isinstance(data, dict):
-            raise ProviderUnavailable("ollama answered with an unexpected JSON shape")
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """``/api/chat``; streamed answers are NDJSON."""
+        return Endpoint(f"{self.base_url(credential)}/api/chat")
+
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return build_body(request, stream=stream)
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        """The answer; Ollama reports some failures as a 200 with an ``error`` field."""
         if data.get("error"):
             raise status_error(self.name, 500, str(data["error"]))
-        return parse_response(data, request.model)
+        return parse_response(data, model)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer chunk by chunk from the NDJSON stream."""
-        credential = await self.require_credential()
-        state = StreamState()
-        async with self.http.open(
-            "POST",
-            f"{self.base_url(credential)}/api/chat",
-            headers=self.headers(credential),
-            body=build_body(request, stream=True),
-            stream=True,
-            secret=credential.api_key,
-        ) as response:
-            async for line in self.http.lines(response):
-                chunk = state.feed(load_event(self.name, line))
-                if chunk is not None:
-                    yield chunk
-                if state.done:
-                    break
-        yield state.final()
+    def stream_parser(self) -> StreamState:
+        return StreamState()
 
 
 def create(settings: Settings, credentials: CredentialStore) -> OllamaProvider:
