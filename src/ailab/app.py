@@ -20,8 +20,12 @@ from ailab.api import routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
 from ailab.api.fastlane import GatewayFastLane
-from ailab.api.middleware import RequestContextMiddleware, RequestObserver, RequestRecord
-from ailab.api.routes.metrics import MonitorContextMiddleware
+from ailab.api.middleware import (
+    MonitorContextMiddleware,
+    RequestContextMiddleware,
+    RequestObserver,
+    RequestRecord,
+)
 from ailab.config import Settings, get_settings
 from ailab.db.migrate import upgrade
 from ailab.services.container import build_services

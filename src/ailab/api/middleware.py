@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, the body size limit, the access log and request observers.
+"""Pure ASGI middleware: request ids, the body size limit, the access log, request observers, and the
+monitor context of ``@monitor_performance``.
 
 Written against raw ASGI rather than ``BaseHTTPMiddleware`` so that streamed responses pass through
 untouched and the per-request cost stays at a few microseconds (the gateway's budget is well under a
@@ -166,3 +167,18 @@ class RequestContextMiddleware:
             )
         for observer in self.observers:
             observer(record)
+
+
+class MonitorContextMiddleware:
+    """Activates the app's monitor for each HTTP request, for ``@monitor_performance``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = getattr(scope["app"].state, "services", None) if scope["type"] == "http" else None
+        if services is None:
+            await self.app(scope, receive, send)
+            return
+        with services.monitor.activate():
+            await self.app(scope, receive, send)

@@ -4,9 +4,6 @@
 traffic. Prometheus scrapes with an API token of an admin (``authorization: {credentials: <token>}``
 in the scrape config). Both serve the background sampler's last reading, so they never measure on the
 request path. ``/performance/summary`` gives aggregates only and is open to every signed-in user.
-
-:class:`MonitorContextMiddleware` makes the app's monitor the sink of ``@monitor_performance`` for
-everything a request runs (see ``services/monitoring.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ailab.api.deps import AdminUser, ServicesDep
 from ailab.metrics import PROMETHEUS_CONTENT_TYPE
@@ -41,18 +37,3 @@ async def performance_summary(
 ) -> dict[str, Any]:
     """Count, error rate and p50/p95/p99 (ms) per endpoint, model and function over the window."""
     return await services.monitor.summary(hours)
-
-
-class MonitorContextMiddleware:
-    """Activates the app's monitor for each HTTP request, for ``@monitor_performance``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services = getattr(scope["app"].state, "services", None) if scope["type"] == "http" else None
-        if services is None:
-            await self.app(scope, receive, send)
-            return
-        with services.monitor.activate():
-            await self.app(scope, receive, send)
