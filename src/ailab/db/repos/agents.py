@@ -8,7 +8,7 @@ Both keep their whole definition in one JSON ``config`` column keyed by ``name``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,22 +34,12 @@ async def get_agents(db: AsyncSession, names: Sequence[str]) -> Sequence[AgentDe
 
 async def put_agent(db: AsyncSession, name: str, config: dict[str, Any]) -> AgentDefinition:
     """Create or replace an agent definition."""
-    row = await db.get(AgentDefinition, name)
-    now = utcnow()
-    if row is None:
-        row = AgentDefinition(name=name, config=config, created_at=now, updated_at=now)
-        db.add(row)
-    else:
-        row.config = config
-        row.updated_at = now
-    await db.flush()
-    return row
+    return await _put(db, AgentDefinition, name, config)
 
 
 async def delete_agent(db: AsyncSession, name: str) -> bool:
     """Delete an agent definition; whether it existed."""
-    result = await db.execute(delete(AgentDefinition).where(AgentDefinition.name == name))
-    return bool(getattr(result, "rowcount", 0))
+    return await _delete(db, AgentDefinition, name)
 
 
 async def list_pipelines(db: AsyncSession) -> Sequence[Pipeline]:
@@ -64,10 +54,28 @@ async def get_pipeline(db: AsyncSession, name: str) -> Pipeline | None:
 
 async def put_pipeline(db: AsyncSession, name: str, config: dict[str, Any]) -> Pipeline:
     """Create or replace a pipeline."""
-    row = await db.get(Pipeline, name)
+    return await _put(db, Pipeline, name, config)
+
+
+async def delete_pipeline(db: AsyncSession, name: str) -> bool:
+    """Delete a pipeline; whether it existed."""
+    return await _delete(db, Pipeline, name)
+
+
+async def count_pipelines(db: AsyncSession) -> int:
+    """How many pipelines are stored (0: never seeded)."""
+    return int((await db.execute(select(func.count()).select_from(Pipeline))).scalar_one())
+
+
+Definition = TypeVar("Definition", AgentDefinition, Pipeline)
+
+
+async def _put(db: AsyncSession, table: type[Definition], name: str, config: dict[str, Any]) -> Definition:
+    """Create or replace the named row of a ``name`` + ``config`` table."""
+    row = await db.get(table, name)
     now = utcnow()
     if row is None:
-        row = Pipeline(name=name, config=config, created_at=now, updated_at=now)
+        row = table(name=name, config=config, created_at=now, updated_at=now)
         db.add(row)
     else:
         row.config = config
@@ -76,12 +84,7 @@ async def put_pipeline(db: AsyncSession, name: str, config: dict[str, Any]) -> P
     return row
 
 
-async def delete_pipeline(db: AsyncSession, name: str) -> bool:
-    """Delete a pipeline; whether it existed."""
-    result = await db.execute(delete(Pipeline).where(Pipeline.name == name))
+async def _delete(db: AsyncSession, table: type[AgentDefinition | Pipeline], name: str) -> bool:
+    """Delete the named row; whether it existed."""
+    result = await db.execute(delete(table).where(table.name == name))
     return bool(getattr(result, "rowcount", 0))
-
-
-async def count_pipelines(db: AsyncSession) -> int:
-    """How many pipelines are stored (0: never seeded)."""
-    return int((await db.execute(select(func.count()).select_from(Pipeline))).scalar_one())
