@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import uvloop
 
 from ailab.db.engine import Database
 from ailab.db.migrate import upgrade
@@ -103,4 +104,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())  # the server's event loop (uvicorn runs on uvloop)

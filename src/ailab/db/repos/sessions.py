@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.tables import AgentState, ChatSession, Message, utcnow
@@ -87,6 +87,16 @@ async def delete_session(db: AsyncSession, session_id: str) -> None:
 
 
 _ANY_OWNER = object()
+# The hot path's statements are built once: constructing a SQLAlchemy statement costs more CPU than
+# running it on SQLite. Parameters are bound per call.
+_RESERVE = (
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("sid"))
+    .values(next_seq=SESSIONS.c.next_seq + bindparam("count"), updated_at=bindparam("now"))
+    .returning(SESSIONS.c.next_seq)
+)
+_RESERVE_OWNED = _RESERVE.where(SESSIONS.c.owner_id.is_not_distinct_from(bindparam("owner")))
+_INSERT_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
 
 
 async def reserve_seqs(
@@ -98,14 +108,12 @@ async def reserve_seqs(
     one session get disjoint, gap-free numbers in commit order. With ``owner_id`` the session must
     also belong to that owner, in the same statement.
     """
-    # Core statements on the hot path: the ORM's bulk-update machinery costs ~1 ms of CPU per call.
-    table = SESSIONS
-    query = update(table).where(table.c.id == session_id)
+    params: dict[str, Any] = {"sid": session_id, "count": count, "now": utcnow()}
+    statement = _RESERVE
     if owner_id is not _ANY_OWNER:
-        query = query.where(table.c.owner_id == owner_id)
-    query = query.values(next_seq=table.c.next_seq + count, updated_at=utcnow()).returning(table.c.next_seq)
+        statement, params["owner"] = _RESERVE_OWNED, owner_id
     conn = await db.connection()
-    end = (await conn.execute(query)).scalar_one_or_none()
+    end = (await conn.execute(statement, params)).scalar_one_or_none()
     return None if end is None else int(end) - count
 
 
@@ -140,7 +148,7 @@ async def append_message(
         "created_at": created_at or utcnow(),
     }
     conn = await db.connection()
-    message_id = (await conn.execute(insert(MESSAGES).values(values).returning(MESSAGES.c.id))).scalar_one()
+    message_id = (await conn.execute(_INSERT_MESSAGE, values)).scalar_one()
     return Message(id=message_id, **values)  # not attached to the session: a plain value
 
 
