@@ -178,7 +178,9 @@ class ChatService:
                 session = await repo.create_session(
                     tx, session_id=data.session_id or new_session_id(), owner_id=owner_id, title=title
                 )
-            rows = await repo.last_messages(tx, session.id, HISTORY_LIMIT)
+                rows = []  # a new session has no history to read
+            else:
+                rows = list(await repo.last_messages(tx, session.id, HISTORY_LIMIT))
             history = [ChatMessage(r.role, r.content) for r in rows if r.role in CONTEXT_ROLES and r.content]
             history = await fit_history(
                 provider, history, data.message, context_window=window, max_tokens=data.max_tokens
