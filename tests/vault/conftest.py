@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.vault.fake_openai import FakeOpenAI, fake_openai
+from tests.fakes.openai_server import FakeOpenAI
 
 
 def openai_key() -> str:
@@ -19,5 +19,11 @@ def openai_key() -> str:
 @pytest.fixture
 async def openai_server() -> AsyncIterator[FakeOpenAI]:
     """A fake OpenAI on 127.0.0.1 that accepts one key."""
-    async with fake_openai(openai_key()) as server:
+    async with FakeOpenAI(api_key=openai_key()) as server:
         yield server
+
+
+def last_bearer(server: FakeOpenAI) -> str | None:
+    """The bearer key of the last request the fake received."""
+    header = server.requests[-1].header("authorization") if server.requests else None
+    return header.removeprefix("Bearer ") if header else None

@@ -16,9 +16,9 @@ from ailab.services.auth import Principal
 from ailab.services.container import Services
 from ailab.services.vault import Vault
 from tests.conftest import AppClientFactory
+from tests.fakes.openai_server import FakeOpenAI
 from tests.support.postgres import free_port
-from tests.vault.conftest import openai_key
-from tests.vault.fake_openai import FakeOpenAI
+from tests.vault.conftest import last_bearer, openai_key
 
 
 async def stored_rows(services: Services) -> dict[str, ApiKey]:
@@ -138,7 +138,7 @@ async def test_test_route_valid_invalid_unreachable(
         body = r.json()
         assert body["service_name"] == "openai"
         assert body["result"] == "valid", body
-        assert openai_server.seen_keys[-1] == openai_server.api_key
+        assert last_bearer(openai_server) == openai_server.api_key
         entry = (await client.get("/api-keys")).json()["configured_services"][0]
         assert entry["last_test_result"] == "valid"
         assert entry["last_tested_at"] == body["tested_at"]
@@ -150,7 +150,7 @@ async def test_test_route_valid_invalid_unreachable(
         body = r.json()
         assert body["result"] == "invalid", body
         assert "401" in body["detail"]
-        assert openai_server.seen_keys[-1] == wrong
+        assert last_bearer(openai_server) == wrong
         assert wrong not in r.text
         entry = (await client.get("/api-keys")).json()["configured_services"][0]
         assert entry["last_test_result"] == "invalid"
@@ -209,7 +209,7 @@ async def test_providers_read_the_vault_first_then_settings(
         await client.post("/api-keys", json={"service_name": "openai", "api_key": openai_server.api_key})
         models = await provider.list_models()  # the cache was cleared by the set: the vault key at once
         assert {m.id for m in models} == {"gpt-4o-mini", "gpt-4o"}
-        assert openai_server.seen_keys[-1] == openai_server.api_key
+        assert last_bearer(openai_server) == openai_server.api_key
 
         await client.delete("/api-keys/openai")
         assert (await services.vault.get("openai")).api_key == env_key  # type: ignore[union-attr]

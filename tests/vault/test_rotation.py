@@ -12,9 +12,10 @@ from sqlalchemy.engine import make_url
 
 from ailab.config import Settings
 from tests.conftest import ADMIN_PASSWORD, AppClientFactory
+from tests.fakes.openai_server import FakeOpenAI
 from tests.support.postgres import free_port
 from tests.support.server import run_server
-from tests.vault.fake_openai import FakeOpenAI
+from tests.vault.conftest import last_bearer
 from tests.vault.procs import acli, cli
 
 AZURE_KEY = "0123456789abcdef" * 2
@@ -157,7 +158,7 @@ async def test_key_file_rotation_while_the_server_runs(
             # The running server re-reads the key file: the rotated key still works, no restart.
             r = await client.post("/api-keys/openai/test")
             assert r.json()["result"] == "valid", r.json()
-            assert openai_server.seen_keys[-1] == openai_server.api_key
+            assert last_bearer(openai_server) == openai_server.api_key
             listed = (await client.get("/api-keys")).json()["configured_services"]
             assert listed[0]["masked_key"] == "••••" + openai_server.api_key[-4:]
             # And what it stores now is under the new key.
