@@ -24,6 +24,7 @@ from ailab.providers.base import (
     CredentialStore,
     ModelInfo,
     Usage,
+    sampling_fields,
 )
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
@@ -61,12 +62,7 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body["system"] = system
     if stream:
         body["stream"] = True
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
+    body.update(sampling_fields(request, max_tokens=None, stop="stop_sequences"))
     return body
 
 

@@ -158,3 +158,27 @@ class ProviderFactory(Protocol):
     """What an ``ailab.providers`` entry point names: builds the provider, or None if unconfigured."""
 
     def __call__(self, settings: Settings, credentials: CredentialStore) -> Provider | None: ...
+
+
+def sampling_fields(
+    request: ChatRequest,
+    *,
+    max_tokens: str | None = "max_tokens",
+    temperature: str = "temperature",
+    top_p: str = "top_p",
+    stop: str = "stop",
+) -> dict[str, Any]:
+    """The request's sampling settings that are set, under a backend's own field names.
+
+    ``max_tokens=None`` leaves the token limit out, for backends that always need one of their own.
+    """
+    fields: dict[str, Any] = {}
+    if max_tokens is not None and request.max_tokens is not None:
+        fields[max_tokens] = request.max_tokens
+    if request.temperature is not None:
+        fields[temperature] = request.temperature
+    if request.top_p is not None:
+        fields[top_p] = request.top_p
+    if request.stop:
+        fields[stop] = list(request.stop)
+    return fields

@@ -21,6 +21,7 @@ from ailab.providers.base import (
     CredentialStore,
     ModelInfo,
     Usage,
+    sampling_fields,
 )
 from ailab.providers.http import Endpoint, TranslatingProvider
 
@@ -32,14 +33,7 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         "stream": stream,
     }
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["p"] = request.top_p
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
+    body.update(sampling_fields(request, top_p="p", stop="stop_sequences"))
     return body
 
 

@@ -25,6 +25,7 @@ from ailab.providers.base import (
     CredentialStore,
     ModelInfo,
     Usage,
+    sampling_fields,
 )
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
@@ -52,15 +53,7 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
     system = [{"text": m.content} for m in request.messages if m.role == "system"]
     if system:
         body["systemInstruction"] = {"parts": system}
-    config: dict[str, Any] = {}
-    if request.max_tokens is not None:
-        config["maxOutputTokens"] = request.max_tokens
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    if request.stop:
-        config["stopSequences"] = list(request.stop)
+    config = sampling_fields(request, max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences")
     if config:
         body["generationConfig"] = config
     return body

@@ -37,6 +37,7 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
     Usage,
+    sampling_fields,
 )
 
 log = logging.getLogger("ailab.providers.local")
@@ -191,15 +192,10 @@ class LocalProvider:
             kwargs: dict[str, Any] = {
                 "messages": [{"role": m.role, "content": m.content} for m in request.messages],
                 "stream": True,
-                "max_tokens": request.max_tokens,
+                "max_tokens": request.max_tokens,  # None: until the context is full
                 "logits_processor": [count],
+                **sampling_fields(request, max_tokens=None),
             }
-            if request.temperature is not None:
-                kwargs["temperature"] = request.temperature
-            if request.top_p is not None:
-                kwargs["top_p"] = request.top_p
-            if request.stop:
-                kwargs["stop"] = request.stop
             seed = request.extra.get("seed")
             if isinstance(seed, int):
                 kwargs["seed"] = seed

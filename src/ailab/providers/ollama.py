@@ -22,6 +22,7 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
     Usage,
+    sampling_fields,
 )
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 
@@ -33,15 +34,7 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         "stream": stream,
     }
-    options: dict[str, Any] = {}
-    if request.max_tokens is not None:
-        options["num_predict"] = request.max_tokens
-    if request.temperature is not None:
-        options["temperature"] = request.temperature
-    if request.top_p is not None:
-        options["top_p"] = request.top_p
-    if request.stop:
-        options["stop"] = list(request.stop)
+    options = sampling_fields(request, max_tokens="num_predict")
     if options:
         body["options"] = options
     return body

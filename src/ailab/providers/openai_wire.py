@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab.providers.base import ChatChunk, ChatRequest, ChatResult, ModelInfo, Usage
+from ailab.providers.base import ChatChunk, ChatRequest, ChatResult, ModelInfo, Usage, sampling_fields
 
 DONE = "[DONE]"
 
@@ -30,14 +30,7 @@ def build_chat_body(
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
-    if request.max_tokens is not None:
-        body[max_tokens_field] = request.max_tokens
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
-    if request.stop:
-        body["stop"] = list(request.stop)
+    body.update(sampling_fields(request, max_tokens=max_tokens_field))
     return body
 
 
