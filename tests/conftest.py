@@ -5,6 +5,8 @@
   printed, only when no PostgreSQL can be reached or started).
 - ``settings`` / ``make_settings``: Settings on a fresh data dir, auth on, a fixed admin password.
 - ``app_client`` (context factory) and ``client``: an httpx client on the ASGI app, as admin.
+- ``upstream`` and ``upstream_client``: a recording OpenAI-compatible upstream, and the app (SQLite)
+  with ``openai-compat`` pointing at it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ailab.db.migrate import upgrade
 from ailab.services.auth import Principal
 from ailab.services.container import Services
 from tests.support import postgres
+from tests.support.openai_upstream import FakeUpstream, fake_upstream
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 
@@ -149,4 +152,18 @@ def app_client() -> AppClientFactory:
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the ASGI app (SQLite), logged in as admin; ``client.services`` is at hand."""
     async with _app_client(settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    """A recording OpenAI-compatible upstream on 127.0.0.1 (``tests/support/openai_upstream.py``)."""
+    async with fake_upstream() as state:
+        yield state
+
+
+@pytest.fixture
+async def upstream_client(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on a fresh SQLite database, as admin, with ``openai-compat`` pointing at ``upstream``."""
+    async with _app_client(settings.model_copy(update={"openai_compat_base_url": upstream.base_url})) as c:
         yield c

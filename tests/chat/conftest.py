@@ -1,39 +1,16 @@
-"""Fixtures of the /chat tests: a recording OpenAI-compatible upstream and an app wired to it, plus a
-raw ASGI driver that can hang up mid-stream the way uvicorn reports it (``http.disconnect``)."""
+"""Helpers of the /chat tests (the upstream and the app wired to it are ``upstream`` and
+``upstream_client`` in tests/conftest.py): SSE parsing, and a raw ASGI driver that can hang up
+mid-stream the way uvicorn reports it (``http.disconnect``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import orjson
-import pytest
-
-from ailab.config import Settings
-from tests.conftest import AppClientFactory
-from tests.support.openai_upstream import FakeUpstream, fake_upstream
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with fake_upstream() as state:
-        yield state
-
-
-@pytest.fixture
-async def chat_client(
-    make_settings: Callable[..., Settings],
-    database_url: str,
-    upstream: FakeUpstream,
-    app_client: AppClientFactory,
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app on a fresh SQLite database, with ``openai-compat`` pointing at the fake upstream."""
-    settings = make_settings(database_url=database_url, openai_compat_base_url=upstream.base_url)
-    async with app_client(settings) as client:
-        yield client
 
 
 def parse_sse(text: str) -> list[Any]:

@@ -74,10 +74,10 @@ async def test_embedded_model_json_and_stream_with_context(client: httpx.AsyncCl
 
 
 async def test_earlier_turns_reach_the_upstream_as_context(
-    chat_client: httpx.AsyncClient, upstream: FakeUpstream
+    upstream_client: httpx.AsyncClient, upstream: FakeUpstream
 ) -> None:
     model = "openai-compat/echo"
-    first = await chat_client.post(
+    first = await upstream_client.post(
         "/chat", json={"message": "hello there", "model": model, "pipeline": "direct"}
     )
     assert first.json() == {
@@ -90,7 +90,7 @@ async def test_earlier_turns_reach_the_upstream_as_context(
         "usage": first.json()["usage"],
     }
     session_id = first.json()["session_id"]
-    second = await chat_client.post(
+    second = await upstream_client.post(
         "/chat",
         json={
             "message": "second",
@@ -108,7 +108,7 @@ async def test_earlier_turns_reach_the_upstream_as_context(
         ("user", "second"),
     ]
     assert upstream.last["model"] == "echo"
-    rows = await messages_of(chat_client, session_id)
+    rows = await messages_of(upstream_client, session_id)
     assert [m["role"] for m in rows] == ["user", "assistant", "user", "assistant"]
     assert rows[3]["completion_tokens"] == 3
 
@@ -137,7 +137,7 @@ async def test_long_history_is_trimmed_to_the_embedded_models_window(
         assert 150 < rows[-1]["prompt_tokens"] <= 512 - 4
 
 
-async def test_refused_requests_change_nothing(chat_client: httpx.AsyncClient) -> None:
+async def test_refused_requests_change_nothing(upstream_client: httpx.AsyncClient) -> None:
     bad_bodies = [
         ({"message": ""}, 422),
         ({"message": "hi", "max_tokens": 0, "pipeline": "direct"}, 422),
@@ -147,28 +147,28 @@ async def test_refused_requests_change_nothing(chat_client: httpx.AsyncClient) -
         ({"message": "hi", "pipeline": "direct", "model": "nowhere/model"}, 404),
     ]
     for body, status in bad_bodies:
-        response = await chat_client.post("/chat", json=body)
+        response = await upstream_client.post("/chat", json=body)
         assert response.status_code == status, (body, response.text)
         assert "detail" in response.json()
-    unknown = await chat_client.post("/chat", json={"message": "hi", "pipeline": "no-such-pipeline"})
+    unknown = await upstream_client.post("/chat", json={"message": "hi", "pipeline": "no-such-pipeline"})
     assert "direct" in unknown.json()["detail"]
-    broken = await chat_client.post(
+    broken = await upstream_client.post(
         "/chat", content=b'{"message": ', headers={"content-type": "application/json"}
     )
     assert broken.status_code == 400
-    sessions = await chat_client.get("/sessions")
+    sessions = await upstream_client.get("/sessions")
     assert sessions.json()["items"] == []
 
 
-async def test_another_users_session_is_not_found(chat_client: httpx.AsyncClient) -> None:
-    services = chat_client.services  # type: ignore[attr-defined]
-    owner = await chat_client.post(
+async def test_another_users_session_is_not_found(upstream_client: httpx.AsyncClient) -> None:
+    services = upstream_client.services  # type: ignore[attr-defined]
+    owner = await upstream_client.post(
         "/chat", json={"message": "mine", "model": "openai-compat/echo", "pipeline": "direct"}
     )
     session_id = owner.json()["session_id"]
     await services.auth.create_user("mallory", "mallory-password")
     token = await services.auth.login("mallory", "mallory-password")
-    response = await chat_client.post(
+    response = await upstream_client.post(
         "/chat",
         json={
             "message": "let me in",
@@ -179,22 +179,22 @@ async def test_another_users_session_is_not_found(chat_client: httpx.AsyncClient
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 404
-    assert len(await messages_of(chat_client, session_id)) == 2
+    assert len(await messages_of(upstream_client, session_id)) == 2
 
 
 async def test_model_failure_after_the_turn_started_is_stored_as_error(
-    chat_client: httpx.AsyncClient,
+    upstream_client: httpx.AsyncClient,
 ) -> None:
-    response = await chat_client.post(
+    response = await upstream_client.post(
         "/chat", json={"message": "hi", "model": "openai-compat/missing", "pipeline": "direct"}
     )
     assert response.status_code == 404
     body = response.json()
     assert body["status"] == "error" and "missing" in body["error"]
-    rows = await messages_of(chat_client, body["session_id"])
+    rows = await messages_of(upstream_client, body["session_id"])
     assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "error")]
 
-    streamed = await chat_client.post(
+    streamed = await upstream_client.post(
         "/chat",
         json={"message": "hi", "model": "openai-compat/missing", "pipeline": "direct", "stream": True},
     )
@@ -204,12 +204,12 @@ async def test_model_failure_after_the_turn_started_is_stored_as_error(
 
 
 async def test_hang_up_mid_stream_stops_the_upstream_and_stores_the_partial_answer(
-    chat_client: httpx.AsyncClient, upstream: FakeUpstream
+    upstream_client: httpx.AsyncClient, upstream: FakeUpstream
 ) -> None:
-    services = chat_client.services  # type: ignore[attr-defined]
+    services = upstream_client.services  # type: ignore[attr-defined]
     upstream.release(2)
     seen = await stream_then_hang_up(
-        chat_client,
+        upstream_client,
         {"message": "count", "model": "openai-compat/slow", "pipeline": "direct", "stream": True},
         after_deltas=2,
     )
@@ -217,8 +217,8 @@ async def test_hang_up_mid_stream_stops_the_upstream_and_stores_the_partial_answ
     assert [e["delta"] for e in seen.events] == ["tick ", "tick "]
     await asyncio.wait_for(upstream.disconnected.wait(), timeout=10)
     await services.chat.wait_idle()
-    sessions = (await chat_client.get("/sessions")).json()["items"]
-    rows = await messages_of(chat_client, sessions[0]["id"])
+    sessions = (await upstream_client.get("/sessions")).json()["items"]
+    rows = await messages_of(upstream_client, sessions[0]["id"])
     assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "cut_off")]
     assert rows[1]["content"] == "tick tick "
     assert upstream.ticks_sent == 2

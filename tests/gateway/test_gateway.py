@@ -59,16 +59,16 @@ async def test_unknown_model_is_not_found(sdk: openai.AsyncOpenAI) -> None:
 
 
 async def test_bad_requests_answer_openai_errors(
-    gateway_client: httpx.AsyncClient, sdk: openai.AsyncOpenAI
+    upstream_client: httpx.AsyncClient, sdk: openai.AsyncOpenAI
 ) -> None:
-    broken = await gateway_client.post(
+    broken = await upstream_client.post(
         "/v1/chat/completions", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert broken.status_code == 400
     assert broken.json()["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.BadRequestError, match="messages"):
         await sdk.chat.completions.create(model=LOCAL, messages=[])
-    anonymous = await gateway_client.get("/v1/models", headers={"Authorization": ""})
+    anonymous = await upstream_client.get("/v1/models", headers={"Authorization": ""})
     assert anonymous.status_code == 401
     assert set(anonymous.json()["error"]) >= {"message", "type", "code"}
 
@@ -116,14 +116,14 @@ async def test_pass_through_stream_counts_usage_the_client_did_not_ask_for(
     assert chunks[-1].usage.completion_tokens == 3
 
 
-async def test_pass_through_keeps_the_upstreams_bytes(gateway_client: httpx.AsyncClient) -> None:
+async def test_pass_through_keeps_the_upstreams_bytes(upstream_client: httpx.AsyncClient) -> None:
     body = {
         "model": "openai-compat/echo",
         "messages": HI,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    response = await gateway_client.post("/v1/chat/completions", json=body)
+    response = await upstream_client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
     events = [e for e in response.text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"

@@ -12,14 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.openai_upstream import FakeUpstream, fake_upstream
+from tests.support.openai_upstream import FakeUpstream
 from tests.support.server import LiveServer, run_server
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with fake_upstream() as state:
-        yield state
 
 
 @pytest.fixture
