@@ -36,14 +36,14 @@ async def test_summary_percentiles_are_exact(
     async with app_client(make_settings(database_url=any_database_url)) as client:
         services: Services = client.services  # type: ignore[attr-defined]
         hundred = [float(v) for v in range(100, 0, -1)]  # 1..100, stored out of order
-        async with services.db.write() as session:
-            await repo.insert_samples(session, rows("http", "GET /things/{id}", hundred, errors=5))
-            await repo.insert_samples(session, rows("llm", "local/tiny", [10.0, 20.0, 30.0, 40.0]))
-            await repo.insert_samples(session, rows("function", "parse", [7.0]))
+        samples = [
+            *rows("http", "GET /things/{id}", hundred, errors=5),
+            *rows("llm", "local/tiny", [10.0, 20.0, 30.0, 40.0]),
+            *rows("function", "parse", [7.0]),
             # Outside a 24 h window: must not count.
-            await repo.insert_samples(
-                session, rows("http", "GET /things/{id}", [100000.0] * 3, age=dt.timedelta(hours=30))
-            )
+            *rows("http", "GET /things/{id}", [100000.0] * 3, age=dt.timedelta(hours=30)),
+        ]
+        await services.db.run_write(repo.insert_samples, samples)
 
         response = await client.get("/performance/summary", params={"hours": 24})
         assert response.status_code == 200, response.text
@@ -113,17 +113,13 @@ async def test_buffer_is_bounded_and_retention_deletes_old_rows(client: httpx.As
     await history.flush()
 
     retention_days = services.settings.metrics_retention_days
-    async with services.db.write() as session:
-        await repo.insert_samples(
-            session, rows("http", "GET /old", [1.0, 2.0], age=dt.timedelta(days=retention_days + 1))
-        )
-        await repo.insert_samples(
-            session, rows("http", "GET /recent", [1.0], age=dt.timedelta(days=retention_days - 1))
-        )
+    samples = [
+        *rows("http", "GET /old", [1.0, 2.0], age=dt.timedelta(days=retention_days + 1)),
+        *rows("http", "GET /recent", [1.0], age=dt.timedelta(days=retention_days - 1)),
         # Imported v2 history is older than any retention, and is kept.
-        await repo.insert_samples(
-            session, rows("legacy", "cpu_usage_percent", [18.5], age=dt.timedelta(days=retention_days + 500))
-        )
+        *rows("legacy", "cpu_usage_percent", [18.5], age=dt.timedelta(days=retention_days + 500)),
+    ]
+    await services.db.run_write(repo.insert_samples, samples)
     assert await history.apply_retention() == 2
     async with services.db.read() as session:
         kept = (

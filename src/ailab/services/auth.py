@@ -191,26 +191,22 @@ class AuthService:
             break
         if claims is None:
             raise AuthError("invalid access token")
-        async with self._db.read() as session:
-            user = await users_repo.get_user(session, str(claims["sub"]))
+        user = await self._db.run_read(users_repo.find_credential_user, str(claims["sub"]))
         if user is None or user.disabled:
             raise AuthError("invalid access token")
         issued = float(claims["iat"])  # type: ignore[arg-type]
         if issued < user.updated_at.timestamp():
             raise AuthError("access token issued before the account changed; log in again")
-        return principal_of(user), float(claims["exp"])  # type: ignore[arg-type]
+        return Principal(user.id, user.name, user.role), float(claims["exp"])  # type: ignore[arg-type]
 
     async def _authenticate_api_token(self, token_hash: str) -> Principal:
-        async with self._db.read() as session:
-            token = await users_repo.get_token_by_hash(session, token_hash)
-            user = await users_repo.get_user(session, token.user_id) if token else None
-        if token is None or token.revoked_at is not None or user is None or user.disabled:
+        row = await self._db.run_read(users_repo.find_token_user, token_hash)
+        if row is None or row.revoked_at is not None or row.disabled:
             raise AuthError("invalid API token")
         now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            async with self._db.write() as session:
-                await users_repo.touch_token(session, token.id, now)
-        return principal_of(user)
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+            await self._db.run_write(users_repo.touch_token, row.token_id, now)
+        return Principal(row.id, row.name, row.role)
 
     def forget_cached(self) -> None:
         """Drop cached credentials (after a revocation, a password change or a disabled user)."""

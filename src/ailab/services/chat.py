@@ -3,12 +3,13 @@
 The order is what makes a turn safe to interrupt:
 
 1. the pipeline and the model are resolved first, so an unknown one changes nothing;
-2. one write transaction finds (or creates) the session, reads its earlier messages, trims them to the
-   model's context window (counted with the model's own tokenizer when the provider offers one,
-   approximated from characters otherwise) and stores the user's message; a refusal inside it (another
-   user's session, a message that cannot fit) rolls it all back;
-3. the pipeline runs; its events go to the caller as they come, with no database write per token;
-4. the answer is stored once, when the pipeline ends: ``complete``, ``error`` (what was produced before
+2. the message alone must fit the model's context window with room for the answer (counted with the
+   model's own tokenizer when the provider offers one, approximated from characters otherwise);
+3. one write transaction (a transaction function: one hop on SQLite) finds or creates the session,
+   reads its recent messages and stores the user's message; another user's session rolls it back. The
+   earlier messages are then trimmed to what fits the window beside the message;
+4. the pipeline runs; its events go to the caller as they come, with no database write per token;
+5. the answer is stored once, when the pipeline ends: ``complete``, ``error`` (what was produced before
    the failure) or ``cut_off`` (the client went away; the pipeline is closed, which stops generation).
    That last write runs in its own task, shielded from the cancellation that ended the request.
 
@@ -18,11 +19,13 @@ A turn therefore always stores exactly two messages, whatever the pipeline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ailab.config import Settings
@@ -95,14 +98,18 @@ async def fit_history(
     texts = [m.content for m in history] + [message]
     reserve = max_tokens if max_tokens is not None else min(ANSWER_RESERVE_TOKENS, context_window // 4)
     budget = context_window - reserve - TEMPLATE_RESERVE_TOKENS
+    counts: list[int] | None = None
     if isinstance(provider, SupportsTokenCount):
         # A byte-level tokenizer never makes more tokens than UTF-8 bytes: when even that bound fits,
         # everything fits and the tokenizer (a hop to the model's thread) is not needed.
         sizes = [len(text.encode()) for text in texts]
         if sum(sizes) + MESSAGE_OVERHEAD_TOKENS * len(texts) <= budget:
             return list(history)
-        counts = await provider.count_tokens(texts)
-    else:
+        try:
+            counts = await provider.count_tokens(texts)
+        except AILabError:  # the model cannot count now (its generation will say why): approximate
+            counts = None
+    if counts is None:
         counts = [len(text) // CHARS_PER_TOKEN + 1 for text in texts]
     budget -= counts[-1] + MESSAGE_OVERHEAD_TOKENS
     if budget < 0:
@@ -117,6 +124,27 @@ async def fit_history(
         budget -= cost
         kept += 1
     return list(history[len(history) - kept :]) if kept else []
+
+
+def open_turn(
+    conn: Connection, owner_id: str | None, session_id: str | None, title: str, message: str
+) -> tuple[str, list[ChatMessage]]:
+    """Transaction function: the session (created when new), its recent context, the user's message.
+
+    Raises NotFound for another user's session; IntegrityError when a new session id was created
+    concurrently (the caller tries again: then it exists).
+    """
+    found = repo.find_session(conn, session_id) if session_id else None
+    if found is not None and found.owner_id != owner_id:
+        raise NotFound(f"session {session_id!r} not found")
+    if found is None:  # a new session has no history to read
+        new_id = session_id or new_session_id()
+        repo.insert_session(conn, session_id=new_id, owner_id=owner_id, title=title)
+        repo.append_message(conn, new_id, role="user", content=message)
+        return new_id, []
+    recent = repo.recent_messages(conn, found.id, HISTORY_LIMIT)
+    repo.append_message(conn, found.id, role="user", content=message)
+    return found.id, [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
 
 
 class ChatService:
@@ -146,10 +174,18 @@ class ChatService:
         provider, model = self._providers.resolve(data.model)
         title = " ".join(data.message.split())[:80]
         window = await self._context_window(provider, model)
+        fit = functools.partial(fit_history, provider, context_window=window, max_tokens=data.max_tokens)
+        await fit([], data.message)  # refuses a message that cannot fit before anything is stored
+        args = (owner_id, data.session_id, title, data.message)
         try:
-            session_id, history = await self._open_turn(owner_id, data, title, provider, window)
+            session_id, history = await self._db.run_write(open_turn, *args)
         except IntegrityError:  # the same new session id was created concurrently: now it exists
-            session_id, history = await self._open_turn(owner_id, data, title, provider, window)
+            session_id, history = await self._db.run_write(open_turn, *args)
+        if history:
+            try:
+                history = await fit(history, data.message)
+            except InvalidInput:  # only if the count above was exact and this one approximated
+                history = []
         turn = Turn(
             session_id=session_id,
             owner_id=owner_id,
@@ -161,32 +197,6 @@ class ChatService:
             temperature=data.temperature,
         )
         return PreparedTurn(owner_id=owner_id, pipeline=pipeline, turn=turn)
-
-    async def _open_turn(
-        self, owner_id: str | None, data: ChatInput, title: str, provider: Provider, window: int
-    ) -> tuple[str, list[ChatMessage]]:
-        """In one write transaction: the session (created when new), its context, the user's message.
-
-        One transaction instead of four keeps the time to the first token short; a refusal inside it
-        (another user's session, a message too long for the window) rolls everything back.
-        """
-        async with self._db.write() as tx:
-            session = await repo.get_session(tx, data.session_id, owner_id) if data.session_id else None
-            if session is None:
-                if data.session_id and await repo.session_exists(tx, data.session_id):
-                    raise NotFound(f"session {data.session_id!r} not found")
-                session = await repo.create_session(
-                    tx, session_id=data.session_id or new_session_id(), owner_id=owner_id, title=title
-                )
-                rows = []  # a new session has no history to read
-            else:
-                rows = list(await repo.last_messages(tx, session.id, HISTORY_LIMIT))
-            history = [ChatMessage(r.role, r.content) for r in rows if r.role in CONTEXT_ROLES and r.content]
-            history = await fit_history(
-                provider, history, data.message, context_window=window, max_tokens=data.max_tokens
-            )
-            await repo.append_message(tx, session.id, role="user", content=data.message, owner_id=owner_id)
-        return session.id, history
 
     async def _context_window(self, provider: Provider, model: str) -> int:
         key = f"{provider.name}/{model}"

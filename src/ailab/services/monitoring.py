@@ -329,8 +329,7 @@ class HistoryWriter:
             while self._buffer:
                 batch = [self._buffer.popleft() for _ in range(min(MAX_BATCH, len(self._buffer)))]
                 try:
-                    async with self.db.write() as session:
-                        await metrics_repo.insert_samples(session, batch)
+                    await self.db.run_write(metrics_repo.insert_samples, batch)
                 except Exception as exc:  # noqa: BLE001 - keep serving; retry the batch on the next flush
                     room = self.max_buffered - len(self._buffer)
                     self._buffer.extendleft(reversed(batch[:room]))
@@ -345,8 +344,7 @@ class HistoryWriter:
     async def apply_retention(self) -> int:
         """Delete samples older than the retention period; returns how many."""
         self._last_retention = time.monotonic()
-        async with self.db.write() as session:
-            return await metrics_repo.delete_before(session, utcnow() - self.retention, RETAINED_KINDS)
+        return await self.db.run_write(metrics_repo.delete_before, utcnow() - self.retention, RETAINED_KINDS)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``flush_seconds`` (and apply retention hourly) until ``stop``; then flush once more."""

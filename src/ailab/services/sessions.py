@@ -122,10 +122,9 @@ class SessionService:
         self, owner_id: str | None, session_id: str, role: str, content: str, **fields: Any
     ) -> Message:
         """Append a message to the owner's session."""
-        async with self._db.write() as session:
-            row = await repo.append_message(
-                session, session_id, role=role, content=content, owner_id=owner_id, **fields
-            )
+        row = await self._db.run_write(
+            repo.append_message, session_id, role=role, content=content, owner_id=owner_id, **fields
+        )
         if row is None:
             raise NotFound(f"session {session_id!r} not found")
         return row

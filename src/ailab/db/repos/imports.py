@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ailab.db.tables import AgentState, ChatSession, ImportedItem, Message, PerformanceMetric, utcnow
+from ailab.db.repos import sessions
+from ailab.db.tables import AgentState, ChatSession, ImportedItem, Message, PerformanceMetric
 
 IN_CHUNK = 5000
 
@@ -44,16 +45,14 @@ async def known_fingerprints(db: AsyncSession, fingerprints: Sequence[str]) -> s
 async def reserve_seqs(db: AsyncSession, session_id: str, count: int) -> int:
     """Reserve ``count`` message numbers at the end of an existing session; returns the first.
 
-    The UPDATE holds the session row's lock until the transaction ends, so a concurrent chat turn on
-    the same session gets numbers after ours (the same scheme as appending a message).
+    The same reservation as a chat turn's (the session row stays locked until the transaction ends,
+    so a concurrent turn on the same session gets numbers after ours).
     """
-    result = await db.execute(
-        update(ChatSession)
-        .where(ChatSession.id == session_id)
-        .values(next_seq=ChatSession.next_seq + count, updated_at=utcnow())
-        .returning(ChatSession.next_seq)
-    )
-    return int(result.scalar_one()) - count
+    conn = await db.connection()
+    first = await conn.run_sync(sessions.reserve_seqs, session_id, count)
+    if first is None:
+        raise LookupError(f"no session {session_id!r}")
+    return first
 
 
 async def insert_rows(db: AsyncSession, table: type[Any], rows: Sequence[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Float, Table, case, delete, func, insert, or_, select
+from sqlalchemy import Connection, Float, Table, case, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.tables import BenchmarkRun, PerformanceMetric
@@ -47,24 +47,25 @@ def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | 
     return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * weight
 
 
-async def insert_samples(db: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert many samples (dicts of PerformanceMetric columns) in one statement."""
+METRICS = cast(Table, PerformanceMetric.__table__)
+
+
+def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert many samples (dicts of PerformanceMetric columns) in one statement.
+
+    A transaction function (the background flush runs it through ``Database.run_write``); a Core
+    executemany, since the ORM's bulk path costs several times more CPU per row.
+    """
     if not rows:
         return 0
-    # A Core executemany: the ORM's bulk path costs several times more CPU per row.
-    table = cast(Table, PerformanceMetric.__table__)
-    conn = await db.connection()
-    await conn.execute(insert(table), list(rows))
+    conn.execute(insert(METRICS), list(rows))
     return len(rows)
 
 
-async def delete_before(db: AsyncSession, cutoff: dt.datetime, kinds: Sequence[str]) -> int:
-    """Delete samples of ``kinds`` older than ``cutoff``; returns how many."""
-    query = delete(PerformanceMetric).where(
-        PerformanceMetric.created_at < cutoff, PerformanceMetric.kind.in_(kinds)
-    )
-    result: Any = await db.execute(query)
-    return int(result.rowcount or 0)
+def delete_before(conn: Connection, cutoff: dt.datetime, kinds: Sequence[str]) -> int:
+    """Delete samples of ``kinds`` older than ``cutoff``; returns how many (a transaction function)."""
+    query = delete(METRICS).where(METRICS.c.created_at < cutoff, METRICS.c.kind.in_(kinds))
+    return int(conn.execute(query).rowcount or 0)
 
 
 async def summarize_window(db: AsyncSession, since: dt.datetime) -> list[GroupSummary]:

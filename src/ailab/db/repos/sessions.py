@@ -1,6 +1,8 @@
 """Queries on chat sessions, their messages and agent states.
 
 Sessions are listed newest first by the keyset ``(created_at, id)`` (never OFFSET); messages by ``seq``.
+The functions a chat turn needs take a synchronous ``Connection``: they run as transaction functions
+(:meth:`~ailab.db.engine.Database.run_write`), or from an async transaction through ``run_sync``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.tables import AgentState, ChatSession, Message, utcnow
@@ -97,10 +99,39 @@ _RESERVE = (
 )
 _RESERVE_OWNED = _RESERVE.where(SESSIONS.c.owner_id.is_not_distinct_from(bindparam("owner")))
 _INSERT_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
+_INSERT_SESSION = insert(SESSIONS)
+_FIND_SESSION = select(SESSIONS.c.id, SESSIONS.c.owner_id).where(SESSIONS.c.id == bindparam("sid"))
+_RECENT_MESSAGES = (
+    select(MESSAGES.c.role, MESSAGES.c.content)
+    .where(MESSAGES.c.session_id == bindparam("sid"))
+    .order_by(MESSAGES.c.seq.desc())
+    .limit(bindparam("limit"))
+)
 
 
-async def reserve_seqs(
-    db: AsyncSession, session_id: str, count: int = 1, *, owner_id: object = _ANY_OWNER
+def find_session(conn: Connection, session_id: str) -> Row[*tuple[Any, ...]] | None:
+    """``(id, owner_id)`` of the session with this id, whoever owns it."""
+    return conn.execute(_FIND_SESSION, {"sid": session_id}).first()
+
+
+def insert_session(conn: Connection, *, session_id: str, owner_id: str | None, title: str) -> None:
+    """Insert an empty session (an existing id raises IntegrityError)."""
+    now = utcnow()
+    values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": 0}
+    conn.execute(_INSERT_SESSION, {**values, "created_at": now, "updated_at": now})
+
+
+def recent_messages(conn: Connection, session_id: str, limit: int) -> list[tuple[str, str]]:
+    """``(role, content)`` of the newest ``limit`` messages of a session, oldest first."""
+    rows = [
+        (row.role, row.content) for row in conn.execute(_RECENT_MESSAGES, {"sid": session_id, "limit": limit})
+    ]
+    rows.reverse()
+    return rows
+
+
+def reserve_seqs(
+    conn: Connection, session_id: str, count: int = 1, *, owner_id: object = _ANY_OWNER
 ) -> int | None:
     """Reserve ``count`` message numbers for a session; returns the first, or None if no such session.
 
@@ -112,13 +143,12 @@ async def reserve_seqs(
     statement = _RESERVE
     if owner_id is not _ANY_OWNER:
         statement, params["owner"] = _RESERVE_OWNED, owner_id
-    conn = await db.connection()
-    end = (await conn.execute(statement, params)).scalar_one_or_none()
+    end = conn.execute(statement, params).scalar_one_or_none()
     return None if end is None else int(end) - count
 
 
-async def append_message(
-    db: AsyncSession,
+def append_message(
+    conn: Connection,
     session_id: str,
     *,
     role: str,
@@ -132,7 +162,7 @@ async def append_message(
     created_at: dt.datetime | None = None,
 ) -> Message | None:
     """Append one message at the end of a session (of ``owner_id`` if given); None if there is none."""
-    seq = await reserve_seqs(db, session_id, owner_id=owner_id)
+    seq = reserve_seqs(conn, session_id, owner_id=owner_id)
     if seq is None:
         return None
     values = {
@@ -147,16 +177,16 @@ async def append_message(
         "status": status,
         "created_at": created_at or utcnow(),
     }
-    conn = await db.connection()
-    message_id = (await conn.execute(_INSERT_MESSAGE, values)).scalar_one()
-    return Message(id=message_id, **values)  # not attached to the session: a plain value
+    message_id = conn.execute(_INSERT_MESSAGE, values).scalar_one()
+    return Message(id=message_id, **values)  # not attached to any ORM session: a plain value
 
 
 async def append_messages(db: AsyncSession, session_id: str, messages: Sequence[dict[str, Any]]) -> int:
     """Append many messages (dicts of Message columns) in order, in one statement; returns the count."""
     if not messages:
         return 0
-    first = await reserve_seqs(db, session_id, len(messages))
+    conn = await db.connection()
+    first = await conn.run_sync(reserve_seqs, session_id, len(messages))
     if first is None:
         raise LookupError(f"no session {session_id!r}")
     now = utcnow()
@@ -178,14 +208,6 @@ async def list_messages(
     if limit is not None:
         query = query.limit(limit)
     return (await db.scalars(query)).all()
-
-
-async def last_messages(db: AsyncSession, session_id: str, limit: int) -> list[Message]:
-    """The newest ``limit`` messages of a session, oldest first (a chat's context window)."""
-    query = select(Message).where(Message.session_id == session_id).order_by(Message.seq.desc()).limit(limit)
-    rows = list((await db.scalars(query)).all())
-    rows.reverse()
-    return rows
 
 
 async def count_messages(db: AsyncSession, session_id: str) -> int:

@@ -1,14 +1,40 @@
-"""Queries on users and their API tokens."""
+"""Queries on users and their API tokens.
+
+The two lookups behind every authenticated request take a synchronous ``Connection`` and run as
+transaction functions (:meth:`~ailab.db.engine.Database.run_read`): one hop on SQLite.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.tables import ApiToken, ChatSession, User
+
+USERS = cast(Table, User.__table__)
+TOKENS = cast(Table, ApiToken.__table__)
+_CREDENTIAL_USER = select(USERS.c.id, USERS.c.name, USERS.c.role, USERS.c.disabled, USERS.c.updated_at)
+_USER_BY_ID = _CREDENTIAL_USER.where(USERS.c.id == bindparam("uid"))
+_USER_BY_TOKEN = (
+    _CREDENTIAL_USER.add_columns(TOKENS.c.id.label("token_id"), TOKENS.c.revoked_at, TOKENS.c.last_used_at)
+    .join_from(TOKENS, USERS, TOKENS.c.user_id == USERS.c.id)
+    .where(TOKENS.c.token_hash == bindparam("hash"))
+)
+
+
+def find_credential_user(conn: Connection, user_id: str) -> Row[*tuple[Any, ...]] | None:
+    """``id, name, role, disabled, updated_at`` of a user, for checking an access token."""
+    return conn.execute(_USER_BY_ID, {"uid": user_id}).first()
+
+
+def find_token_user(conn: Connection, token_hash: str) -> Row[*tuple[Any, ...]] | None:
+    """The user columns of :func:`find_credential_user` plus ``token_id, revoked_at, last_used_at``
+    of the API token with this hash."""
+    return conn.execute(_USER_BY_TOKEN, {"hash": token_hash}).first()
 
 
 async def get_user(db: AsyncSession, user_id: str) -> User | None:
@@ -67,11 +93,6 @@ async def get_token(db: AsyncSession, token_id: str) -> ApiToken | None:
     return await db.get(ApiToken, token_id)
 
 
-async def get_token_by_hash(db: AsyncSession, token_hash: str) -> ApiToken | None:
-    """The API token row with this hash."""
-    return (await db.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash))).first()
-
-
 async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[tuple[ApiToken, str]]:
     """API tokens with their owner's name, of one user or of all, oldest first."""
     query = (
@@ -84,6 +105,6 @@ async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[
     return [(token, name) for token, name in (await db.execute(query)).all()]
 
 
-async def touch_token(db: AsyncSession, token_id: str, when: dt.datetime) -> None:
+def touch_token(conn: Connection, token_id: str, when: dt.datetime) -> None:
     """Record when an API token was last used."""
-    await db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=when))
+    conn.execute(update(TOKENS).where(TOKENS.c.id == token_id).values(last_used_at=when))
