@@ -46,6 +46,7 @@ DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Quantisation suffixes dropped from file names: ".Q4_1", "-q4_k_m", ".F16", "-IQ3_XS", ...
 _QUANT_SUFFIX = re.compile(r"[.\-_](?:i?q\d[\w]*|f16|f32|bf16)$", re.IGNORECASE)
 _END = object()  # end of a stream, put on the queue by the worker
+FIRST_TOKEN_HANDOFF_S = 0.005  # the longest the worker waits for the first token to be taken
 
 
 def default_model_path() -> Path | None:
@@ -75,6 +76,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Any]
     stop: threading.Event
+    first_taken: threading.Event
     prompt_tokens: int = 0
     sampled: int = 0
 
@@ -161,11 +163,12 @@ class LocalProvider:
         """Generate in the worker thread and yield its tokens; closing this iterator stops it."""
         self._check_model(request.model)
         loop = asyncio.get_running_loop()
-        job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event())
+        job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event(), first_taken=threading.Event())
         loop.run_in_executor(self._executor, self._generate, request, job)
         try:
             while True:
                 item = await job.queue.get()
+                job.first_taken.set()
                 if item is _END:
                     return
                 if isinstance(item, BaseException):
@@ -211,6 +214,11 @@ class LocalProvider:
                     finish = choice.get("finish_reason") or finish
                     if text:
                         job.put(ChatChunk(delta=text))
+                        if not job.first_taken.is_set():
+                            # Hand the first token over before computing the next one: while llama.cpp
+                            # computes, its threads hold every core of a small machine, and the event
+                            # loop would wait for the scheduler (ms) to send the token out.
+                            job.first_taken.wait(FIRST_TOKEN_HANDOFF_S)
             finally:
                 stream.close()
             self.tokens_generated += job.sampled
