@@ -156,6 +156,14 @@ async def test_refused_requests_change_nothing(upstream_client: httpx.AsyncClien
         "/chat", content=b'{"message": ', headers={"content-type": "application/json"}
     )
     assert broken.status_code == 400
+    # Bodies the fast lane declines go on to FastAPI, whose validation answers them.
+    empty = await upstream_client.post("/chat", json={"message": ""})
+    assert [e["loc"] for e in empty.json()["detail"]] == [["body", "message"]]
+    form = await upstream_client.post(
+        "/chat", content=b"message=hi", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status_code == 422
+    assert (await upstream_client.post("/chat")).status_code == 422
     sessions = await upstream_client.get("/sessions")
     assert sessions.json()["items"] == []
 

@@ -1,12 +1,14 @@
-"""The gateway's fast lane: ``/v1/chat/completions`` and ``/v1/models`` without FastAPI's routing.
+"""The fast lane: the hot routes without FastAPI's routing.
 
-The OpenAI-compatible routes are the hot path (the gateway should add well under a millisecond). For
-them, route matching, dependency resolution and FastAPI's exception stack cost more than the work
-itself, so this middleware matches the two exact paths first, authenticates the caller with the same
-:func:`~ailab.api.deps.authenticate` the protected router uses, and calls the very same endpoint
-functions (``api/routes/gateway.py``), which stay registered with FastAPI for the OpenAPI document.
-Every other request passes through untouched. Errors go to the app's own exception handlers, so they
-answer exactly as on the routed path (OpenAI's shape under ``/v1``).
+The OpenAI-compatible routes (the gateway should add well under a millisecond) and ``POST /chat`` (whose
+first token should come no later than about 1.2x the model's own) are the hot paths. For them, route
+matching, dependency resolution and FastAPI's exception stack cost more than the work itself, so this
+middleware matches their exact paths first, authenticates the caller with the same
+:func:`~ailab.api.deps.authenticate` the protected router uses, and calls handlers that share their code
+with the routes registered with FastAPI (which stay there for the OpenAPI document). Every other request
+passes through untouched. Errors go to the app's own exception handlers, so they answer exactly as on the
+routed path (OpenAI's shape under ``/v1``). A handler may decline a request (a body it cannot read): the
+request then goes on to FastAPI with its body replayed, so validation errors are FastAPI's own.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ailab.api.deps import authenticate
-from ailab.api.routes import gateway
+from ailab.api.routes import chat, gateway
+from ailab.services.auth import Principal
 from ailab.services.container import Services
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Principal], Awaitable[Response | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +34,21 @@ class _Route:
     """Stands in for the matched route, so the access log and metrics see its template."""
 
     path: str
-    endpoint: Endpoint
+    handler: Handler
+
+
+async def _chat_completions(request: Request, _user: Principal) -> Response:
+    return await gateway.chat_completions(request)
+
+
+async def _models(request: Request, _user: Principal) -> Response:
+    return await gateway.list_models(request)
 
 
 _ROUTES: dict[tuple[str, str], _Route] = {
-    ("POST", "/v1/chat/completions"): _Route("/v1/chat/completions", gateway.chat_completions),
-    ("GET", "/v1/models"): _Route("/v1/models", gateway.list_models),
+    ("POST", "/v1/chat/completions"): _Route("/v1/chat/completions", _chat_completions),
+    ("GET", "/v1/models"): _Route("/v1/models", _models),
+    ("POST", "/chat"): _Route("/chat", chat.chat_fast_lane),
 }
 
 
@@ -65,14 +77,31 @@ class GatewayFastLane:
         services: Services = scope["app"].state.services
         request = Request(scope, receive)
         try:
-            await authenticate(services, *_authorization(scope))
-            response = await route.endpoint(request)
+            user = await authenticate(services, *_authorization(scope))
+            response = await route.handler(request, user)
         except Exception as exc:
             handler = _handler_for(scope["app"].exception_handlers, exc)
             if handler is None:
                 raise  # answered as a 500 by RequestContextMiddleware
             response = await handler(request, exc)
+        if response is None:  # declined: FastAPI answers, from the body the handler has read
+            await self.app(scope, _replay(await request.body(), receive), send)
+            return
         await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` first, then whatever the client sends next (a disconnect)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _handler_for(handlers: dict[Any, Any], exc: Exception) -> Any:

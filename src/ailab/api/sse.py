@@ -1,10 +1,4 @@
-"""Server-Sent Events responses.
-
-:class:`EventStreamResponse` is Starlette's streaming response with one addition: when the response ends
-for any reason (finished, client gone, server shutting down) it closes its event generator explicitly,
-so the generator's clean-up (stopping a generation, storing a partial answer) runs at once rather than
-whenever the garbage collector finalises it.
-"""
+"""Server-Sent Events responses (``/chat`` and the gateway's streams)."""
 
 from __future__ import annotations
 
@@ -25,39 +19,16 @@ def sse_event(payload: Any) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-class EventStreamResponse(StreamingResponse):
-    """A ``text/event-stream`` response over an async generator of encoded events."""
-
-    media_type = "text/event-stream"
-
-    def __init__(
-        self,
-        events: AsyncGenerator[bytes, None],
-        *,
-        status_code: int = 200,
-        media_type: str = "text/event-stream",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            events, status_code=status_code, media_type=media_type, headers={**SSE_HEADERS, **(headers or {})}
-        )
-        self._events = events
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # Its own task: the request's cancellation must not interrupt the clean-up.
-            await asyncio.shield(asyncio.ensure_future(self._events.aclose()))
-
-
 class DirectStreamResponse(StreamingResponse):
-    """A streamed response with a lighter disconnect watch, for the gateway's hot path.
+    """A streamed response with a light disconnect watch, that always closes its generator.
 
     Starlette's streaming response puts the sending and a disconnect listener in an anyio task group per
-    request. Here the sending stays in the request's own task and one plain asyncio task waits for
-    ``http.disconnect``; when the client goes away it cancels the sending, which closes the generator
-    (stopping the upstream or the local generation) at once, even while it waits for the next chunk.
+    request, which costs more than the gateway's whole budget. Here the sending stays in the request's own
+    task and one plain asyncio task waits for ``http.disconnect``; when the client goes away it cancels the
+    sending, which closes the generator (stopping the upstream or the local generation) at once, even
+    while it waits for the next chunk. However the response ends (finished, client gone, shutdown), the
+    generator is closed explicitly, so its clean-up (storing a partial answer) runs now rather than
+    whenever the garbage collector finalises it.
     """
 
     def __init__(

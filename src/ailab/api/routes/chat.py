@@ -15,14 +15,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.errors import request_id
 from ailab.api.routes.sessions import SESSION_ID_PATTERN
-from ailab.api.sse import DONE, EventStreamResponse, sse_event
+from ailab.api.sse import DONE, DirectStreamResponse, sse_event
 from ailab.errors import AILabError, ProviderAuthError
+from ailab.services.auth import Principal
 from ailab.services.chat import ChatInput, ChatService, PreparedTurn
+from ailab.services.container import Services
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 
 router = APIRouter(tags=["chat"])
@@ -93,6 +95,27 @@ async def _event_stream(chat: ChatService, prepared: PreparedTurn) -> AsyncGener
 @router.post("/chat", response_model=None)
 async def chat(body: ChatBody, request: Request, user: CurrentUser, services: ServicesDep) -> Response:
     """One turn: JSON ``{"response", "status", "error", "thought_process", "session_id"}`` or SSE."""
+    return await answer(body, request, user, services)
+
+
+async def chat_fast_lane(request: Request, user: Principal) -> Response | None:
+    """``POST /chat`` as the fast lane (``api/fastlane.py``) serves it: the same answer as :func:`chat`.
+
+    Declines (None) a body that is not a valid JSON ``ChatBody``, so FastAPI's validation answers it.
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is not None and content_type.partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        body = ChatBody.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    services: Services = request.app.state.services
+    return await answer(body, request, user, services)
+
+
+async def answer(body: ChatBody, request: Request, user: Principal, services: Services) -> Response:
+    """Run one turn for ``user`` and answer it (SSE when ``body.stream``)."""
     data = ChatInput(
         message=body.message,
         session_id=body.session_id,
@@ -103,7 +126,7 @@ async def chat(body: ChatBody, request: Request, user: CurrentUser, services: Se
     )
     prepared = await services.chat.prepare(user.id, data, request_id(request))
     if body.stream:
-        return EventStreamResponse(_event_stream(services.chat, prepared))
+        return DirectStreamResponse(_event_stream(services.chat, prepared))
     status = 200
     try:
         async for _ in services.chat.run(prepared):
@@ -113,7 +136,7 @@ async def chat(body: ChatBody, request: Request, user: CurrentUser, services: Se
     if prepared.status != "complete" and status == 200:
         status = 502
     final = prepared.final
-    answer = {
+    reply = {
         "response": final.response if final is not None else "",
         "status": "success" if prepared.status == "complete" else "error",
         "error": prepared.error,
@@ -121,6 +144,6 @@ async def chat(body: ChatBody, request: Request, user: CurrentUser, services: Se
         "session_id": prepared.session_id,
     }
     if final is not None:
-        answer["model"] = final.model
-        answer["usage"] = final_payload(final, prepared.session_id)["usage"]
-    return JSONResponse(answer, status_code=status)
+        reply["model"] = final.model
+        reply["usage"] = final_payload(final, prepared.session_id)["usage"]
+    return JSONResponse(reply, status_code=status)
