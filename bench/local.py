@@ -31,6 +31,7 @@ from ailab.providers.local import default_model_path
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 PASSWORD = "bench-admin-password"
+SETTLE_S = 0.25
 
 
 def raw_round(llama: object, max_tokens: int) -> tuple[float, float, int]:
@@ -159,7 +160,12 @@ def main() -> None:
                 raw_round(llama, 8)  # warm-up both: model load, first-call allocations
                 await ailab_round(session, base, 8)
                 for _ in range(args.rounds):
+                    # Each side starts on a quiet machine: llama.cpp's worker threads spin for a while
+                    # after a generation, and on a small machine they would take the cores the next
+                    # request needs (the raw side would slow the server's request, and the reverse).
+                    time.sleep(SETTLE_S)
                     raw.append(raw_round(llama, args.max_tokens))
+                    await asyncio.sleep(SETTLE_S)
                     ours.append(await ailab_round(session, base, args.max_tokens))
 
         asyncio.run(run())
