@@ -100,3 +100,21 @@ async def test_unknown_model_and_missing_file(local: LocalProvider, tmp_path: Pa
             await missing.chat(ask("hi"))
     finally:
         await missing.aclose()
+
+
+async def test_usage_counts_the_prompt_and_each_sampled_token(local: LocalProvider) -> None:
+    question = "Write a long story about a dragon."
+    cut = await local.chat(ask(question, max_tokens=4))
+    assert cut.finish_reason == "length"
+    assert cut.usage is not None and cut.usage.completion_tokens == 4
+    # The prompt is the chat template around the message: more tokens than the message, the same
+    # count on a repeat (whose cached prefix is not evaluated again), one message's worth less alone.
+    (message_tokens,) = await local.count_tokens([question])
+    assert cut.usage.prompt_tokens > message_tokens
+    again = await local.chat(ask(question, max_tokens=2))
+    assert again.usage is not None and again.usage.prompt_tokens == cut.usage.prompt_tokens
+    assert again.usage.completion_tokens == 2
+    other = await local.chat(ask("Hi", max_tokens=2))
+    (hi_tokens,) = await local.count_tokens(["Hi"])
+    assert other.usage is not None
+    assert other.usage.prompt_tokens - hi_tokens == cut.usage.prompt_tokens - message_tokens
