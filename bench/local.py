@@ -5,13 +5,19 @@ temperature 0, one after the other (never at once: they would share the cores). 
 median time to first token and decoding rate (completion tokens over the time after the first token),
 measured by the client, and the ratio AI-Lab / raw::
 
-    .venv/bin/python bench/local.py [--rounds 5] [--max-tokens 128] [--threads 2]
+    .venv/bin/python bench/local.py [--rounds 15] [--max-tokens 128] [--threads 2] [--client socket]
+
+The default client writes HTTP/1.1 requests on one kept-alive socket and reads the event lines, as a
+load generator would: a Python HTTP library's own cost per request would be counted against the
+server (aiohttp's client adds about 1.3 ms to a streamed request here, next to a ~20 ms first token).
+``--client aiohttp`` measures through aiohttp's client instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import socket
@@ -20,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -53,11 +60,65 @@ def raw_round(llama: object, max_tokens: int) -> tuple[float, float, int]:
     return first - start, pieces / (end - first), pieces
 
 
+class SocketClient:
+    """HTTP/1.1 POSTs with a streamed (chunked) answer on one kept-alive connection."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.token = token
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def event_lines(self, path: str, body: dict[str, object]) -> AsyncIterator[bytes]:
+        """The ``data:`` lines of the answer to ``POST path``; the connection stays open for the next."""
+        payload = orjson.dumps(body)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {self.token}\r\nContent-Length: {len(payload)}\r\n\r\n"
+        )
+        status = b""
+        for _ in range(2):  # a second time on a new connection if the server closed an idle one
+            if self._reader is None or self._writer is None or self._writer.is_closing():
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = self._reader, self._writer
+            writer.write(head.encode() + payload)
+            status = await reader.readline()
+            if status:
+                break
+            writer.close()
+        if b" 200 " not in status:
+            raise RuntimeError(f"/chat answered {status!r}")
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass  # headers: uvicorn streams with chunked transfer encoding
+        while True:  # chunk-size lines, event lines and blank lines, up to the last (empty) chunk
+            line = await reader.readline()
+            if line.startswith(b"data: "):
+                yield line.strip()
+            elif line in (b"0\r\n", b""):
+                await reader.readline()
+                return
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+async def aiohttp_lines(
+    session: aiohttp.ClientSession, url: str, body: dict[str, object]
+) -> AsyncIterator[bytes]:
+    """The ``data:`` lines of a streamed answer, read through aiohttp's client."""
+    async with session.post(url, json=body) as response:
+        response.raise_for_status()
+        async for raw_line in response.content:
+            if raw_line.startswith(b"data: "):
+                yield raw_line.strip()
+
+
 async def ailab_round(
-    client: aiohttp.ClientSession, base_url: str, max_tokens: int
+    lines: Callable[[dict[str, object]], AsyncIterator[bytes]], max_tokens: int
 ) -> tuple[float, float, int, dict[str, object]]:
     """TTFT (s), tokens/s and completion tokens of one /chat stream, and its final event."""
-    body = {
+    body: dict[str, object] = {
         "message": PROMPT,
         "pipeline": "direct",
         "stream": True,
@@ -67,20 +128,17 @@ async def ailab_round(
     start = time.perf_counter()
     first: float | None = None
     final: dict[str, object] = {}
-    async with client.post(f"{base_url}/chat", json=body) as response:
-        response.raise_for_status()
-        async for raw_line in response.content:
-            line = raw_line.strip()
-            if not line.startswith(b"data: ") or line == b"data: [DONE]":
-                continue
-            event = orjson.loads(line[6:])
-            if event["type"] == "delta" and first is None:
-                first = time.perf_counter()
-            elif event["type"] == "final":
-                final = event
-                end = time.perf_counter()
-            elif event["type"] == "error":
-                raise RuntimeError(event["error"])
+    async for line in lines(body):
+        if line == b"data: [DONE]":
+            continue
+        event = orjson.loads(line[6:])
+        if event["type"] == "delta" and first is None:
+            first = time.perf_counter()
+        elif event["type"] == "final":
+            final = event
+            end = time.perf_counter()
+        elif event["type"] == "error":
+            raise RuntimeError(event["error"])
     assert first is not None
     assert final
     tokens = int(final["usage"]["completion_tokens"])  # type: ignore[index]
@@ -97,10 +155,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--context", type=int, default=4096)
+    parser.add_argument("--client", choices=("socket", "aiohttp"), default="socket")
     args = parser.parse_args()
     model = default_model_path()
     if model is None:
@@ -151,14 +210,18 @@ def main() -> None:
                         raise RuntimeError((workdir / "server.log").read_text())
                     await asyncio.sleep(0.1)
                 login = await client.post("/auth/login", json={"username": "admin", "password": PASSWORD})
-            # The rounds use aiohttp's client, as the gateway benchmark does: httpx's own overhead
-            # (about a millisecond per request here) would be counted against the server.
+            token = login.json()["access_token"]
             base = f"http://127.0.0.1:{port}"
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
             timeout = aiohttp.ClientTimeout(total=120)
+            headers = {"Authorization": f"Bearer {token}"}
+            sock = SocketClient(port, token)
             async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+                if args.client == "socket":
+                    lines = functools.partial(sock.event_lines, "/chat")
+                else:
+                    lines = functools.partial(aiohttp_lines, session, f"{base}/chat")
                 raw_round(llama, 8)  # warm-up both: model load, first-call allocations
-                await ailab_round(session, base, 8)
+                await ailab_round(lines, 8)
                 for _ in range(args.rounds):
                     # Each side starts on a quiet machine: llama.cpp's worker threads spin for a while
                     # after a generation, and on a small machine they would take the cores the next
@@ -166,7 +229,8 @@ def main() -> None:
                     time.sleep(SETTLE_S)
                     raw.append(raw_round(llama, args.max_tokens))
                     await asyncio.sleep(SETTLE_S)
-                    ours.append(await ailab_round(session, base, args.max_tokens))
+                    ours.append(await ailab_round(lines, args.max_tokens))
+            await sock.close()
 
         asyncio.run(run())
     finally:
@@ -180,7 +244,10 @@ def main() -> None:
     our_tps = statistics.median(r[1] for r in ours)
     server_ttft = statistics.median(float(r[3]["ttft_ms"]) for r in ours)  # type: ignore[arg-type]
     server_tps = statistics.median(float(r[3]["tokens_per_second"]) for r in ours)  # type: ignore[arg-type]
-    print(f"model {model.name}, {args.threads} threads, context {args.context}, max_tokens {args.max_tokens}")
+    print(
+        f"model {model.name}, {args.threads} threads, context {args.context}, max_tokens {args.max_tokens}, "
+        f"{args.rounds} rounds, {args.client} client"
+    )
     print(f"{'':28} {'TTFT ms':>9} {'tokens/s':>9} {'tokens':>7}")
     raw_tokens = statistics.median(r[2] for r in raw)
     our_tokens = statistics.median(r[2] for r in ours)
