@@ -66,6 +66,14 @@ def test_cors_is_closed_by_default_and_opened_per_origin(tmp_path: Path) -> None
             f"{server.base_url}/sessions", headers={**preflight, "Origin": "https://evil.example"}
         )
         assert "access-control-allow-origin" not in denied.headers
+        # The fast lane's routes too (answered 401 here: no credentials).
+        origin = {"Origin": "https://ui.example"}
+        for response in (
+            httpx.get(f"{server.base_url}/v1/models", headers=origin),
+            httpx.post(f"{server.base_url}/chat", json={"message": "hi"}, headers=origin),
+        ):
+            assert response.status_code == 401
+            assert response.headers["access-control-allow-origin"] == "https://ui.example"
 
 
 def _wait_for_log(server: LiveServer, text: str, timeout: float = 30.0) -> None:

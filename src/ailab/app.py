@@ -19,7 +19,7 @@ from ailab import __version__
 from ailab.api import routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
-from ailab.api.fastlane import GatewayFastLane
+from ailab.api.fastlane import FastLane
 from ailab.api.middleware import (
     MonitorContextMiddleware,
     RequestContextMiddleware,
@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         protected.include_router(router)
     app.include_router(protected)
 
+    app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -84,7 +85,6 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(GatewayFastLane)
     app.add_middleware(MonitorContextMiddleware)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observers=observers)
     return app

@@ -60,8 +60,8 @@ def _authorization(scope: Scope) -> tuple[str | None, str | None]:
     return None, None
 
 
-class GatewayFastLane:
-    """Serves the two gateway routes directly; passes everything else on."""
+class FastLane:
+    """Serves the hot routes (the two gateway routes and POST /chat) directly; passes the rest on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
