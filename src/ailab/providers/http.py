@@ -18,6 +18,10 @@ Errors. Whatever goes wrong becomes one of the :class:`~ailab.errors.ProviderErr
 
 Only the upstream's own error message is passed on (never its headers), with our key scrubbed from it.
 
+Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
+once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
+every request, which costs more than the gateway's whole budget.
+
 :class:`RemoteProvider` is the common base of the remote backends: it looks the credential up per request
 (so a key set at run time works at once) and says how to set one when it is missing.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -218,6 +223,16 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}"
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY`` unless ``NO_PROXY`` exempts it)."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if proxy is None or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    return proxy
+
+
 class HttpClient:
     """One provider's pooled aiohttp session, created lazily in the running loop, with error mapping."""
 
@@ -232,6 +247,7 @@ class HttpClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxies: dict[str, str | None] = {}  # by upstream origin
 
     def session(self) -> aiohttp.ClientSession:
         """The session of the running loop, created on first use."""
@@ -248,8 +264,15 @@ class HttpClient:
             self._loop = loop
         return self._session
 
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url`` from the environment (looked up once per origin), or None."""
+        key = url[: url.find("/", url.find("//") + 2)] if "//" in url else url
+        if key not in self._proxies:
+            self._proxies[key] = env_proxy(url)
+        return self._proxies[key]
+
     @contextmanager
-    def mapped(self, url: str) -> Iterator[None]:
+    def mapped(self, url: str, proxy: str | None = None) -> Iterator[None]:
         """Turn transport failures inside the block into ProviderUnavailable / ProviderTimeout."""
         try:
             yield
@@ -263,6 +286,8 @@ class HttpClient:
             detail = type(exc).__name__
             if isinstance(exc, aiohttp.ClientConnectorError):
                 detail = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+                if isinstance(exc, aiohttp.ClientProxyConnectionError) and proxy is not None:
+                    detail = f"cannot connect to the proxy {origin(proxy)}: {exc.os_error.strerror}"
             raise ProviderUnavailable(f"{self.provider} unreachable at {origin(url)} ({detail})") from exc
 
     async def send(
@@ -282,7 +307,10 @@ class HttpClient:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             all_headers["Content-Type"] = "application/json"
         kwargs: dict[str, Any] = {} if stream else {"timeout": self._whole}
-        with self.mapped(url):
+        proxy = self.proxy_for(url)
+        if proxy is not None:
+            kwargs["proxy"] = proxy
+        with self.mapped(url, proxy):
             return await self.session().request(
                 method, url, data=data, headers=all_headers, params=params, **kwargs
             )
