@@ -562,13 +562,15 @@ class Endpoint:
 
 
 class TranslatingProvider(RemoteProvider):
-    """A backend with a wire format of its own (Anthropic, Gemini, Cohere, Ollama).
+    """A remote chat backend: OpenAI's wire format or one of its own (Anthropic, Gemini, Cohere, Ollama).
 
     Subclasses say where a chat goes and hand over the pure translations; sending, streaming (SSE or
-    NDJSON), stopping on the end event and the error mapping are done here, once.
+    NDJSON), stopping on the end event or end marker, and the error mapping (with the key scrubbed from
+    any message) are done here, once.
     """
 
     stream_format: str = "sse"  # or "ndjson"
+    end_marker: str | None = None  # a stream's last data line that is not JSON (OpenAI's ``[DONE]``)
 
     def headers(self, credential: Credential) -> dict[str, str]:
         """The authentication headers of a request."""
@@ -621,7 +623,14 @@ class TranslatingProvider(RemoteProvider):
             secret=credential.api_key,
         ) as response:
             async for raw in self._events(response):
-                chunk = parser.feed(load_event(self.name, raw))
+                if raw == self.end_marker:
+                    break
+                try:
+                    chunk = parser.feed(load_event(self.name, raw))
+                except ProviderError as exc:  # an error event may quote what we sent, key included
+                    exc.message = scrub(exc.message, credential.api_key)
+                    exc.args = (exc.message,)
+                    raise
                 if chunk is not None:
                     yield chunk
                 if parser.done:

@@ -9,16 +9,14 @@ OpenAI are the same class with another base URL, key rule or URL scheme.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from ailab.config import Settings
-from ailab.errors import ProviderUnavailable
 from ailab.providers import openai_wire as wire
 from ailab.providers.base import (
-    ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
@@ -26,13 +24,14 @@ from ailab.providers.base import (
     ModelInfo,
     UpstreamResponse,
 )
-from ailab.providers.http import RemoteProvider, ResponseBody, error_message, load_event, scrub
+from ailab.providers.http import Endpoint, ResponseBody, TranslatingProvider
 
 
-class OpenAIWireProvider(RemoteProvider):
+class OpenAIWireProvider(TranslatingProvider):
     """A backend speaking OpenAI's chat completions API."""
 
     max_tokens_field = "max_tokens"
+    end_marker = wire.DONE
 
     # -- where and how to call; Azure overrides these ----------------------------------------------------
 
@@ -58,47 +57,27 @@ class OpenAIWireProvider(RemoteProvider):
         )
         return wire.parse_models(data if isinstance(data, dict) else {})
 
-    # -- chat --------------------------------------------------------------------------------------------
+    # -- chat: the translations TranslatingProvider sends and streams ------------------------------------
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One whole answer from ``POST /chat/completions``."""
-        credential = await self.require_credential()
-        data = await self.http.json(
-            "POST",
-            self.chat_url(credential, request.model),
-            headers=self.auth_headers(credential),
-            params=self.query(credential),
-            body=wire.build_chat_body(request, stream=False, max_tokens_field=self.max_tokens_field),
-            secret=credential.api_key,
-        )
-        if not isinstance(data, dict):
-            raise ProviderUnavailable(f"{self.name} answered with an unexpected JSON shape")
-        return wire.parse_chat_response(data, request.model)
+    def headers(self, credential: Credential) -> dict[str, str]:
+        """The authentication headers of a chat request."""
+        return self.auth_headers(credential)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
-        credential = await self.require_credential()
-        state = wire.StreamState()
-        async with self.http.open(
-            "POST",
-            self.chat_url(credential, request.model),
-            headers=self.auth_headers(credential),
-            params=self.query(credential),
-            body=wire.build_chat_body(request, stream=True, max_tokens_field=self.max_tokens_field),
-            stream=True,
-            secret=credential.api_key,
-        ) as response:
-            async for event in self.http.sse(response):
-                if event.data == wire.DONE:
-                    break
-                data = load_event(self.name, event.data)
-                if "error" in data:
-                    message = scrub(error_message(event.data.encode()), credential.api_key)
-                    raise ProviderUnavailable(f"{self.name} failed mid-stream: {message}")
-                chunk = state.feed(data)
-                if chunk is not None:
-                    yield chunk
-        yield state.final()
+    def chat_endpoint(self, credential: Credential, request: ChatRequest, *, stream: bool) -> Endpoint:
+        """``POST {base}/chat/completions`` (Azure: the deployment's URL and api-version)."""
+        return Endpoint(self.chat_url(credential, request.model), self.query(credential))
+
+    def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """OpenAI's chat completions body (with ``stream_options.include_usage`` when streaming)."""
+        return wire.build_chat_body(request, stream=stream, max_tokens_field=self.max_tokens_field)
+
+    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+        """A ``chat.completion`` object."""
+        return wire.parse_chat_response(data, model)
+
+    def stream_parser(self) -> wire.StreamState:
+        """A parser of ``chat.completion.chunk`` events."""
+        return wire.StreamState(self.name)
 
     # -- pass-through ------------------------------------------------------------------------------------
 

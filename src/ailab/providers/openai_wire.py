@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ailab.errors import ProviderUnavailable
 from ailab.providers.base import ChatChunk, ChatRequest, ChatResult, ModelInfo, Usage, sampling_fields
 
 DONE = "[DONE]"
@@ -61,15 +62,25 @@ class StreamState:
     """Turns ``chat.completion.chunk`` objects into :class:`ChatChunk` s.
 
     Text deltas come out as they arrive; the finish reason and the usage (which comes after it, in a
-    chunk of its own) are held back and come out together in :meth:`final`.
+    chunk of its own) are held back and come out together in :meth:`final`. The stream's end is the
+    ``[DONE]`` line, not an event, so ``done`` stays False.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "openai") -> None:
+        self.provider = provider
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.done = False
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
-        """The text chunk in ``data``, or None when it only carried role, finish reason or usage."""
+        """The text chunk in ``data``, or None when it only carried role, finish reason or usage.
+
+        Raises on an ``{"error": ...}`` event (some servers send one mid-stream).
+        """
+        if "error" in data:
+            error = data["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise ProviderUnavailable(f"{self.provider} failed mid-stream: {message or 'unknown error'}")
         usage = parse_usage(data.get("usage"))
         if usage is not None:
             self.usage = usage
