@@ -8,10 +8,10 @@ plain ``BEGIN`` and never block on a writer. PostgreSQL uses asyncpg with a size
 Hot paths (a chat turn's writes, the credential lookup) use *transaction functions* instead:
 :meth:`Database.run_write` and :meth:`Database.run_read` run a plain function of a synchronous
 :class:`~sqlalchemy.engine.Connection` inside one transaction. On PostgreSQL that is ``run_sync`` on the
-async engine. On SQLite it is one hop to a thread that owns its own connection (one thread for writes, one
-for reads): aiosqlite pays a thread hop per DBAPI call (cursor, execute, fetch, close), about 4 ms for a
-turn's three statements on a small machine, where one hop and the same statements cost about 1 ms. The
-single writer thread also lines up this process's writes instead of letting them wait on the file lock.
+async engine. On SQLite it is one hop to the process's database thread, which owns a connection of its
+own: aiosqlite pays a thread hop per DBAPI call (cursor, execute, fetch, close), about 4 ms for a turn's
+three statements on a small machine, where one hop and the same statements cost about 1 ms. The single
+thread also lines up this process's writes instead of letting them wait on the file lock.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Database:
             return {"in_use": 0, "idle": 0}
 
     async def close(self) -> None:
-        """Close every pooled connection (and the SQLite threads)."""
+        """Close every pooled connection (and the SQLite thread)."""
         if self._sqlite is not None:
             await asyncio.to_thread(self._sqlite.close)
         await self.engine.dispose()

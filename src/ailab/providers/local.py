@@ -266,6 +266,7 @@ def _counting(llama_class: type[Any]) -> type[Any]:
         def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
             self.prompt_tokens = len(tokens)  # the whole prompt (a cached prefix is skipped inside)
             self.sampled = 0
+            # Completions iterate generate() plainly (never send()), so a plain loop may wrap it.
             for token in super().generate(tokens, *args, **kwargs):
                 self.sampled += 1
                 yield token
