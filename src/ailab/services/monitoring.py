@@ -344,7 +344,9 @@ class HistoryWriter:
     async def apply_retention(self) -> int:
         """Delete samples older than the retention period; returns how many."""
         self._last_retention = time.monotonic()
-        return await self.db.run_write(metrics_repo.delete_before, utcnow() - self.retention, RETAINED_KINDS)
+        # Not a transaction function: on SQLite a large delete would queue requests' lookups behind it.
+        async with self.db.write() as session:
+            return await metrics_repo.delete_before(session, utcnow() - self.retention, RETAINED_KINDS)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``flush_seconds`` (and apply retention hourly) until ``stop``; then flush once more."""

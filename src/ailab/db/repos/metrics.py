@@ -62,10 +62,11 @@ def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def delete_before(conn: Connection, cutoff: dt.datetime, kinds: Sequence[str]) -> int:
-    """Delete samples of ``kinds`` older than ``cutoff``; returns how many (a transaction function)."""
+async def delete_before(db: AsyncSession, cutoff: dt.datetime, kinds: Sequence[str]) -> int:
+    """Delete samples of ``kinds`` older than ``cutoff``; returns how many."""
     query = delete(METRICS).where(METRICS.c.created_at < cutoff, METRICS.c.kind.in_(kinds))
-    return int(conn.execute(query).rowcount or 0)
+    result: Any = await db.execute(query)
+    return int(result.rowcount or 0)
 
 
 async def summarize_window(db: AsyncSession, since: dt.datetime) -> list[GroupSummary]:
