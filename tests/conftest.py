@@ -27,8 +27,8 @@ from ailab.config import Settings
 from ailab.db.migrate import upgrade
 from ailab.services.auth import Principal
 from ailab.services.container import Services
+from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
-from tests.support.openai_upstream import FakeUpstream, fake_upstream
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 
@@ -156,14 +156,15 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    """A recording OpenAI-compatible upstream on 127.0.0.1 (``tests/support/openai_upstream.py``)."""
-    async with fake_upstream() as state:
-        yield state
+async def upstream() -> AsyncIterator[FakeOpenAI]:
+    """A recording OpenAI-compatible upstream on 127.0.0.1 that answers ``"echo: <the last message>"``
+    (model ``echo``; any key). Its behaviour switches (``stall_after``, ``endless``, ...) pace streams."""
+    async with FakeOpenAI(any_key=True, models=["echo"], echo=True) as server:
+        yield server
 
 
 @pytest.fixture
-async def upstream_client(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[httpx.AsyncClient]:
+async def upstream_client(settings: Settings, upstream: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
     """The app on a fresh SQLite database, as admin, with ``openai-compat`` pointing at ``upstream``."""
     async with _app_client(settings.model_copy(update={"openai_compat_base_url": upstream.base_url})) as c:
         yield c

@@ -12,7 +12,7 @@ from ailab.config import Settings
 from ailab.providers.local import LocalProvider
 from tests.chat.conftest import parse_sse, stream_then_hang_up
 from tests.conftest import AppClientFactory
-from tests.support.openai_upstream import FakeUpstream
+from tests.fakes.openai_server import FakeOpenAI
 
 LOCAL = "local/smollm2-135m-instruct"
 
@@ -74,7 +74,7 @@ async def test_embedded_model_json_and_stream_with_context(client: httpx.AsyncCl
 
 
 async def test_earlier_turns_reach_the_upstream_as_context(
-    upstream_client: httpx.AsyncClient, upstream: FakeUpstream
+    upstream_client: httpx.AsyncClient, upstream: FakeOpenAI
 ) -> None:
     model = "openai-compat/echo"
     first = await upstream_client.post(
@@ -101,16 +101,16 @@ async def test_earlier_turns_reach_the_upstream_as_context(
         },
     )
     assert parse_sse(second.text)[-2]["response"] == "echo: second"
-    sent = upstream.last["messages"]
+    sent = upstream.last.json["messages"]
     assert [(m["role"], m["content"]) for m in sent] == [
         ("user", "hello there"),
         ("assistant", "echo: hello there"),
         ("user", "second"),
     ]
-    assert upstream.last["model"] == "echo"
+    assert upstream.last.json["model"] == "echo"
     rows = await messages_of(upstream_client, session_id)
     assert [m["role"] for m in rows] == ["user", "assistant", "user", "assistant"]
-    assert rows[3]["completion_tokens"] == 3
+    assert rows[3]["completion_tokens"] == 2  # "echo: ", "second"
 
 
 async def test_long_history_is_trimmed_to_the_embedded_models_window(
@@ -212,24 +212,23 @@ async def test_model_failure_after_the_turn_started_is_stored_as_error(
 
 
 async def test_hang_up_mid_stream_stops_the_upstream_and_stores_the_partial_answer(
-    upstream_client: httpx.AsyncClient, upstream: FakeUpstream
+    upstream_client: httpx.AsyncClient, upstream: FakeOpenAI
 ) -> None:
     services = upstream_client.services  # type: ignore[attr-defined]
-    upstream.release(2)
+    upstream.stall_after = 2  # two pieces, then nothing until released (never, here)
     seen = await stream_then_hang_up(
         upstream_client,
-        {"message": "count", "model": "openai-compat/slow", "pipeline": "direct", "stream": True},
+        {"message": "count to three", "model": "openai-compat/echo", "pipeline": "direct", "stream": True},
         after_deltas=2,
     )
     assert seen.status == 200
-    assert [e["delta"] for e in seen.events] == ["tick ", "tick "]
+    assert [e["delta"] for e in seen.events] == ["echo: ", "count "]
     await asyncio.wait_for(upstream.disconnected.wait(), timeout=10)
     await services.chat.wait_idle()
     sessions = (await upstream_client.get("/sessions")).json()["items"]
     rows = await messages_of(upstream_client, sessions[0]["id"])
     assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "cut_off")]
-    assert rows[1]["content"] == "tick tick "
-    assert upstream.ticks_sent == 2
+    assert rows[1]["content"] == "echo: count "
 
 
 async def test_hang_up_stops_the_embedded_model(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ its error shape; this class records every request and applies the behaviours a t
 - ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
-- ``reply`` / ``models``: what it answers
+- ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
 """
 
 from __future__ import annotations
@@ -86,11 +86,13 @@ class FakeServer:
         models: list[str] | None = None,
         reply: str = DEFAULT_REPLY,
         record: bool = True,
+        echo: bool = False,
     ) -> None:
         # None: every key (or none) is accepted.
         self.api_key: str | None = None if any_key else (api_key or self.default_api_key)
         self.models = list(models if models is not None else self.default_models)
         self.reply = reply
+        self.echo = echo
         self.record = record
         self.requests: list[RecordedRequest] = []
         self.fail_status: int | None = None
@@ -150,8 +152,9 @@ class FakeServer:
         return request.get(BODY)
 
     def generation(self, model: str, prompt_texts: list[str], max_tokens: int | None = None) -> Generation:
-        """The answer to a request: ``reply`` cut into word pieces, truncated at ``max_tokens``."""
-        pieces = re.findall(r"\S+\s*", self.reply) or [""]
+        """The answer to a request: ``reply`` (or the echo) cut into word pieces, truncated at ``max_tokens``."""
+        reply = f"echo: {prompt_texts[-1] if prompt_texts else ''}" if self.echo else self.reply
+        pieces = re.findall(r"\S+\s*", reply) or [""]
         finish = "stop"
         if max_tokens is not None and len(pieces) > max_tokens:
             pieces, finish = pieces[:max_tokens], "length"
@@ -254,7 +257,10 @@ class FakeServer:
 
     async def start(self, port: int = 0) -> Self:
         """Listen on 127.0.0.1 (a free port when 0)."""
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        # handler_cancellation: a handler held by ``slow`` or ``stall_after`` learns that its client left.
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port)
         await site.start()

@@ -12,12 +12,12 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.openai_upstream import FakeUpstream
+from tests.fakes.openai_server import FakeOpenAI
 from tests.support.server import LiveServer, run_server
 
 
 @pytest.fixture
-async def live(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[tuple[LiveServer, str]]:
+async def live(tmp_path: Path, upstream: FakeOpenAI) -> AsyncIterator[tuple[LiveServer, str]]:
     env = {
         "AILAB_DATA_DIR": str(tmp_path / "data"),
         "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -31,7 +31,7 @@ async def live(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[tuple[Li
         yield server, login.json()["access_token"]
 
 
-async def test_sdk_json_and_stream_with_usage(live: tuple[LiveServer, str], upstream: FakeUpstream) -> None:
+async def test_sdk_json_and_stream_with_usage(live: tuple[LiveServer, str], upstream: FakeOpenAI) -> None:
     server, token = live
     sdk = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=token, max_retries=0)
     try:
@@ -57,7 +57,7 @@ async def test_sdk_json_and_stream_with_usage(live: tuple[LiveServer, str], upst
         assert text == "echo: streamed"
         assert usage is not None
         assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-        assert upstream.last["model"] == "echo"
+        assert upstream.last.json["model"] == "echo"
 
         wrong = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key="wrong", max_retries=0)
         async with wrong:
@@ -69,11 +69,11 @@ async def test_sdk_json_and_stream_with_usage(live: tuple[LiveServer, str], upst
 
 
 async def test_client_gone_mid_stream_closes_the_upstream(
-    live: tuple[LiveServer, str], upstream: FakeUpstream
+    live: tuple[LiveServer, str], upstream: FakeOpenAI
 ) -> None:
     server, token = live
-    body = {"model": "openai-compat/slow", "messages": [{"role": "user", "content": "go"}], "stream": True}
-    upstream.release(1)
+    body = {"model": "openai-compat/echo", "messages": [{"role": "user", "content": "go"}], "stream": True}
+    upstream.endless = True  # streams "echo: go" over and over until the client goes away
     async with (
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as client,
         client.stream(
@@ -84,8 +84,7 @@ async def test_client_gone_mid_stream_closes_the_upstream(
         received = b""
         async for chunk in r.aiter_bytes():
             received += chunk
-            if b"tick" in received:
-                break  # one token arrived; now hang up mid-stream
-        assert b"tick" in received
-    upstream.release(5)  # the server's next write finds the client gone
+            if b"echo" in received:
+                break  # a token arrived; now hang up mid-stream
+        assert b"echo" in received
     await asyncio.wait_for(upstream.disconnected.wait(), timeout=20)
