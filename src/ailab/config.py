@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     local_model_path: Path | None = None
     local_threads: int = Field(0, ge=0)  # 0: all cores
     local_context: int = Field(4096, ge=256)
+    # The embedded model's prompting and sampling when a request does not say (see providers/local.py).
+    local_system_prompt: str = "You are a helpful assistant. Give a short, direct answer."
+    local_temperature: float = Field(0.2, ge=0, le=2)
+    local_top_p: float = Field(0.9, gt=0, le=1)
+    local_repeat_penalty: float = Field(1.1, ge=1, le=2)
+    # Bounds of one embedded generation, and of the queue in front of the model.
+    local_max_tokens: int = Field(1024, ge=1)
+    local_timeout_seconds: float = Field(60.0, gt=0)
+    local_queue_size: int = Field(8, ge=0, le=1000)
+    local_queue_timeout_seconds: float = Field(30.0, gt=0)
     provider_timeout_seconds: float = Field(120.0, gt=0)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None

@@ -16,6 +16,7 @@ messages and exit codes, so neither layer needs to know the other::
         ├── ModelNotFound           404  the backend does not know the model
         ├── ProviderRateLimited     429  the backend throttled us (carries retry_after)
         ├── ProviderUnavailable     502  unreachable / connection refused
+        │   └── ModelBusy           503  a local model's queue is full (carries retry_after)
         └── ProviderTimeout         504  no answer in time
 """
 
@@ -99,6 +100,17 @@ class ProviderRateLimited(ProviderError):
 class ProviderUnavailable(ProviderError):
     status = 502
     code = "upstream_unavailable"
+
+
+class ModelBusy(ProviderUnavailable):
+    """The model cannot take the request in time: its queue is full, or the wait was too long."""
+
+    status = 503
+    code = "model_busy"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderTimeout(ProviderError):

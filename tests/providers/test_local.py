@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
 
 from ailab.config import Settings
-from ailab.errors import ModelNotFound, ProviderUnavailable
+from ailab.errors import ModelBusy, ModelNotFound, ProviderUnavailable
 from ailab.providers.base import ChatMessage, ChatRequest
-from ailab.providers.local import LocalProvider, create, default_model_path, model_name_from_path
+from ailab.providers.local import (
+    LocalDefaults,
+    LocalProvider,
+    create,
+    default_model_path,
+    model_name_from_path,
+)
 from ailab.providers.registry import SettingsCredentials
 
 pytestmark = pytest.mark.slow
@@ -118,3 +127,110 @@ async def test_usage_counts_the_prompt_and_each_sampled_token(local: LocalProvid
     (hi_tokens,) = await local.count_tokens(["Hi"])
     assert other.usage is not None
     assert other.usage.prompt_tokens - hi_tokens == cut.usage.prompt_tokens - message_tokens
+
+
+# -- prompting, bounds and the queue ----------------------------------------------------------------
+
+
+def guarded(**defaults: Any) -> LocalProvider:
+    """A provider of its own (its own model load), with ``defaults`` instead of the settings'."""
+    return LocalProvider(default_model_path(), n_threads=2, n_ctx=1024, defaults=LocalDefaults(**defaults))
+
+
+async def test_a_factual_question_is_answered_rightly_with_the_default_prompting(local: LocalProvider) -> None:
+    result = await local.chat(ask("What is the capital of France?", max_tokens=40))
+    assert "paris" in result.content.lower(), result.content
+    assert result.finish_reason == "stop"
+
+
+async def test_the_prompt_is_the_ggufs_own_template_with_the_default_system_prompt(local: LocalProvider) -> None:
+    question = "What is the capital of France?"
+    result = await local.chat(ask(question, max_tokens=1))
+    llama = local._llama
+    assert llama.chat_format == "chat_template.default"
+    template = jinja2.Environment(autoescape=False).from_string(llama.metadata["tokenizer.chat_template"])
+    system = local.defaults.system_prompt
+    assert system  # the settings' default: a short "answer directly" prompt
+    expected = template.render(
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+        add_generation_prompt=True,
+    )
+    tokens = llama.tokenize(expected.encode(), add_bos=False, special=True)
+    assert result.usage is not None and result.usage.prompt_tokens == len(tokens)
+    # A conversation with its own system message keeps it (and gets no second one).
+    own = await local.chat(
+        ChatRequest(
+            model="", messages=[ChatMessage("system", "Be brief."), ChatMessage("user", question)], max_tokens=1
+        )
+    )
+    own_prompt = template.render(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}],
+        add_generation_prompt=True,
+    )
+    assert own.usage is not None
+    assert own.usage.prompt_tokens == len(llama.tokenize(own_prompt.encode(), add_bos=False, special=True))
+
+
+async def test_a_generation_that_loops_is_cut() -> None:
+    # The GGUF template's own system prompt and no repetition penalty: at temperature 0 SmolLM2 answers
+    # this with "L'Étoile, la Cité, ..., la Femme, la Femme, la Femme, ..." until stopped.
+    provider = guarded(system_prompt="", repeat_penalty=1.0)
+    try:
+        result = await provider.chat(ask("What is the capital of France?", max_tokens=600))
+    finally:
+        await provider.aclose()
+    assert provider.last_cut == "repetition"
+    assert result.finish_reason == "length"
+    assert result.usage is not None and result.usage.completion_tokens < 150
+    assert result.content.count("la Femme") >= 3
+
+
+async def test_a_generation_ends_at_the_time_limit_and_the_default_token_limit() -> None:
+    provider = guarded(timeout_s=0.5, max_tokens=5000)
+    try:
+        started = time.monotonic()
+        result = await provider.chat(ask("Write a very long story about a dragon, in ten chapters.", 3000))
+        elapsed = time.monotonic() - started
+        assert provider.last_cut == "time"
+        assert result.finish_reason == "length"
+        assert elapsed < 5  # the model load, then half a second of generation
+        provider.defaults = LocalDefaults(max_tokens=5)
+        capped = await provider.chat(
+            ChatRequest(model="", messages=[ChatMessage("user", "Write a long story.")], temperature=0.0)
+        )
+        assert capped.usage is not None and capped.usage.completion_tokens == 5
+        assert capped.finish_reason == "length"
+    finally:
+        await provider.aclose()
+
+
+async def test_a_request_that_finds_the_queue_full_is_refused_with_a_retry_after() -> None:
+    provider = guarded(queue_size=1)
+    try:
+        running = provider.stream(ask("Write a long story about a dragon.", max_tokens=300))
+        first = await anext(running)  # the model is busy with this one now
+        assert first.delta
+        waiting = asyncio.create_task(provider.chat(ask("Hi", max_tokens=2)))
+        await asyncio.sleep(0)  # one turn of the loop: it is in the queue
+        assert provider.queue.waiting == 1
+        with pytest.raises(ModelBusy, match="1 requests are already waiting") as refused:
+            await provider.chat(ask("Hi"))
+        assert refused.value.status == 503 and refused.value.retry_after >= 1
+        await running.aclose()  # type: ignore[attr-defined]
+        answer = await waiting  # the turn passed on once the first generation stopped
+        assert answer.usage is not None and answer.usage.completion_tokens <= 2
+    finally:
+        await provider.aclose()
+
+
+async def test_closing_the_provider_stops_a_running_generation() -> None:
+    provider = guarded()
+    running = provider.stream(ask("Write a long story about a dragon.", max_tokens=800))
+    assert (await anext(running)).delta
+    started = time.monotonic()
+    await provider.aclose()
+    assert time.monotonic() - started < 2
+    assert provider.last_cut == "cancelled"
+    with pytest.raises(ProviderUnavailable, match="shutting down"):
+        await provider.chat(ask("Hi"))
+    await running.aclose()  # type: ignore[attr-defined]

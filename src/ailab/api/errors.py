@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from ailab.errors import AILabError, ProviderRateLimited, TooManyAttempts
+from ailab.errors import AILabError
 
 log = logging.getLogger("ailab.errors")
 _OPENAI_TYPES = {
@@ -94,7 +94,7 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AILabError)
     headers = None
     retry_after = getattr(exc, "retry_after", None)
-    if isinstance(exc, TooManyAttempts | ProviderRateLimited) and retry_after is not None:
+    if isinstance(retry_after, int | float):
         headers = {"Retry-After": str(max(1, round(retry_after)))}
     if exc.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}

@@ -28,6 +28,22 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseSchema:
+    """Structured output: the answer must be one JSON object valid against ``schema``.
+
+    Each backend asks for it its own way (OpenAI's ``json_schema`` response format, a forced Anthropic
+    tool, Gemini's ``responseSchema``, Cohere's and Ollama's JSON formats, a llama.cpp grammar) and
+    answers the object as JSON text. Keep schemas to what all of them accept: objects whose properties
+    are all required, strings (with ``enum``), numbers, booleans and arrays, ``additionalProperties``
+    false.
+    """
+
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     """A chat completion request, backend-neutral. ``model`` is the provider's own name (no prefix)."""
 
@@ -39,6 +55,9 @@ class ChatRequest:
     stop: list[str] | None = None
     # Extra OpenAI-style fields a backend may understand (seed, response_format, ...).
     extra: Mapping[str, Any] = field(default_factory=dict)
+    response_schema: ResponseSchema | None = None
+    # Who asks (a user id): a backend shared by many, like the embedded model, queues fairly by it.
+    requester: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

