@@ -88,9 +88,7 @@ QUESTIONS = (
     Question('Translate "thank you" into French.', mentions("merci")),
     Question("What color is the sky on a clear day?", mentions("blue")),
     Question("Write a haiku about rain.", haiku_about_rain),
-    Question(
-        "Write a Python function named square that returns the square of a number.", defines_square
-    ),
+    Question("Write a Python function named square that returns the square of a number.", defines_square),
 )
 
 
@@ -141,7 +139,9 @@ def routing_counts(states: list[dict[str, object]]) -> tuple[int, int]:
     return steps, decided
 
 
-def ask(client: httpx.Client, question: Question, model: str | None, pipeline: str, timeout: float) -> Outcome:
+def ask(
+    client: httpx.Client, question: Question, model: str | None, pipeline: str, timeout: float
+) -> Outcome:
     body: dict[str, object] = {"message": question.text, "pipeline": pipeline}
     if model:
         body["model"] = model
@@ -179,7 +179,10 @@ def own_server() -> Iterator[tuple[str, str]]:
     env.pop("AILAB_DATABASE_URL", None)
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed below, after the server
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ai-lab")), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(Path(sys.executable).with_name("ai-lab")), "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -232,9 +235,13 @@ def run(base: str, token: str, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", action="append", help="a model id (repeatable); default: the server's")
-    parser.add_argument("--pipeline", action="append", help="a pipeline (repeatable); default: direct and agents")
+    parser.add_argument(
+        "--pipeline", action="append", help="a pipeline (repeatable); default: direct and agents"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="client timeout per question, seconds")
     parser.add_argument("--url", help="a running server instead of our own")
     parser.add_argument("--token", help="its access token (with --url)")

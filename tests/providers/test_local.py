@@ -137,13 +137,17 @@ def guarded(**defaults: Any) -> LocalProvider:
     return LocalProvider(default_model_path(), n_threads=2, n_ctx=1024, defaults=LocalDefaults(**defaults))
 
 
-async def test_a_factual_question_is_answered_rightly_with_the_default_prompting(local: LocalProvider) -> None:
+async def test_a_factual_question_is_answered_rightly_with_the_default_prompting(
+    local: LocalProvider,
+) -> None:
     result = await local.chat(ask("What is the capital of France?", max_tokens=40))
     assert "paris" in result.content.lower(), result.content
     assert result.finish_reason == "stop"
 
 
-async def test_the_prompt_is_the_ggufs_own_template_with_the_default_system_prompt(local: LocalProvider) -> None:
+async def test_the_prompt_is_the_ggufs_own_template_with_the_default_system_prompt(
+    local: LocalProvider,
+) -> None:
     question = "What is the capital of France?"
     result = await local.chat(ask(question, max_tokens=1))
     llama = local._llama
@@ -160,7 +164,9 @@ async def test_the_prompt_is_the_ggufs_own_template_with_the_default_system_prom
     # A conversation with its own system message keeps it (and gets no second one).
     own = await local.chat(
         ChatRequest(
-            model="", messages=[ChatMessage("system", "Be brief."), ChatMessage("user", question)], max_tokens=1
+            model="",
+            messages=[ChatMessage("system", "Be brief."), ChatMessage("user", question)],
+            max_tokens=1,
         )
     )
     own_prompt = template.render(
