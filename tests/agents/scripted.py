@@ -1,7 +1,11 @@
 """A scripted model backend: a real implementation of the Provider protocol that answers from a script.
 
-Each generation takes the next :class:`Reply` of the script (or asks ``reply_for(request)`` when given),
-streams its text as word pieces, and records the request. A reply can ``hang`` (after its pieces) on an
+Each streamed generation (an agent writing) takes the next :class:`Reply` of the script (or asks
+``reply_for(request)`` when given), streams its text as word pieces, and records the request. Each whole
+answer (``chat``: a router's decision) takes the next entry of ``decisions`` (or asks ``decide(request)``):
+a bare name such as ``"Worker"`` is answered as the structured ``{"next": "Worker"}``, anything else as
+that text (a backend that ignores the schema). ``refuse_schema`` makes it refuse structured requests
+like a server that does not support them. A reply can ``hang`` (after its pieces) on an
 ``asyncio.Event`` that never fires: the time budget or a disconnect must then end it. ``closed`` counts the
 streams that were closed (finished, cancelled or closed by the consumer), ``active`` the ones running.
 """
@@ -13,7 +17,9 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from ailab.errors import ProviderUnavailable
+import orjson
+
+from ailab.errors import ProviderError, ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -43,6 +49,9 @@ class ScriptedProvider:
 
     script: list[Reply] = field(default_factory=list)
     reply_for: Callable[[ChatRequest], Reply] | None = None
+    decisions: list[str] = field(default_factory=list)
+    decide: Callable[[ChatRequest], str] | None = None
+    refuse_schema: bool = False
     name: str = NAME
     requests: list[ChatRequest] = field(default_factory=list)
     active: int = 0
@@ -63,8 +72,17 @@ class ScriptedProvider:
         return [ModelInfo(id="m", context_window=4096)]
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        reply = self._next(request)
-        return ChatResult(content=reply.text, model=request.model, usage=reply.usage)
+        self.requests.append(request)
+        if request.response_schema is not None and self.refuse_schema:
+            raise ProviderError("scripted rejected the request (400): response_format is not supported")
+        if self.decide is not None:
+            text = self.decide(request)
+        elif self.decisions:
+            text = self.decisions.pop(0)
+        else:
+            raise AssertionError(f"no decision left for request {len(self.requests)}")
+        content = orjson.dumps({"next": text}).decode() if re.fullmatch(r"[A-Za-z][\w-]*", text) else text
+        return ChatResult(content=content, model=request.model, usage=Usage(20, 5))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         reply = self._next(request)

@@ -56,7 +56,7 @@ async def test_builtins_are_listed(client: httpx.AsyncClient) -> None:
     assert await names(client, "agents") == ["CEO", "QA", "Reflection", "Worker"]
     assert (await client.get("/pipelines/direct")).json()["kind"] == "direct"
     ceo = (await client.get("/agents/CEO")).json()
-    assert "NEXT" not in ceo["system_prompt"]  # the engine adds the routing line from the routes
+    assert "NEXT" not in ceo["system_prompt"]  # the engine asks for decisions itself, from the routes
     assert ceo["answers"] is False
 
 
@@ -161,12 +161,11 @@ async def test_a_pipeline_created_through_the_api_answers_chat(client: httpx.Asy
     provider = ScriptedProvider(
         [
             Reply("Roses are red."),
-            Reply("Too short, add a line. NEXT: Writer"),
+            Reply("Too short, add a line."),  # the Critic's brief for the Writer
             Reply("Roses are red,\nviolets are blue."),
-            Reply("Good now. NEXT: end"),
             Reply("A poem."),
-            Reply("Fine. NEXT: END"),
-        ]
+        ],
+        decisions=["Writer", "END", "END"],
     )
     client.services.providers.providers[NAME] = provider  # type: ignore[attr-defined]
     for agent in (CRITIC, WRITER):
@@ -185,11 +184,11 @@ async def test_a_pipeline_created_through_the_api_answers_chat(client: httpx.Asy
     session_id = body["session_id"]
 
     states = (await client.get(f"/sessions/{session_id}/agent-states")).json()["items"]
-    assert [(s["step"], s["agent"], s["decision"], s["status"]) for s in states] == [
-        (1, "Writer", "Critic", "done"),
-        (2, "Critic", "Writer", "done"),
-        (3, "Writer", "Critic", "done"),
-        (4, "Critic", "end", "done"),
+    assert [(s["step"], s["agent"], s["decision"], s["routed_by"], s["status"]) for s in states] == [
+        (1, "Writer", "Critic", "fixed", "done"),
+        (2, "Critic", "Writer", "agent", "done"),
+        (3, "Writer", "Critic", "fixed", "done"),
+        (4, "Critic", "end", "agent", "done"),
     ]
     messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
     assert [m["role"] for m in messages] == ["user", "assistant"]

@@ -7,9 +7,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from ailab.config import Settings
+from ailab.providers.base import ChatMessage, ChatRequest, ResponseSchema
+from ailab.providers.local import create
+from ailab.providers.registry import SettingsCredentials
+from ailab.services.agents.decisions import (
+    DECISION_MAX_TOKENS,
+    decision_prompt,
+    decision_schema,
+    label,
+    read_decision,
+)
+from ailab.services.agents.definitions import AgentSpec, Route
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.agents.test_api import parse_sse
 from tests.chat.conftest import stream_then_hang_up
@@ -67,7 +79,12 @@ async def test_agents_on_the_embedded_model_stream_and_store_their_steps(
         assert [s["decision"] for s in states] == [d["next"] for d in routed]
         assert all(s["status"] in ("done", "timeout") for s in states)
         assert all(s["model"].startswith("local/") for s in states)
-        assert all(0 < s["completion_tokens"] <= 24 for s in states if s["output"])
+        # Every routing decision was the CEO's own (structured output cannot be unreadable).
+        assert [s["routed_by"] for s in states] == [
+            "agent" if s["agent"] == "CEO" else "fixed" for s in states
+        ]
+        # Each step within its token limit (a CEO step also holds its decision's few tokens).
+        assert all(0 < s["completion_tokens"] <= 24 + 32 for s in states if s["output"])
 
         messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
         assert [m["role"] for m in messages] == ["user", "assistant"]
@@ -79,12 +96,12 @@ async def test_hanging_up_mid_pipeline_stops_the_generation_and_keeps_the_steps(
     make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
 ) -> None:
     provider = ScriptedProvider(
-        [Reply("ANALYZE: a story\nNEXT: Worker"), Reply("Once upon a time there", hang=True)]
+        [Reply("ANALYZE: a story"), Reply("Once upon a time there", hang=True)], decisions=["Worker"]
     )
     async with app_client(make_settings(database_url=database_url)) as client:
         client.services.providers.providers[NAME] = provider  # type: ignore[attr-defined]
         body = {"message": "A story", "model": f"{NAME}/m", "stream": True}
-        seen = await stream_then_hang_up(client, body, after_deltas=9)
+        seen = await stream_then_hang_up(client, body, after_deltas=6)
         assert provider.active == 0  # the Worker's generation was stopped
         assert provider.closed == 2
         await client.services.chat.wait_idle()  # type: ignore[attr-defined]
@@ -99,3 +116,51 @@ async def test_hanging_up_mid_pipeline_stops_the_generation_and_keeps_the_steps(
             ("user", "complete"),
             ("assistant", "cut_off"),
         ]
+
+
+ROUTING_REQUESTS = [
+    "Hi!",
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "Write a Python function that reverses a string.",
+    "Is 2 + 2 = 5 correct?",
+    "Explain in steps how to make tea.",
+    "Thanks, that was helpful.",
+    "Check this answer: the sun is a planet.",
+    "Tell me a joke.",
+    "Summarise the plot of Hamlet in one sentence.",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "targets", [["Worker", "QA", "Reflection", "end"], ["Coder", "end"], ["Writer", "Critic", "Editor"]]
+)
+async def test_grammar_constrained_decisions_on_the_embedded_model_are_always_valid(
+    targets: list[str],
+) -> None:
+    settings = Settings(_env_file=None, local_threads=2, local_context=1024)  # type: ignore[call-arg]
+    provider = create(settings, SettingsCredentials(settings))
+    route = Route(next=targets, default=targets[0])
+    agents = {
+        t: AgentSpec(name=t, role=f"the {t.lower()}", system_prompt=f"You are {t}.")
+        for t in targets
+        if t != "end"
+    }
+    allowed = {label(t) for t in targets}
+    try:
+        for text in ROUTING_REQUESTS:
+            system = "You are the CEO.\n\n" + decision_prompt(route, agents, answered=False)
+            result = await provider.chat(
+                ChatRequest(
+                    model="",
+                    messages=[ChatMessage("system", system), ChatMessage("user", text)],
+                    max_tokens=DECISION_MAX_TOKENS,
+                    temperature=0.7,  # sampled, not greedy: the grammar alone must keep it valid
+                    response_schema=ResponseSchema("route", decision_schema(targets)),
+                )
+            )
+            assert orjson.loads(result.content)["next"] in allowed, result.content
+            assert read_decision(result.content, route, targets).routed_by == "agent"
+    finally:
+        await provider.aclose()

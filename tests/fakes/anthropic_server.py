@@ -28,6 +28,27 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps({"type": event, **data}) + b"\n\n"
 
 
+def forced_tool(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The tool ``tool_choice`` forces (None when the model may answer in text), or what is wrong."""
+    choice = body.get("tool_choice")
+    tools = body.get("tools") or []
+    for tool in tools:
+        if (
+            not isinstance(tool, dict)
+            or not tool.get("name")
+            or not isinstance(tool.get("input_schema"), dict)
+        ):
+            return None, "tools: each tool needs a name and an input_schema object"
+        if tool["input_schema"].get("type") != "object":
+            return None, "tools.input_schema.type: Input should be 'object'"
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None, None
+    named = [t for t in tools if t["name"] == choice.get("name")]
+    if not named:
+        return None, f"tool_choice: tool {choice.get('name')!r} not found in tools"
+    return named[0], None
+
+
 class FakeAnthropic(FakeServer):
     """Anthropic's API on 127.0.0.1."""
 
@@ -76,17 +97,30 @@ class FakeAnthropic(FakeServer):
             return self.error(404, "not_found", f"model: {model}")
         system = body.get("system") or ""
         texts = [str(system)] + [str(m.get("content", "")) for m in messages]
-        gen = self.generation(model, texts, int(body["max_tokens"]))
+        tool, problem = forced_tool(body)
+        if problem:
+            return self.error(400, "invalid", problem)
+        gen = self.generation(model, texts, int(body["max_tokens"]), tool["input_schema"] if tool else None)
+        if tool is not None:
+            gen.extra["tool"] = tool["name"]
         if body.get("stream"):
             return await self.stream_events(request, gen)
+        content: dict[str, Any] = {"type": "text", "text": gen.text}
+        if tool is not None:
+            content = {
+                "type": "tool_use",
+                "id": self.next_id("toolu_"),
+                "name": tool["name"],
+                "input": orjson.loads(gen.text),
+            }
         return self.json(
             {
                 "id": self.next_id("msg_"),
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": gen.text}],
-                "stop_reason": _STOP[gen.finish_reason],
+                "content": [content],
+                "stop_reason": "tool_use" if tool is not None else _STOP[gen.finish_reason],
                 "stop_sequence": None,
                 "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": gen.completion_tokens},
             }
@@ -103,13 +137,20 @@ class FakeAnthropic(FakeServer):
             "stop_sequence": None,
             "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": 1},
         }
+        tool = gen.extra.get("tool")
+        block: dict[str, Any] = {"type": "text", "text": ""}
+        if tool is not None:
+            block = {"type": "tool_use", "id": self.next_id("toolu_"), "name": tool, "input": {}}
         head = [
             sse("message_start", {"message": message}),
-            sse("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            sse("content_block_start", {"index": 0, "content_block": block}),
             sse("ping", {}),
         ]
 
         def piece(text: str) -> bytes:
+            if tool is not None:
+                delta = {"type": "input_json_delta", "partial_json": text}
+                return sse("content_block_delta", {"index": 0, "delta": delta})
             return sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
 
         def tail() -> list[bytes]:
@@ -118,7 +159,10 @@ class FakeAnthropic(FakeServer):
                 sse(
                     "message_delta",
                     {
-                        "delta": {"stop_reason": _STOP[gen.finish_reason], "stop_sequence": None},
+                        "delta": {
+                            "stop_reason": "tool_use" if tool is not None else _STOP[gen.finish_reason],
+                            "stop_sequence": None,
+                        },
                         "usage": {"output_tokens": gen.completion_tokens},
                     },
                 ),

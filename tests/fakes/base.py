@@ -10,6 +10,8 @@ its error shape; this class records every request and applies the behaviours a t
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
+- ``choice``: asked for structured output (each provider's own way), it answers a JSON object valid
+  against the schema whose enum properties take ``choice`` when it is allowed, else their first value
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class FakeServer:
         self.models = list(models if models is not None else self.default_models)
         self.reply = reply
         self.echo = echo
+        self.choice: str | None = None
         self.record = record
         self.requests: list[RecordedRequest] = []
         self.fail_status: int | None = None
@@ -151,14 +154,33 @@ class FakeServer:
         """The request's JSON body (parsed once by the middleware)."""
         return request.get(BODY)
 
-    def generation(self, model: str, prompt_texts: list[str], max_tokens: int | None = None) -> Generation:
-        """The answer to a request: ``reply`` (or the echo) cut into word pieces, truncated at ``max_tokens``."""
-        reply = f"echo: {prompt_texts[-1] if prompt_texts else ''}" if self.echo else self.reply
-        pieces = re.findall(r"\S+\s*", reply) or [""]
+    def generation(
+        self, model: str, prompt_texts: list[str], max_tokens: int | None = None, schema: Any = None
+    ) -> Generation:
+        """The answer to a request: ``reply`` (or the echo) cut into word pieces, truncated at ``max_tokens``.
+
+        With a JSON ``schema`` (structured output), a JSON object valid against it, in short pieces.
+        """
+        if schema is not None:
+            reply = orjson.dumps(self.sample(schema)).decode()
+            pieces = re.findall(r".{1,6}", reply, re.DOTALL)
+        else:
+            reply = f"echo: {prompt_texts[-1] if prompt_texts else ''}" if self.echo else self.reply
+            pieces = re.findall(r"\S+\s*", reply) or [""]
         finish = "stop"
         if max_tokens is not None and len(pieces) > max_tokens:
             pieces, finish = pieces[:max_tokens], "length"
         return Generation(model, pieces, sum(words(t) for t in prompt_texts), finish)
+
+    def sample(self, schema: Any) -> Any:
+        """A value valid against ``schema`` (JSON schema, or Gemini's upper-case dialect)."""
+        enum = schema.get("enum")
+        if enum:
+            return self.choice if self.choice in enum else enum[0]
+        kind = str(schema.get("type", "object")).lower()
+        if kind == "object":
+            return {name: self.sample(sub) for name, sub in (schema.get("properties") or {}).items()}
+        return {"array": [], "number": 1, "integer": 1, "boolean": True}.get(kind, "text")
 
     def unknown_model(self, model: str) -> bool:
         return bool(self.models) and model not in self.models
@@ -286,7 +308,7 @@ class FakeServer:
         """Forget recorded requests and switch the behaviours off."""
         self.requests.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
-        self.drop_after = None
+        self.drop_after, self.choice = None, None
         self.release = asyncio.Event()
         self.disconnected = asyncio.Event()
 

@@ -74,7 +74,16 @@ class FakeCohere(FakeServer):
             )
         texts = [str(m.get("content", "")) for m in body["messages"]]
         limit = body.get("max_tokens")
-        gen = self.generation(model, texts, int(limit) if limit else None)
+        response_format = body.get("response_format") or {}
+        schema = None
+        if response_format:
+            if response_format.get("type") not in ("text", "json_object"):
+                return self.error(
+                    400, "invalid", "invalid request: response_format.type must be text or json_object"
+                )
+            if response_format.get("type") == "json_object":
+                schema = response_format.get("json_schema") or {"type": "object"}
+        gen = self.generation(model, texts, int(limit) if limit else None, schema)
         if body.get("stream"):
             return await self.stream_events(request, gen)
         return self.json(

@@ -27,6 +27,32 @@ _STATUS = {
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
 
 
+_TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT"}
+_SCHEMA_FIELDS = {
+    "type", "format", "description", "nullable", "enum", "properties", "required", "items",
+    "propertyOrdering", "minItems", "maxItems", "anyOf", "title", "minimum", "maximum",
+}  # fmt: skip
+
+
+def schema_problem(schema: Any) -> str | None:
+    """What Gemini would refuse in a ``responseSchema`` (its OpenAPI subset), or None."""
+    if not isinstance(schema, dict):
+        return "Invalid JSON payload received. responseSchema: expected an object"
+    for name in schema:
+        if name not in _SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{name}\" at 'generation_config.response_schema'"
+    if schema.get("type") not in _TYPES:
+        return f"Invalid value at 'generation_config.response_schema.type': {schema.get('type')!r}"
+    for sub in [
+        *(schema.get("properties") or {}).values(),
+        *([schema["items"]] if "items" in schema else []),
+    ]:
+        problem = schema_problem(sub)
+        if problem:
+            return problem
+    return None
+
+
 class FakeGemini(FakeServer):
     """Google's Generative Language API on 127.0.0.1."""
 
@@ -104,8 +130,16 @@ class FakeGemini(FakeServer):
             return self.error(400, "invalid", "Please use a valid role: user, model.")
         texts = [p.get("text", "") for c in contents for p in c.get("parts", [])]
         texts += [p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts", [])]
-        limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
-        gen = self.generation(model, texts, int(limit) if limit else None)
+        config = body.get("generationConfig") or {}
+        limit = config.get("maxOutputTokens")
+        schema = config.get("responseSchema")
+        if schema is not None:
+            problem = schema_problem(schema)
+            if config.get("responseMimeType") != "application/json":
+                problem = "responseSchema needs responseMimeType application/json"
+            if problem:
+                return self.error(400, "invalid", problem)
+        gen = self.generation(model, texts, int(limit) if limit else None, schema)
         if method == "generateContent":
             return self.json(self.response(gen, gen.text, len(gen.pieces), final=True))
         if request.query.get("alt") != "sse":

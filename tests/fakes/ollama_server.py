@@ -66,7 +66,11 @@ class FakeOllama(FakeServer):
             return self.error(404, "not_found", f'model "{model}" not found, try pulling it first')
         texts = [str(m.get("content", "")) for m in body.get("messages") or []]
         limit = (body.get("options") or {}).get("num_predict")
-        gen = self.generation(model, texts, int(limit) if limit else None)
+        answer_format = body.get("format")
+        schema = {"type": "object"} if answer_format == "json" else answer_format
+        if schema is not None and not isinstance(schema, dict):
+            return self.error(400, "invalid", 'invalid format: expected "json" or a JSON schema')
+        gen = self.generation(model, texts, int(limit) if limit else None, schema)
         if body.get("stream", True):
             return await self.stream_lines(request, gen)
         return self.json({**self.final(gen), "message": {"role": "assistant", "content": gen.text}})

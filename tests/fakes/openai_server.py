@@ -13,6 +13,7 @@ headers and error shapes).
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import orjson
@@ -82,7 +83,10 @@ class FakeOpenAI(FakeServer):
             )
         texts = [str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict)]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        gen = self.generation(model, texts, int(limit) if limit else None)
+        schema, problem = response_schema(body.get("response_format"))
+        if problem:
+            return self.error(400, "invalid", problem)
+        gen = self.generation(model, texts, int(limit) if limit else None, schema)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self.stream_chunks(request, gen, include_usage)
@@ -136,6 +140,43 @@ class FakeOpenAI(FakeServer):
             return [*events, b"data: [DONE]\n\n"]
 
         return await self.stream(request, SSE, head, piece, gen, tail)
+
+
+def response_schema(response_format: Any) -> tuple[Any, str | None]:
+    """The schema a ``response_format`` asks for (None: plain text) and what OpenAI would refuse in it."""
+    if response_format is None:
+        return None, None
+    if not isinstance(response_format, dict):
+        return None, "response_format: expected an object"
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"type": "object"}, None
+    if kind != "json_schema":
+        return None, None if kind == "text" else f"response_format.type: invalid value {kind!r}"
+    spec = response_format.get("json_schema") or {}
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(spec.get("name", ""))):
+        return None, "response_format.json_schema.name: must match ^[a-zA-Z0-9_-]{1,64}$"
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        return None, "response_format.json_schema.schema: expected an object"
+    if spec.get("strict"):
+        for node in _objects(schema):
+            if node.get("additionalProperties") is not False:
+                return (
+                    None,
+                    "Invalid schema: 'additionalProperties' is required to be supplied and to be false",
+                )
+            if sorted(node.get("required") or []) != sorted(node.get("properties") or {}):
+                return None, "Invalid schema: 'required' is required to list every property"
+    return schema, None
+
+
+def _objects(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [schema] if schema.get("type") == "object" else []
+    for sub in (schema.get("properties") or {}).values():
+        if isinstance(sub, dict):
+            found += _objects(sub)
+    return found
 
 
 def usage(gen: Generation) -> dict[str, int]:

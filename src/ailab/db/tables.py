@@ -130,6 +130,7 @@ class AgentState(Base):
     output: Mapped[str | None] = mapped_column(Text, default=None)
     thought_process: Mapped[str | None] = mapped_column(Text, default=None)
     decision: Mapped[str | None] = mapped_column(String(64), default=None)
+    routed_by: Mapped[str | None] = mapped_column(String(16), default=None)  # agent, default, fixed
     model: Mapped[str | None] = mapped_column(String(255), default=None)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -8,11 +8,17 @@ merged, and a stream is a sequence of typed SSE events::
     -> content_block_stop -> message_delta (stop_reason, output tokens) -> message_stop
 
 ``ping`` events are ignored; an ``error`` event mid-stream is raised like an HTTP error.
+
+Structured output (a :class:`ResponseSchema`) is a tool the model is made to call
+(``tool_choice: {"type": "tool"}``): its ``tool_use`` input is the answer, as JSON text (streamed as the
+``input_json_delta`` pieces).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from ailab.config import Settings
 from ailab.errors import ProviderError
@@ -63,6 +69,13 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     body.update(sampling_fields(request, max_tokens=None, stop="stop_sequences"))
+    if request.response_schema is not None:
+        schema = request.response_schema
+        tool = {"name": schema.name, "input_schema": dict(schema.schema)}
+        if schema.description:
+            tool["description"] = schema.description
+        body["tools"] = [tool]
+        body["tool_choice"] = {"type": "tool", "name": schema.name}
     return body
 
 
@@ -74,10 +87,12 @@ def parse_usage(data: Any) -> Usage | None:
 
 
 def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
-    """A ``message`` object as a :class:`ChatResult` (its text blocks joined)."""
-    text = "".join(
-        block.get("text", "") for block in data.get("content") or [] if block.get("type") == "text"
-    )
+    """A ``message`` object as a :class:`ChatResult` (its text blocks joined; a tool call's input as JSON)."""
+    blocks = data.get("content") or []
+    text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
+    if not text:
+        calls = [block.get("input") for block in blocks if block.get("type") == "tool_use"]
+        text = orjson.dumps(calls[0]).decode() if calls else ""
     return ChatResult(
         content=text,
         model=data.get("model") or requested_model,
@@ -109,6 +124,8 @@ class StreamState:
             delta = data.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return ChatChunk(delta=delta["text"])
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                return ChatChunk(delta=delta["partial_json"])
         elif kind == "message_start":
             usage = (data.get("message") or {}).get("usage") or {}
             self.input_tokens = int(usage.get("input_tokens") or 0)

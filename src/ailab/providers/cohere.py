@@ -6,6 +6,8 @@ a ``type``::
 
     message-start -> content-start -> content-delta* (delta.message.content.text) -> content-end
     -> message-end (delta.finish_reason, delta.usage)
+
+Structured output is ``response_format: {"type": "json_object", "json_schema": ...}``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "stream": stream,
     }
     body.update(sampling_fields(request, top_p="p", stop="stop_sequences"))
+    if request.response_schema is not None:
+        body["response_format"] = {"type": "json_object", "json_schema": dict(request.response_schema.schema)}
     return body
 
 

@@ -7,11 +7,13 @@ SSE ``data:`` events, each a partial GenerateContentResponse whose ``usageMetada
 
 The key travels ONLY in the ``x-goog-api-key`` header, never as ``?key=`` in the URL, where proxies,
 access logs and traces would keep it. Google answers an invalid key with 400 ``API_KEY_INVALID`` (not
-401); :meth:`GeminiProvider._error_hook` maps that to ProviderAuthError.
+401); :meth:`GeminiProvider._error_hook` maps that to ProviderAuthError. Structured output is
+``responseMimeType: application/json`` with a ``responseSchema`` (:func:`gemini_schema`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -54,9 +56,35 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
     if system:
         body["systemInstruction"] = {"parts": system}
     config = sampling_fields(request, max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences")
+    if request.response_schema is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseSchema"] = gemini_schema(request.response_schema.schema)
     if config:
         body["generationConfig"] = config
     return body
+
+
+def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON schema in Gemini's ``responseSchema`` dialect (an OpenAPI subset).
+
+    Types are upper case, properties keep their order through ``propertyOrdering``, and keywords it
+    refuses (``additionalProperties``: Gemini answers 400 "Unknown name") are left out.
+    """
+    out: dict[str, Any] = {}
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        out["type"] = kind.upper()
+    for key in ("description", "enum", "format", "nullable", "required", "minItems", "maxItems"):
+        if key in schema:
+            out[key] = schema[key]
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        out["properties"] = {name: gemini_schema(value) for name, value in properties.items()}
+        out["propertyOrdering"] = list(properties)
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        out["items"] = gemini_schema(items)
+    return out
 
 
 def parse_usage(data: Any) -> Usage | None:

@@ -4,7 +4,7 @@ No key is needed; one is sent as a bearer token when set (for an Ollama behind a
 Ollama streams by default, so ``stream`` is always sent explicitly. Each streamed line is a JSON object
 with ``message.content``; the last has ``"done": true`` with ``prompt_eval_count`` / ``eval_count`` (the
 token counts). An unreachable Ollama makes :meth:`OllamaProvider.list_models` raise ProviderUnavailable,
-so the registry skips it.
+so the registry skips it. Structured output is a JSON schema in ``format``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     options = sampling_fields(request, max_tokens="num_predict")
     if options:
         body["options"] = options
+    if request.response_schema is not None:
+        body["format"] = dict(request.response_schema.schema)  # Ollama >= 0.5: a JSON schema
     return body
 
 

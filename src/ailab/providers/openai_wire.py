@@ -4,6 +4,7 @@ OpenAI itself, Azure OpenAI, Hugging Face's router / TGI Messages API and OpenAI
 llama.cpp server, LM Studio) all take the same request body and answer the same JSON, or the same stream
 of ``data: {chat.completion.chunk}`` events ending with ``data: [DONE]``. With
 ``stream_options.include_usage`` the stream's last chunk (with empty ``choices``) carries the usage.
+Structured output is the strict ``json_schema`` response format.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from ailab.errors import ProviderUnavailable
-from ailab.providers.base import ChatChunk, ChatRequest, ChatResult, ModelInfo, Usage, sampling_fields
+from ailab.providers.base import (
+    ChatChunk,
+    ChatRequest,
+    ChatResult,
+    ModelInfo,
+    ResponseSchema,
+    Usage,
+    sampling_fields,
+)
 
 DONE = "[DONE]"
 
@@ -32,7 +41,17 @@ def build_chat_body(
     if stream:
         body["stream_options"] = {"include_usage": True}
     body.update(sampling_fields(request, max_tokens=max_tokens_field))
+    if request.response_schema is not None:
+        body["response_format"] = response_format(request.response_schema)
     return body
+
+
+def response_format(schema: ResponseSchema) -> dict[str, Any]:
+    """OpenAI's strict ``json_schema`` response format for ``schema``."""
+    spec: dict[str, Any] = {"name": schema.name, "schema": dict(schema.schema), "strict": True}
+    if schema.description:
+        spec["description"] = schema.description
+    return {"type": "json_schema", "json_schema": spec}
 
 
 def parse_usage(data: Any) -> Usage | None:

@@ -39,6 +39,46 @@ class GenerationRecord:
 
 
 GenerationObserver = Callable[[GenerationRecord], None]
+SPEED_SMOOTHING = 0.3  # weight of the newest generation in a model's moving averages
+
+
+@dataclass(slots=True)
+class ModelSpeed:
+    """What a model has shown it can do: moving averages of its first-token time and decoding rate."""
+
+    ttft_s: float
+    tokens_per_second: float
+
+    def seconds_for(self, tokens: int) -> float:
+        """The expected time of a generation of ``tokens`` tokens."""
+        return self.ttft_s + tokens / self.tokens_per_second
+
+
+class SpeedBook:
+    """Per ``provider/model``: how fast it answered lately (from the generations the registry saw)."""
+
+    def __init__(self) -> None:
+        self._speeds: dict[str, ModelSpeed] = {}
+
+    def observe(self, record: GenerationRecord) -> None:
+        """Learn from a finished generation that decoded at least two tokens."""
+        if not record.ok or record.ttft_s is None or record.completion_tokens < 2:
+            return
+        decoding = record.duration_s - record.ttft_s
+        if decoding <= 0:
+            return
+        rate = record.completion_tokens / decoding
+        key = f"{record.provider}/{record.model}"
+        known = self._speeds.get(key)
+        if known is None:
+            self._speeds[key] = ModelSpeed(record.ttft_s, rate)
+            return
+        known.ttft_s += SPEED_SMOOTHING * (record.ttft_s - known.ttft_s)
+        known.tokens_per_second += SPEED_SMOOTHING * (rate - known.tokens_per_second)
+
+    def get(self, model_id: str) -> ModelSpeed | None:
+        """What ``provider/model`` has shown, or None before its first generation."""
+        return self._speeds.get(model_id)
 
 
 class SettingsCredentials:
@@ -61,7 +101,8 @@ class ProviderRegistry:
     def __init__(self, providers: Iterable[Provider], default_model: str = "") -> None:
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
         self.default_model = default_model
-        self.observers: list[GenerationObserver] = []
+        self.speeds = SpeedBook()
+        self.observers: list[GenerationObserver] = [self.speeds.observe]
 
     @classmethod
     def from_entry_points(

@@ -7,17 +7,20 @@ It is the organisation of AI-Lab v2, made explicit and bounded::
      │      └──────────> Reflection┘
      └──> end (the CEO answers a simple request itself)
 
-The CEO is the hub: it analyses and plans (the ANALYZE / PLAN lines of v2's thought process), then
-routes with ``NEXT: Worker|QA|Reflection|END``; every other agent reports back to it. The CEO's default
-route is Worker: a request whose routing the model did not write still gets worked on, and as the
-default never goes to an agent that already ran (see ``engine``), the next unreadable decision ends the
-run instead of looping. Only the Worker's output is an answer by itself (``answers: true``); the CEO and
-QA answer only through an ``ANSWER:`` section (QA: a corrected answer), Reflection never overrides one.
+The CEO is the hub: at each of its steps it first decides who acts next, as structured output that
+admits only its allowed targets (``decisions.py``), then writes: a short ANALYZE / PLAN brief for the
+agent it hands the work to (the thought process of v2), or, when it ends the run before anyone answered,
+the answer itself. Every other agent reports back to it. The CEO's default route (taken only when no
+decision could be read) is Worker, and as a default never goes to an agent that already ran (see
+``engine``), the next unreadable decision ends the run instead of looping. Only the Worker's output is
+an answer by itself (``answers: true``); QA answers only through an ``ANSWER:`` section (a corrected
+answer), Reflection never overrides one.
 
 These are seeded into the database at first start (``catalog``) and may then be edited through
-``PUT /agents/{name}`` and ``PUT /pipelines/agents``, but not deleted. ``direct`` (one model, no
-agents) is code, not configuration: it is listed with the built-ins and can be neither edited nor
-deleted.
+``PUT /agents/{name}`` and ``PUT /pipelines/agents``, but not deleted. A stored built-in that still holds
+an earlier release's default (``SUPERSEDED_DEFAULTS``) is brought up to date at start; an edited one is
+left alone. ``direct`` (one model, no agents) is code, not configuration: it is listed with the built-ins
+and can be neither edited nor deleted.
 """
 
 from __future__ import annotations
@@ -29,18 +32,11 @@ DIRECT_PIPELINE = "direct"
 
 CEO_PROMPT = """\
 You are the CEO of AI-Lab, a small organisation of AI agents. You read the user's request, decide how \
-it is best answered and coordinate your team; specialists do the work.
-
-Reply in this order:
-ANALYZE: what the user needs, in one sentence.
-PLAN: how it should be answered, in one or two sentences.
-Then choose who acts next:
-- a greeting, small talk or a simple factual question: answer it yourself on a line starting with \
-ANSWER: and choose END;
-- anything to produce (code, a text, a solution, an explanation in steps): choose Worker;
-- work in "Work so far" that should be checked: choose QA;
-- when the team's answer or way of working could be improved: choose Reflection.
-When the work so far already answers the request well, choose END and do not repeat it."""
+it is best answered and coordinate your team: the Worker produces answers, QA checks work, Reflection \
+says how the work could be better. You answer greetings, small talk and simple factual questions \
+yourself, briefly. Anything to produce (code, a text, a solution, an explanation in steps) goes to the \
+Worker; work that may be wrong goes to QA. When the work so far answers the request well, the work is \
+done: do not repeat it."""
 
 WORKER_PROMPT = """\
 You are the Worker of AI-Lab: you implement and solve. Do exactly what the user asked, following the \
@@ -107,4 +103,11 @@ BUILTIN_PIPELINE = PipelineSpec(
 )
 
 BUILTIN_AGENT_NAMES = frozenset(agent.name for agent in BUILTIN_AGENTS)
+# sha256 of the canonical JSON of built-in definitions that earlier releases seeded (the CEO that ended
+# its reply with a free-text NEXT line): a stored one still equal to these is replaced by today's.
+SUPERSEDED_DEFAULTS = frozenset(
+    {
+        "005e710b3fee4d8ee04446235433b70278ae2b048f078bbadf76859e9d9e9d67",  # CEO, AI-Lab 3.0.0
+    }
+)
 BUILTIN_PIPELINE_NAMES = frozenset({AGENTS_PIPELINE, DIRECT_PIPELINE})

@@ -28,10 +28,12 @@ may be edited but not deleted (409); ``direct`` can be neither (409).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from sqlalchemy.exc import IntegrityError
 
@@ -48,6 +50,7 @@ from ailab.services.agents.builtin import (
     BUILTIN_PIPELINE,
     BUILTIN_PIPELINE_NAMES,
     DIRECT_PIPELINE,
+    SUPERSEDED_DEFAULTS,
 )
 from ailab.services.agents.definitions import (
     AgentSpec,
@@ -81,6 +84,7 @@ class DatabaseStepStore:
             "output": record.output,
             "thought_process": record.thought_process,
             "decision": record.decision,
+            "routed_by": record.routed_by,
             "model": record.model,
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
@@ -90,6 +94,11 @@ class DatabaseStepStore:
         }
         async with self._db.write() as session:
             await session_repo.add_agent_state(session, record.session_id, **fields)
+
+
+def config_digest(config: Any) -> str:
+    """sha256 of a definition's canonical JSON (to recognise an unedited earlier default)."""
+    return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _stamp(row: AgentDefinition | Pipeline) -> dict[str, Any]:
@@ -185,10 +194,21 @@ class AgentCatalog:
     # Seeding
 
     async def seed(self) -> str:
-        """Fill empty tables from the seed file or the built-ins; says which ("already seeded" if none)."""
+        """Fill empty tables from the seed file or the built-ins; says which ("already seeded" if none).
+
+        Once seeded, built-in agents that still hold an earlier release's default are updated instead.
+        """
         async with self._db.read() as session:
-            if await repo.count_pipelines(session) > 0:
-                return "already seeded"  # the file is only read at the first start
+            seeded = await repo.count_pipelines(session) > 0
+            stale = [
+                row.name
+                for row in await repo.get_agents(session, sorted(BUILTIN_AGENT_NAMES))
+                if config_digest(row.config) in SUPERSEDED_DEFAULTS
+            ]
+        if seeded:  # the file is only read at the first start
+            if stale:
+                await self._refresh(stale)
+            return "already seeded"
         path = self._settings.data_dir / SEED_FILE
         agents: dict[str, AgentSpec] = {a.name: a for a in BUILTIN_AGENTS}
         pipelines: dict[str, PipelineSpec] = {BUILTIN_PIPELINE.name: BUILTIN_PIPELINE}
@@ -210,6 +230,14 @@ class AgentCatalog:
             return "already seeded"  # another worker seeded at the same moment
         log.info("seeded %d agents and %d pipelines from %s", len(agents), len(pipelines), source)
         return source
+
+    async def _refresh(self, names: list[str]) -> None:
+        builtins = {a.name: a for a in BUILTIN_AGENTS}
+        async with self._db.write() as session:
+            for row in await repo.get_agents(session, names):
+                if config_digest(row.config) in SUPERSEDED_DEFAULTS:  # unless edited meanwhile
+                    await repo.put_agent(session, row.name, builtins[row.name].model_dump(mode="json"))
+        log.info("updated the built-in agents %s to this release's defaults", ", ".join(names))
 
     # Agents
 

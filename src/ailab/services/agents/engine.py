@@ -2,28 +2,36 @@
 
 States of a run (``AgentPipeline.run``)::
 
-    start ──> step(entry) ──> route ──> step(next) ──> route ──> ... ──> final
-                  │             │
-                  │             ├─ decision read        -> that agent, or end
-                  │             ├─ unreadable/not allowed -> the route's default (end if it already ran)
-                  │             ├─ max steps reached     -> end, "stopped: max steps (N)"
-                  │             └─ time budget spent     -> end, "stopped: time budget (Ns)"
+    start ──> step(entry) ──> step(next) ──> ... ──> final
+                  │
+                  ├─ router: decide (a structured call, ``decisions.py``) ─> the choice, bounded:
+                  │     ├─ max steps reached / time budget spent -> end ("wanted X; stopped: ...")
+                  │     └─ an unreadable decision's default that already ran -> end
+                  │  then write: END and no answer yet -> answer the request itself
+                  │              END and an answer exists -> nothing
+                  │              an agent -> a short brief for it (ANALYZE / PLAN)
+                  ├─ fixed route: write (the agent's work), then its one target
                   ├─ time budget spent mid-step  -> step stored as "timeout", then end
+                  ├─ output repeating itself     -> generation cut, the step goes on as "done"
                   ├─ consumer closed the stream  -> provider stream closed, step stored as "cut_off", stop
                   └─ provider error              -> step stored as "error", the error propagates
 
-A **step** is one agent answering once: ``AgentStart``, its tokens as ``Delta(text, agent)``, then (once
-the step is stored, in its own write transaction) ``Decision(agent, next)`` and ``AgentEnd``. The run ends
-with exactly one ``Final``. Its ``thought_process`` is the trace (each step's protocol lines and where it
-went, and why), its ``response`` the **final answer**: the answer text (``routing.answer_text``) of the
-last step that has one, where the text of an agent with ``answers: false`` (the CEO, QA: they comment
-on others' work) only counts when it writes an ``ANSWER:`` section or when no step before it produced an
-answer. When no step has answer text, the last non-empty output is used.
+A **step** is one agent acting once: ``AgentStart``, its tokens as ``Delta(text, agent)``, then (once the
+step is stored, in its own write transaction) ``Decision(agent, next)`` and ``AgentEnd``. The run ends
+with exactly one ``Final``. Its ``thought_process`` is the trace (each step's protocol lines, where it
+went, how that was decided and why), its ``response`` the **final answer**: the answer text
+(``routing.answer_text``) of the last step that has one, where a step of an agent with ``answers: false``
+(the CEO, QA: they comment on others' work) only counts when it answered the request itself, when it
+writes an ``ANSWER:`` section, or when no step before it produced an answer. When no step has answer
+text, the last non-empty output is used.
 
 Each step's model is the agent's ``model``, else the turn's, else the server default; ``max_tokens`` is
-the smaller of the agent's and the turn's; ``temperature`` the agent's, else the turn's. The bounds are
-the pipeline's, capped by ``AILAB_AGENT_MAX_STEPS`` / ``AILAB_AGENT_TIME_BUDGET_SECONDS``. Nothing here
-blocks the event loop: providers stream asynchronously and every database write is awaited.
+the smaller of the agent's and the turn's (a brief takes at most ``BRIEF_TOKENS``); ``temperature`` the
+agent's, else the turn's. The bounds are the pipeline's, capped by ``AILAB_AGENT_MAX_STEPS`` and
+``AILAB_AGENT_TIME_BUDGET_SECONDS``; the time budget also scales with what the models have shown they
+can do (:meth:`AgentPipeline.time_budget`), so a run on a fast small model is bounded in seconds, not
+minutes. Nothing here blocks the event loop: providers stream asynchronously and every database write
+is awaited.
 """
 
 from __future__ import annotations
@@ -33,25 +41,48 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
 
-from ailab.errors import AILabError
-from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Usage
+from ailab.errors import AILabError, ModelNotFound, ProviderAuthError, ProviderError
+from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Provider, ResponseSchema, Usage
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.providers.repetition import RepetitionGuard
+from ailab.services.agents.decisions import (
+    AGENT,
+    DECISION_MAX_TOKENS,
+    DEFAULT,
+    FIXED,
+    Choice,
+    decision_prompt,
+    decision_schema,
+    label,
+    read_decision,
+)
 from ailab.services.agents.definitions import END, AgentSpec, PipelineSpec, Route
-from ailab.services.agents.routing import answer_text, has_answer_marker, parse_decision, protocol_lines
+from ailab.services.agents.routing import answer_text, has_answer_marker, protocol_lines
 from ailab.services.direct import model_id_of
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent, Turn
 
 DONE, CUT_OFF, TIMEOUT, ERROR = "done", "cut_off", "timeout", "error"
+WORK, ANSWER, BRIEF = "work", "answer", "brief"  # what a step writes
 CONTEXT_STEPS = 4  # earlier steps shown to the next agent
 CONTEXT_CHARS = 1200  # of each of them
 # The chat service fits the history to the window of a one-model answer; agents also carry a system
 # prompt and the work so far, so they keep only the newest part of it (~1000 tokens at 4 chars a token).
 HISTORY_CHARS = 4000
 SUMMARY_CHARS = 300
+BRIEF_TOKENS = 128
+# The time budget from the models' speed: every step at its token limit, with this much slack ...
+BUDGET_SLACK = 1.5
+MIN_BUDGET_S = 30.0  # ... and never less than this (a model's first load, a slow first token)
+ANSWER_INSTRUCTION = "Answer the user's request yourself now, directly and briefly, for the user."
+BRIEF_INSTRUCTION = (
+    "You hand the work on to {target}. In two or three short lines write ANALYZE: what the user "
+    "needs, and PLAN: what {target} should do. Do not do the work yourself."
+)
 log = logging.getLogger("ailab.agents")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +97,7 @@ class StepRecord:
     output: str
     thought_process: str
     decision: str | None
+    routed_by: str | None
     model: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -95,13 +127,17 @@ class _Step:
     route: Route
     input_summary: str = ""
     model: str | None = None
+    choice: Choice | None = None
+    mode: str | None = None  # WORK, ANSWER, BRIEF; None: nothing to write
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    decision_usage: Usage | None = None
     chunks: int = 0
     started: float = 0.0
     first_token: float | None = None
     ended: float = 0.0
     status: str = DONE
+    repeated: bool = False  # the output was cut because it repeated itself
 
     @property
     def output(self) -> str:
@@ -111,19 +147,19 @@ class _Step:
     def is_router(self) -> bool:
         return not self.route.is_fixed
 
+    @property
+    def target(self) -> str:
+        return self.choice.target if self.choice is not None else END
 
-def routing_instructions(route: Route, agents: Mapping[str, AgentSpec]) -> str:
-    """What a router is told about its choices; generated from the targets' role descriptions."""
-    lines = ["", "You can hand the work on to:"]
-    for target in route.next:
-        if target == END:
-            lines.append("- END: the work is finished; the answer goes to the user")
-        else:
-            role = agents[target].role if target in agents else ""
-            lines.append(f"- {target}: {role}" if role else f"- {target}")
-    choices = "|".join("END" if t == END else t for t in route.next)
-    lines.append(f"End your reply with exactly one line: NEXT: <{choices}>")
-    return "\n".join(lines)
+    @property
+    def answer(self) -> str:
+        """The part of the output meant for the user."""
+        return answer_text(self.output)
+
+    @property
+    def counts_as_answer(self) -> bool:
+        """Whether its answer text is an answer by itself (not a comment on others' work)."""
+        return self.mode == ANSWER or self.agent.answers or has_answer_marker(self.output)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -146,11 +182,12 @@ def _recent(history: list[ChatMessage], budget: int = HISTORY_CHARS) -> list[Cha
     return kept[::-1]
 
 
-async def _next_chunk(stream: AsyncIterator[ChatChunk]) -> ChatChunk | None:
-    try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return None
+def _add(first: Usage | None, second: Usage | None) -> Usage | None:
+    if first is None or second is None:
+        return first or second
+    return Usage(
+        first.prompt_tokens + second.prompt_tokens, first.completion_tokens + second.completion_tokens
+    )
 
 
 class AgentPipeline:
@@ -175,10 +212,33 @@ class AgentPipeline:
         self._clock = clock
         self._cleanups: set[asyncio.Task[Any]] = set()
 
+    def time_budget(self, turn: Turn) -> float:
+        """The run's time budget: the bound, or less when the models are known to be faster.
+
+        Every step of the run at the token limit of the slowest of the pipeline's agents, at the speed
+        its model has shown (``ProviderRegistry.speeds``), with ``BUDGET_SLACK``; at least
+        ``MIN_BUDGET_S``. A model not seen yet gets the whole bound.
+        """
+        slowest = 0.0
+        for name in self.spec.agent_names:
+            agent = self.agents[name]
+            try:
+                provider, model = self.providers.resolve(agent.model or turn.model)
+            except AILabError:
+                return self.bounds.time_budget_seconds
+            speed = self.providers.speeds.get(f"{provider.name}/{model}")
+            limits = [n for n in (agent.max_tokens, turn.max_tokens) if n is not None]
+            if speed is None or not limits:
+                return self.bounds.time_budget_seconds
+            slowest = max(slowest, speed.seconds_for(min(limits)) + speed.seconds_for(DECISION_MAX_TOKENS))
+        scaled = max(MIN_BUDGET_S, slowest * self.bounds.max_steps * BUDGET_SLACK)
+        return min(self.bounds.time_budget_seconds, scaled)
+
     async def run(self, turn: Turn) -> AsyncIterator[PipelineEvent]:
         """Run ``turn`` through the pipeline; see the module docstring for the states."""
         started = self._clock()
-        deadline = started + self.bounds.time_budget_seconds
+        budget = self.time_budget(turn)
+        deadline = started + budget
         steps: list[_Step] = []
         trace: list[str] = []
         stopped = ""
@@ -188,52 +248,69 @@ class AgentPipeline:
             steps.append(step)
             yield AgentStart(current)
             # aclosing: when our consumer closes us, the step's own clean-up (cut_off) runs at once.
-            async with aclosing(self._run_step(turn, step, steps[:-1], deadline)) as events:
+            async with aclosing(self._run_step(turn, step, steps[:-1], deadline, budget)) as events:
                 async for event in events:
                     yield event
-            target, note = self._route(step, steps, deadline)
-            if "stopped: " in note:
-                stopped = note[note.index("stopped: ") :]
-            record = self._record(turn, step, target, note)
-            await self.store.save(record)
+            choice = step.choice or Choice(END, FIXED)
+            if "stopped: " in choice.note:
+                stopped = choice.note[choice.note.index("stopped: ") :]
+            await self.store.save(self._record(turn, step, choice))
             trace.append(f"[{step.number}] {current}: {self._summary(step)}")
-            trace.append(f"[{step.number}] {current} -> {target}" + (f" ({note})" if note else ""))
-            yield Decision(current, target)
+            how = (
+                ""
+                if choice.routed_by == FIXED
+                else f"decided by {'the agent' if choice.routed_by == AGENT else 'default'}"
+            )
+            why = "; ".join(part for part in (how, choice.note) if part)
+            trace.append(f"[{step.number}] {current} -> {choice.target}" + (f" ({why})" if why else ""))
+            yield Decision(current, choice.target)
             yield AgentEnd(current)
-            if target == END:
+            if choice.target == END:
                 break
-            current = target
+            current = choice.target
         trace.append(stopped or f"completed in {len(steps)} step{'s' if len(steps) > 1 else ''}")
         yield self._final(steps, trace, started)
 
     async def _run_step(
-        self, turn: Turn, step: _Step, earlier: list[_Step], deadline: float
+        self, turn: Turn, step: _Step, earlier: list[_Step], deadline: float, budget: float
     ) -> AsyncGenerator[PipelineEvent, None]:
-        """Stream one agent's answer into ``step``; stores it itself only when it is cut or fails."""
+        """Decide (routers) and write into ``step``; stores it itself only when it is cut or fails."""
         step.started = self._clock()
         stream: AsyncIterator[ChatChunk] | None = None
         try:
             provider, model_name = self.providers.resolve(step.agent.model or turn.model)
             step.model = await model_id_of(provider, model_name)
-            request = self._request(turn, step, earlier, model_name)
-            stream = provider.stream(request)
-            while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise TimeoutError
-                chunk = await asyncio.wait_for(_next_chunk(stream), remaining)
-                if chunk is None:
-                    break
-                if chunk.usage is not None:
-                    step.usage = chunk.usage
-                if chunk.delta:
-                    if step.first_token is None:
-                        step.first_token = self._clock()
-                    step.chunks += 1
-                    step.parts.append(chunk.delta)
-                    yield Delta(chunk.delta, step.agent.name)
+            if step.is_router:
+                choice = await self._decide(
+                    turn, step, earlier, provider=provider, model_name=model_name, deadline=deadline
+                )
+            else:
+                choice = Choice(step.route.next[0], FIXED)
+            step.choice = self._bounded(choice, step, earlier, deadline, budget)
+            step.mode = self._mode(step, earlier)
+            if step.mode is not None:
+                stream = provider.stream(self._request(turn, step, earlier, model_name))
+                guard = RepetitionGuard()
+                # asyncio.timeout, not wait_for: no task per token, and (Python 3.11) wait_for loses a
+                # cancellation (a client hanging up) that comes as the awaited chunk arrives.
+                async with asyncio.timeout(self._remaining(deadline)):
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            step.usage = chunk.usage
+                        if chunk.delta:
+                            if step.first_token is None:
+                                step.first_token = self._clock()
+                            step.chunks += 1
+                            step.parts.append(chunk.delta)
+                            yield Delta(chunk.delta, step.agent.name)
+                            if guard.add(hash(chunk.delta)) is not None:
+                                step.repeated = True  # a remote model's loop (the embedded one cuts its own)
+                                break
         except TimeoutError:
             step.status = TIMEOUT
+            step.choice = Choice(
+                END, step.choice.routed_by if step.choice else FIXED, self._out_of_time(budget)
+            )
         except (GeneratorExit, asyncio.CancelledError):
             step.status = CUT_OFF
             await self._finish(self._close(stream), self._save_failed(turn, step, "cut off by the client"))
@@ -248,68 +325,162 @@ class AgentPipeline:
         await self._close(stream)
         self._observe(step)
 
+    def _remaining(self, deadline: float) -> float:
+        """Seconds left before ``deadline``; TimeoutError when none are."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
+    @staticmethod
+    def _out_of_time(budget: float) -> str:
+        return f"stopped: time budget ({round(budget, 1):g}s)"
+
+    async def _decide(
+        self,
+        turn: Turn,
+        step: _Step,
+        earlier: list[_Step],
+        *,
+        provider: Provider,
+        model_name: str,
+        deadline: float,
+    ) -> Choice:
+        """The router's choice, asked as structured output; the lenient text reading as the last resort."""
+        answered = any(s.answer and s.counts_as_answer for s in earlier)
+        content = self._content(turn, step, earlier)
+        messages = [*_recent(turn.history), ChatMessage("user", content)]
+        prompt = decision_prompt(step.route, self.agents, answered=answered)
+        request = ChatRequest(
+            model=model_name,
+            messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{prompt}"), *messages],
+            max_tokens=DECISION_MAX_TOKENS,
+            temperature=0.0,
+            response_schema=ResponseSchema("route", decision_schema(step.route.next), "who acts next"),
+            requester=turn.owner_id,
+        )
+        try:
+            text = await self._decision_call(provider, request, deadline, step)
+        except (ProviderAuthError, ModelNotFound):
+            raise  # the step itself would fail the same way
+        except ProviderError as exc:  # e.g. a server that does not take the schema: ask in plain text
+            log.info("%s refused a structured decision (%s); asking in plain text", step.model, exc.message)
+            prompt = decision_prompt(step.route, self.agents, answered=answered, as_text=True)
+            plain = replace(
+                request,
+                messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{prompt}"), *messages],
+                response_schema=None,
+            )
+            text = await self._decision_call(provider, plain, deadline, step)
+        return read_decision(text, step.route, list(self.agents))
+
+    async def _decision_call(
+        self, provider: Provider, request: ChatRequest, deadline: float, step: _Step
+    ) -> str:
+        started = self._clock()
+        ok = False
+        usage: Usage | None = None
+        try:
+            async with asyncio.timeout(self._remaining(deadline)):
+                result = await provider.chat(request)
+            usage = result.usage
+            ok = True
+        finally:
+            self.providers.record(
+                GenerationRecord(
+                    provider=provider.name,
+                    model=request.model,
+                    ok=ok,
+                    duration_s=max(0.0, self._clock() - started),
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    error_kind=None if ok else "decision_failed",
+                )
+            )
+        step.decision_usage = _add(step.decision_usage, usage)
+        return result.content
+
+    def _bounded(
+        self, choice: Choice, step: _Step, earlier: list[_Step], deadline: float, budget: float
+    ) -> Choice:
+        """``choice`` within the run's rules and bounds (see the states in the module docstring)."""
+        if choice.target == END:
+            return choice
+        if choice.routed_by == DEFAULT and choice.target in {s.agent.name for s in [*earlier, step]}:
+            return replace(choice, target=END, note=f"{choice.note}; {choice.target} already ran, so end")
+        wanted = f"{choice.note}; wanted {choice.target}" if choice.note else f"wanted {choice.target}"
+        if step.number >= self.bounds.max_steps:
+            return replace(choice, target=END, note=f"{wanted}; stopped: max steps ({self.bounds.max_steps})")
+        if self._clock() >= deadline:
+            return replace(choice, target=END, note=f"{wanted}; {self._out_of_time(budget)}")
+        return choice
+
+    @staticmethod
+    def _mode(step: _Step, earlier: list[_Step]) -> str | None:
+        """What the step writes (see the states in the module docstring)."""
+        if not step.is_router:
+            return WORK
+        if step.target != END:
+            return BRIEF
+        if any(s.answer and s.counts_as_answer for s in earlier):
+            return None
+        return ANSWER
+
+    def _content(self, turn: Turn, step: _Step, earlier: list[_Step]) -> str:
+        """The user message of a step: the request, and the work so far."""
+        if not earlier:
+            step.input_summary = _clip(turn.message, SUMMARY_CHARS)
+            return turn.message
+        shown = [s for s in earlier if s.output.strip()][-CONTEXT_STEPS:]
+        if not shown:
+            step.input_summary = _clip(turn.message, SUMMARY_CHARS)
+            return turn.message
+        work = "\n\n".join(f"[{s.agent.name}] {_clip(s.output, CONTEXT_CHARS)}" for s in shown)
+        names = ", ".join(f"{s.agent.name} (step {s.number})" for s in shown)
+        step.input_summary = _clip(f"request + output of {names}: {turn.message}", SUMMARY_CHARS)
+        # No closing instruction after the work: small models echo such lines into their answer.
+        return f"{turn.message}\n\nWork so far:\n{work}"
+
     def _request(self, turn: Turn, step: _Step, earlier: list[_Step], model_name: str) -> ChatRequest:
         agent = step.agent
         system = agent.system_prompt
-        if step.is_router:
-            system += "\n" + routing_instructions(step.route, self.agents)
-        if earlier:
-            shown = earlier[-CONTEXT_STEPS:]
-            work = "\n\n".join(f"[{s.agent.name}] {_clip(s.output, CONTEXT_CHARS)}" for s in shown)
-            # No closing instruction after the work: small models echo such lines into their answer.
-            content = f"{turn.message}\n\nWork so far:\n{work}"
-            names = ", ".join(f"{s.agent.name} (step {s.number})" for s in shown)
-            step.input_summary = _clip(f"request + output of {names}: {turn.message}", SUMMARY_CHARS)
-        else:
-            content = turn.message
-            step.input_summary = _clip(turn.message, SUMMARY_CHARS)
+        if step.mode == ANSWER:
+            system += f"\n\n{ANSWER_INSTRUCTION}"
+        elif step.mode == BRIEF:
+            system += "\n\n" + BRIEF_INSTRUCTION.format(target=label(step.target))
         limits = [n for n in (agent.max_tokens, turn.max_tokens) if n is not None]
+        if step.mode == BRIEF:
+            limits.append(BRIEF_TOKENS)
+        content = self._content(turn, step, earlier)
         return ChatRequest(
             model=model_name,
             messages=[ChatMessage("system", system), *_recent(turn.history), ChatMessage("user", content)],
             max_tokens=min(limits) if limits else None,
             temperature=agent.temperature if agent.temperature is not None else turn.temperature,
+            requester=turn.owner_id,
         )
 
-    def _route(self, step: _Step, steps: list[_Step], deadline: float) -> tuple[str, str]:
-        """Where the run goes after ``step`` and a note on why (empty when the agent decided)."""
-        if step.status == TIMEOUT:
-            return END, f"stopped: time budget ({self.bounds.time_budget_seconds:g}s)"
-        route = step.route
-        note = ""
-        if route.is_fixed:
-            target = route.next[0]
-        else:
-            parsed = parse_decision(step.output, route.next, self.spec.routes)
-            if parsed.target is not None:
-                target = parsed.target
-            else:
-                target = route.default
-                note = f"default route: {parsed.problem}"
-                ran = {s.agent.name for s in steps}
-                if target != END and target in ran:
-                    note += f"; {target} already ran, so end"
-                    target = END
-        if target == END:
-            return END, note
-        prefix = f"wanted {target}; " if not note else f"{note}; wanted {target}; "
-        if len(steps) >= self.bounds.max_steps:
-            return END, f"{prefix}stopped: max steps ({self.bounds.max_steps})"
-        if self._clock() >= deadline:
-            return END, f"{prefix}stopped: time budget ({self.bounds.time_budget_seconds:g}s)"
-        return target, note
-
     def _summary(self, step: _Step) -> str:
-        if step.is_router:
+        if step.mode == BRIEF:
             lines = protocol_lines(step.output)
             if lines:
                 return " | ".join(_one_line(line, 120) for line in lines)
+        if step.mode is None:
+            return "(nothing to add)"
         return _one_line(step.output) or "(no output)"
 
-    def _record(self, turn: Turn, step: _Step, decision: str | None, note: str) -> StepRecord:
-        lines = protocol_lines(step.output) if step.is_router else []
-        lines.append(f"-> {decision}" + (f" ({note})" if note else "") if decision else f"status: {note}")
-        usage = step.usage
+    def _record(
+        self, turn: Turn, step: _Step, choice: Choice | None, failure: str | None = None
+    ) -> StepRecord:
+        lines = protocol_lines(step.output) if step.mode == BRIEF else []
+        if step.repeated:
+            lines.append("cut: the output repeated itself")
+        if choice is not None:
+            how = f"routed by {choice.routed_by}"
+            lines.append(f"-> {choice.target} ({how}" + (f"; {choice.note})" if choice.note else ")"))
+        else:
+            lines.append(f"status: {failure}")
+        usage = _add(step.usage, step.decision_usage)
         return StepRecord(
             session_id=turn.session_id,
             request_id=turn.request_id,
@@ -318,7 +489,8 @@ class AgentPipeline:
             input_summary=step.input_summary,
             output=step.output,
             thought_process="\n".join(lines),
-            decision=decision,
+            decision=choice.target if choice is not None else None,
+            routed_by=choice.routed_by if choice is not None else None,
             model=step.model,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else step.chunks,
@@ -333,7 +505,7 @@ class AgentPipeline:
         await self.store.save(self._record(turn, step, None, note))
 
     def _observe(self, step: _Step) -> None:
-        if step.model is None:
+        if step.model is None or step.mode is None:
             return
         provider, _, model = step.model.partition("/")
         usage = step.usage
@@ -377,8 +549,8 @@ class AgentPipeline:
         answer, source = "", None
         seen_answer = False
         for step in steps:
-            text = answer_text(step.output)
-            if text and (step.agent.answers or has_answer_marker(step.output) or not seen_answer):
+            text = step.answer
+            if text and (step.counts_as_answer or not seen_answer):
                 answer, source = text, step
                 seen_answer = True
         if not answer:
@@ -386,15 +558,17 @@ class AgentPipeline:
                 if step.output.strip():
                     answer, source = step.output.strip(), step
                     break
-        prompt = sum(s.usage.prompt_tokens if s.usage else 0 for s in steps)
-        completion = sum(s.usage.completion_tokens if s.usage else s.chunks for s in steps)
+        usages = [_add(s.usage, s.decision_usage) for s in steps]
+        prompt = sum(u.prompt_tokens if u else 0 for u in usages)
+        completion = sum(u.completion_tokens if u else s.chunks for u, s in zip(usages, steps, strict=True))
         first = next((s.first_token for s in steps if s.first_token is not None), None)
         generating = sum(max(0.0, s.ended - s.first_token) for s in steps if s.first_token is not None)
+        text_tokens = sum(s.usage.completion_tokens if s.usage else s.chunks for s in steps)
         return Final(
             response=answer,
             model=(source or steps[-1]).model,
             usage=Usage(prompt_tokens=prompt, completion_tokens=completion),
             thought_process="\n".join(trace),
             ttft_ms=(first - started) * 1000 if first is not None else None,
-            tokens_per_second=completion / generating if generating > 0 else None,
+            tokens_per_second=text_tokens / generating if generating > 0 else None,
         )
