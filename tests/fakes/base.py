@@ -5,7 +5,8 @@ its error shape; this class records every request and applies the behaviours a t
 
 - ``api_key``: the key the server accepts (``any_key=True``: any or none); another gets the provider's 401
 - ``fail_status``: answer every request with this error status (429 adds ``Retry-After: retry_after``)
-- ``slow``: hold every request until ``release`` is set (for client timeouts; no sleeping)
+- ``slow``: hold every request until ``release`` is set (for client timeouts; no sleeping); ``received``
+  is set when a request arrives, ``disconnected`` when a held request's client goes away
 - ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
@@ -105,6 +106,7 @@ class FakeServer:
         self.endless = False
         self.drop_after: int | None = None
         self.release = asyncio.Event()
+        self.received = asyncio.Event()
         self.disconnected = asyncio.Event()
         self.port = 0
         self.host = "127.0.0.1"
@@ -251,8 +253,13 @@ class FakeServer:
                     url=request.path_qs,
                 )
             )
+        self.received.set()
         if self.slow:
-            await self.release.wait()
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:  # handler_cancellation: the client went away
+                self.disconnected.set()
+                raise
         if self.fail_status is not None:
             return self._failure(self.fail_status)
         if self.api_key is not None and self.key_of(request) != self.api_key:
@@ -310,6 +317,7 @@ class FakeServer:
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
         self.drop_after, self.choice = None, None
         self.release = asyncio.Event()
+        self.received = asyncio.Event()
         self.disconnected = asyncio.Event()
 
     @property

@@ -88,3 +88,23 @@ async def test_client_gone_mid_stream_closes_the_upstream(
                 break  # a token arrived; now hang up mid-stream
         assert b"echo" in received
     await asyncio.wait_for(upstream.disconnected.wait(), timeout=20)
+
+
+async def test_client_gone_before_a_json_answer_drops_the_upstream_request(
+    live: tuple[LiveServer, str], upstream: FakeOpenAI
+) -> None:
+    server, token = live
+    body = {"model": "openai-compat/echo", "messages": [{"role": "user", "content": "go"}]}
+    upstream.slow = True  # holds the request until the test releases it (it never does)
+
+    async def ask() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"})
+
+    request = asyncio.create_task(ask())
+    await asyncio.wait_for(upstream.received.wait(), timeout=20)
+    request.cancel()  # the client hangs up: its connection closes
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    # As with OpenAI, hanging up cancels the work: AI-Lab drops its own request upstream at once.
+    await asyncio.wait_for(upstream.disconnected.wait(), timeout=20)

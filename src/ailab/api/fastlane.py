@@ -37,8 +37,8 @@ class _Route:
     handler: Handler
 
 
-async def _chat_completions(request: Request, _user: Principal) -> Response:
-    return await gateway.chat_completions(request)
+async def _chat_completions(request: Request, user: Principal) -> Response:
+    return await gateway.answer_chat_completions(request, user)
 
 
 async def _models(request: Request, _user: Principal) -> Response:

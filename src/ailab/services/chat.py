@@ -71,16 +71,13 @@ class PreparedTurn:
     """A turn whose user message is stored and whose pipeline is ready to run."""
 
     owner_id: str | None
+    session_id: str
     pipeline: ChatPipeline
     turn: Turn
     final: Final | None = None
     status: str = "cut_off"
     error: str | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def session_id(self) -> str:
-        return self.turn.session_id
 
 
 async def fit_history(
@@ -196,7 +193,7 @@ class ChatService:
             max_tokens=data.max_tokens,
             temperature=data.temperature,
         )
-        return PreparedTurn(owner_id=owner_id, pipeline=pipeline, turn=turn)
+        return PreparedTurn(owner_id=owner_id, session_id=session_id, pipeline=pipeline, turn=turn)
 
     async def _context_window(self, provider: Provider, model: str) -> int:
         key = f"{provider.name}/{model}"

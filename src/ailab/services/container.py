@@ -81,7 +81,7 @@ async def build_services(settings: Settings) -> Services:
         vault=vault,
         pipelines=pipelines,
         chat=chat,
-        gateway=Gateway(providers),
+        gateway=Gateway(providers, pipelines),
         monitor=monitor,
         benchmarks=BenchmarkService(db, providers),
     )

@@ -117,6 +117,7 @@ class DirectPipeline:
             messages=[*turn.history, ChatMessage("user", turn.message)],
             max_tokens=turn.max_tokens,
             temperature=turn.temperature,
+            requester=turn.owner_id,
         )
         generation = Generation(self._providers, provider, request)
         async with aclosing(generation.text()) as pieces:

@@ -10,16 +10,18 @@ Two paths, chosen per provider once:
 - **translation** for the others (local, anthropic, gemini, cohere, ollama...): their
   :class:`ChatResult` / :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON.
 
+Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``pipeline_completions.py``).
+
 The hot path writes nothing to the database: each request ends in one :class:`GenerationRecord` handed to
 the registry's observers (monitoring aggregates them in memory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -35,10 +37,13 @@ from ailab.providers.base import (
     Usage,
 )
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
+from ailab.services.pipeline_completions import PipelineCompletions, pipeline_name, to_turn
+from ailab.services.turns import PipelineLookup
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
-DONE = b"data: [DONE]\n\n"
+CANCELLED = "cancelled"  # the error kind of a generation its client hung up on
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _PASSED_FIELDS = ("seed", "response_format", "presence_penalty", "frequency_penalty", "user", "n")
 
@@ -101,7 +106,7 @@ def _number(payload: dict[str, Any], name: str, low: float, high: float) -> floa
     return float(value)
 
 
-def to_chat_request(payload: dict[str, Any], model: str) -> ChatRequest:
+def to_chat_request(payload: dict[str, Any], model: str, requester: str | None = None) -> ChatRequest:
     """A backend-neutral request from an OpenAI chat completions payload (translated path)."""
     messages: list[ChatMessage] = []
     for index, item in enumerate(payload["messages"]):
@@ -127,16 +132,8 @@ def to_chat_request(payload: dict[str, Any], model: str) -> ChatRequest:
         top_p=_number(payload, "top_p", 0.0, 1.0),
         stop=stop,
         extra={k: payload[k] for k in _PASSED_FIELDS if k in payload},
+        requester=requester,
     )
-
-
-def usage_dict(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object."""
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
 
 
 def _usage_from(obj: Any) -> tuple[int, int]:
@@ -147,47 +144,66 @@ def _usage_from(obj: Any) -> tuple[int, int]:
     return 0, 0
 
 
-def _wants_usage(payload: dict[str, Any]) -> bool:
-    options = payload.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
 class Gateway:
     """Serves OpenAI's chat completions API from the provider registry."""
 
-    def __init__(self, providers: ProviderRegistry) -> None:
+    def __init__(self, providers: ProviderRegistry, pipelines: PipelineLookup | None = None) -> None:
         self._providers = providers
+        self._pipelines = PipelineCompletions(pipelines) if pipelines is not None else None
         self._forwarding: dict[str, bool] = {}  # provider name -> speaks OpenAI's wire format
 
     async def models(self) -> dict[str, Any]:
-        """Every model of every configured backend, as OpenAI's model list."""
+        """Every model of every configured backend, then every pipeline, as OpenAI's model list."""
         data = [
             {"id": f"{name}/{info.id}", "object": "model", "created": 0, "owned_by": info.owned_by or name}
             for name, info in await self._providers.list_models()
         ]
+        if self._pipelines is not None:
+            ids = await self._pipelines.model_ids()
+            data += [{"id": i, "object": "model", "created": 0, "owned_by": "ailab"} for i in ids]
         return {"object": "list", "data": data}
 
-    async def chat_completions(self, body: bytes) -> GatewayReply:
-        """Answer one chat completions request (see the module docstring for the two paths)."""
+    async def chat_completions(
+        self, body: bytes, *, requester: str | None = None, request_id: str = ""
+    ) -> GatewayReply:
+        """Answer one chat completions request (see the module docstring for the paths).
+
+        ``requester`` (the user's id) queues fairly at shared backends; ``request_id`` names a pipeline run.
+        """
         payload = parse_request(body)
         model_id: str = payload["model"]
+        name = pipeline_name(model_id)
+        if name is not None and self._pipelines is not None:
+            return await self._pipeline(name, payload, requester, request_id)
         provider, model = self._providers.resolve(model_id)
         forwarding = self._forwarding.get(provider.name)
         if forwarding is None:
             forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsOpenAIForward)
         if forwarding:
             return await self._forward(provider, model, payload)
-        request = to_chat_request(payload, model)
+        request = to_chat_request(payload, model, requester)
         if payload.get("stream"):
             return GatewayReply(200, EVENT_STREAM, stream=self._translate_stream(provider, request, payload))
         return await self._translate(provider, request, model_id)
+
+    async def _pipeline(
+        self, name: str, payload: dict[str, Any], requester: str | None, request_id: str
+    ) -> GatewayReply:
+        assert self._pipelines is not None
+        pipeline = await self._pipelines.resolve(name)
+        turn = to_turn(to_chat_request(payload, name), requester, request_id)
+        model_id = payload["model"]
+        if payload.get("stream"):
+            chunks = PipelineCompletions.stream(pipeline, model_id, turn, include_usage=wants_usage(payload))
+            return GatewayReply(200, EVENT_STREAM, stream=chunks)
+        return GatewayReply(200, JSON, body=await PipelineCompletions.complete(pipeline, model_id, turn))
 
     # -- pass-through -----------------------------------------------------------------------------
     async def _forward(self, provider: Provider, model: str, payload: dict[str, Any]) -> GatewayReply:
         forwarder = cast(SupportsOpenAIForward, provider)  # checked once per provider, not per request
         payload["model"] = model
         stream = bool(payload.get("stream"))
-        hide_usage = stream and not _wants_usage(payload)
+        hide_usage = stream and not wants_usage(payload)
         if hide_usage:  # ask for usage anyway, to account for it; the client does not see it
             options = payload.get("stream_options")
             payload["stream_options"] = {
@@ -200,8 +216,15 @@ class Gateway:
         except AILabError as exc:
             self._record(provider, model, start, stream=stream, error=exc.code)
             raise
+        except asyncio.CancelledError:  # the client hung up: the upstream request was dropped
+            self._record(provider, model, start, stream=stream, error=CANCELLED)
+            raise
         if not stream or upstream.status >= 400 or not upstream.content_type.startswith(EVENT_STREAM):
-            parts = [chunk async for chunk in upstream.body]
+            try:
+                parts = [chunk async for chunk in upstream.body]
+            except asyncio.CancelledError:
+                self._record(provider, model, start, stream=stream, error=CANCELLED)
+                raise
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             tokens = (0, 0)
             if upstream.status < 400 and _USAGE_OBJECT.search(data):
@@ -223,7 +246,7 @@ class Gateway:
         ttft: float | None = None
         tokens = (0, 0)
         tail = b""
-        error: str | None = "cancelled"
+        error: str | None = CANCELLED
         try:
             async for chunk in body:
                 if ttft is None:
@@ -273,49 +296,29 @@ class Gateway:
         except AILabError as exc:
             self._record(provider, request.model, start, stream=False, error=exc.code)
             raise
+        except asyncio.CancelledError:  # the client hung up: the generation was stopped
+            self._record(provider, request.model, start, stream=False, error=CANCELLED)
+            raise
         usage = result.usage or Usage()
         tokens = (usage.prompt_tokens, usage.completion_tokens)
         self._record(provider, request.model, start, tokens=tokens, stream=False, error=None)
-        answer = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_id,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.content},
-                    "finish_reason": result.finish_reason or "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage_dict(usage),
-        }
-        return GatewayReply(200, JSON, body=orjson.dumps(answer))
+        message = {"role": "assistant", "content": result.content}
+        return GatewayReply(
+            200, JSON, body=completion(model_id, message, usage, result.finish_reason or "stop")
+        )
 
     async def _translate_stream(
         self, provider: Provider, request: ChatRequest, payload: dict[str, Any]
     ) -> AsyncGenerator[bytes, None]:
         """``chat.completion.chunk`` events from the provider's chunks, then ``[DONE]``."""
-        include_usage = _wants_usage(payload)
-        base: dict[str, Any] = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": payload["model"],
-        }
-        if include_usage:
-            base["usage"] = None
-
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-            return b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
+        chunks = ChunkWriter(payload["model"], include_usage=wants_usage(payload))
+        event = chunks.delta
 
         start = time.perf_counter()
         ttft: float | None = None
         usage: Usage | None = None
         finish: str | None = None
-        error: str | None = "cancelled"
+        error: str | None = CANCELLED
         pieces = 0
         stream = provider.stream(request)
         try:
@@ -330,8 +333,8 @@ class Gateway:
                 finish = chunk.finish_reason or finish
             yield event({}, finish or "stop")
             usage = usage or Usage(completion_tokens=pieces)
-            if include_usage:
-                yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage_dict(usage)}) + b"\n\n"
+            if chunks.include_usage:
+                yield chunks.usage(usage)
             yield DONE
             error = None
         except AILabError as exc:
@@ -369,9 +372,3 @@ class Gateway:
                 stream=stream,
             )
         )
-
-
-def sse_error(message: str, code: str, status: int) -> bytes:
-    """An OpenAI-style error event inside a stream (the SDK raises it as an APIError)."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "code": code}}) + b"\n\n"

@@ -18,9 +18,13 @@ from ailab.providers.base import ChatMessage, Usage
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One user request to a pipeline, with the session's earlier messages as context."""
+    """One user request to a pipeline, with the session's earlier messages as context.
 
-    session_id: str
+    ``session_id`` None: a turn of no session (the OpenAI-compatible API is stateless), whose agent
+    steps are not stored; they reach the client in the answer only.
+    """
+
+    session_id: str | None
     owner_id: str | None
     request_id: str
     message: str

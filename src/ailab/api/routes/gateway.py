@@ -3,7 +3,8 @@
 Thin on purpose (this is the hot path): the body is read as bytes and handed to the gateway service,
 whose reply goes out as is; errors answer OpenAI's ``{"error": {...}}`` shape (``api/errors.py``).
 Authentication is the protected router's dependency; the handlers take the services straight from the
-app rather than through more dependencies, each of which costs a resolution step per request.
+app rather than through more dependencies, each of which costs a resolution step per request. A client
+that hangs up before its JSON answer is ready cancels the work, as with OpenAI (a stream stops too).
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ailab.api.deps import CurrentUser
+from ailab.api.disconnect import CLIENT_CLOSED_REQUEST, until_disconnected
+from ailab.api.errors import request_id
 from ailab.api.sse import DirectStreamResponse
+from ailab.services.auth import Principal
 from ailab.services.container import Services
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -25,15 +30,26 @@ def _services(request: Request) -> Services:
 
 @router.get("/models", response_model=None)
 async def list_models(request: Request) -> Response:
-    """Every model of every configured backend, ids ``provider/model``."""
+    """Every model of every configured backend, ids ``provider/model``, and every ``pipeline/<name>``."""
     models = await _services(request).gateway.models()
     return Response(orjson.dumps(models), media_type="application/json")
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(request: Request) -> Response:
-    """OpenAI's chat completions, streamed or not, for any configured model."""
-    reply = await _services(request).gateway.chat_completions(await request.body())
+async def chat_completions(request: Request, user: CurrentUser) -> Response:
+    """OpenAI's chat completions, streamed or not, for any configured model or pipeline."""
+    return await answer_chat_completions(request, user)
+
+
+async def answer_chat_completions(request: Request, user: Principal) -> Response:
+    """The chat completions answer for ``user`` (also served by the fast lane)."""
+    body = await request.body()
+    work = _services(request).gateway.chat_completions(
+        body, requester=user.id, request_id=request_id(request)
+    )
+    reply = await until_disconnected(request.receive, work)
+    if reply is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: for the access log
     if reply.stream is not None:
         return DirectStreamResponse(reply.stream, status_code=reply.status, media_type=reply.content_type)
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type)

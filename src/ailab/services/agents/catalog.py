@@ -92,6 +92,8 @@ class DatabaseStepStore:
             "duration_ms": record.duration_ms,
             "status": record.status,
         }
+        if record.session_id is None:
+            return
         async with self._db.write() as session:
             await session_repo.add_agent_state(session, record.session_id, **fields)
 

@@ -89,7 +89,7 @@ T = TypeVar("T")
 class StepRecord:
     """One finished (or cut) step, as it is stored in ``agent_states``."""
 
-    session_id: str
+    session_id: str | None
     request_id: str
     step: int
     agent: str
@@ -254,7 +254,7 @@ class AgentPipeline:
             choice = step.choice or Choice(END, FIXED)
             if "stopped: " in choice.note:
                 stopped = choice.note[choice.note.index("stopped: ") :]
-            await self.store.save(self._record(turn, step, choice))
+            await self._save(self._record(turn, step, choice))
             trace.append(f"[{step.number}] {current}: {self._summary(step)}")
             how = (
                 ""
@@ -502,7 +502,11 @@ class AgentPipeline:
     async def _save_failed(self, turn: Turn, step: _Step, note: str) -> None:
         step.ended = self._clock()
         self._observe(step)
-        await self.store.save(self._record(turn, step, None, note))
+        await self._save(self._record(turn, step, None, note))
+
+    async def _save(self, record: StepRecord) -> None:
+        if record.session_id is not None:  # a stateless turn (the OpenAI-compatible API) keeps none
+            await self.store.save(record)
 
     def _observe(self, step: _Step) -> None:
         if step.model is None or step.mode is None:

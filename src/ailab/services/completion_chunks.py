@@ -1,0 +1,76 @@
+"""OpenAI's ``chat.completion`` answers as the gateway writes them: whole, or as chunk events.
+
+Shared by every answer the gateway builds itself (translated providers, pipelines); pass-through
+answers are the upstream's own bytes. Events are ``data: {json}\\n\\n`` lines ending with ``[DONE]``; a
+failure mid-stream is an ``{"error": {...}}`` event, which the official SDK raises as an APIError.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from ailab.providers.base import Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    """OpenAI's ``usage`` object."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def wants_usage(payload: dict[str, Any]) -> bool:
+    """Whether a streamed request asked for the usage chunk (``stream_options.include_usage``)."""
+    options = payload.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def completion(model: str, message: dict[str, Any], usage: Usage, finish_reason: str) -> bytes:
+    """A whole ``chat.completion`` with one choice."""
+    answer = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+        "usage": usage_dict(usage),
+    }
+    return orjson.dumps(answer)
+
+
+def sse_error(message: str, code: str, status: int) -> bytes:
+    """An OpenAI-style error event inside a stream (the SDK raises it as an APIError)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": kind, "code": code}}) + b"\n\n"
+
+
+class ChunkWriter:
+    """The ``chat.completion.chunk`` events of one streamed answer (one id, one model)."""
+
+    def __init__(self, model: str, *, include_usage: bool) -> None:
+        self._base: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        if include_usage:  # as OpenAI: every chunk says "usage": null, the last one has it
+            self._base["usage"] = None
+        self.include_usage = include_usage
+
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        """A chunk carrying ``delta`` (and the finish reason on the last one)."""
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return b"data: " + orjson.dumps({**self._base, "choices": [choice]}) + b"\n\n"
+
+    def usage(self, usage: Usage) -> bytes:
+        """The usage-only chunk (empty ``choices``)."""
+        return b"data: " + orjson.dumps({**self._base, "choices": [], "usage": usage_dict(usage)}) + b"\n\n"
