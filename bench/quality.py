@@ -100,6 +100,7 @@ class Outcome:
     answer: str
     routing_steps: int = 0
     decided: int = 0
+    path: str = ""
     error: str | None = None
 
 
@@ -160,6 +161,7 @@ def ask(
     if session_id and pipeline != "direct":
         states = client.get(f"/sessions/{session_id}/agent-states").json()["items"]
         outcome.routing_steps, outcome.decided = routing_counts(states)
+        outcome.path = " > ".join(f"{s['agent']}({s.get('completion_tokens') or 0})" for s in states)
     return outcome
 
 
@@ -231,6 +233,8 @@ def run(base: str, token: str, args: argparse.Namespace) -> None:
                         text = " ".join(outcome.answer.split())[:150]
                         extra = f" [{outcome.error}]" if outcome.error else ""
                         print(f"  {mark} {outcome.seconds:6.1f}s {question.text[:40]!r}: {text!r}{extra}")
+                        if outcome.path:
+                            print(f"         {outcome.path}")
                 print(tally.line(f"{model or 'default model'} / {pipeline}"), flush=True)
 
 

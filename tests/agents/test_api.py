@@ -13,11 +13,13 @@ import orjson
 import pytest
 
 from ailab.config import ConfigError, Settings
+from ailab.services.agents.builtin import BUILTIN_AGENTS
 from ailab.services.auth import Principal
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.conftest import AppClientFactory, bearer
 
 EXAMPLE = Path(__file__).with_name("pipelines.example.yaml")
+BUILTIN = {agent.name: agent for agent in BUILTIN_AGENTS}
 CRITIC = {"name": "Critic", "role": "finds weaknesses", "system_prompt": "You criticise.", "answers": False}
 WRITER = {"name": "Writer", "role": "writes the answer", "system_prompt": "You write the answer."}
 REVIEW = {
@@ -254,3 +256,22 @@ async def test_a_broken_seed_file_stops_the_start(
             pass
     assert str(seed) in str(caught.value)
     assert "reaches 'end'" in str(caught.value)
+
+
+async def test_built_ins_left_at_an_earlier_default_are_updated_and_edited_ones_kept(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    earlier = orjson.loads((Path(__file__).parent / "builtin-agents-3.0.0.json").read_bytes())
+    settings = make_settings(database_url=database_url)
+    async with app_client(settings) as client:  # seeds today's built-ins
+        # As an AI-Lab 3.0.0 database has them: the old CEO and QA, and a Reflection someone edited.
+        assert (await client.put("/agents/CEO", json=earlier["CEO"])).status_code == 200
+        assert (await client.put("/agents/QA", json=earlier["QA"])).status_code == 200
+        edited = {**earlier["Reflection"], "system_prompt": "Reflect in haiku."}
+        assert (await client.put("/agents/Reflection", json=edited)).status_code == 200
+    async with app_client(settings) as client:  # the next start
+        ceo = (await client.get("/agents/CEO")).json()
+        assert ceo["system_prompt"] == BUILTIN["CEO"].system_prompt
+        assert "NEXT" not in ceo["system_prompt"]
+        assert (await client.get("/agents/QA")).json()["max_tokens"] == BUILTIN["QA"].max_tokens
+        assert (await client.get("/agents/Reflection")).json()["system_prompt"] == "Reflect in haiku."

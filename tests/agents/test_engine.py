@@ -345,3 +345,26 @@ async def test_decision_answers_in_json_never_reach_the_answer(store: Store) -> 
     events = await collect(build(provider, store), store.turn("What is the capital of France?"))
     assert final(events).response == "Paris."
     assert "next" not in "".join(e.text for e in events if isinstance(e, Delta))
+
+
+async def test_a_reviewer_is_offered_again_only_when_there_is_new_work(store: Store) -> None:
+    spec = parse_pipeline(
+        {
+            "name": "review",
+            "entry": "Boss",
+            "routes": {"Boss": {"next": ["Critic", "end"], "default": "end"}, "Critic": ["Boss"]},
+        }
+    )
+    agents = {"Boss": agent("Boss", answers=False), "Critic": agent("Critic", answers=False)}
+    provider = ScriptedProvider(
+        [Reply("PLAN: have a look"), Reply("Looks fine to me."), Reply("It is 42.")], decisions=["Critic"]
+    )
+    events = await collect(build(provider, store, spec=spec, agents=agents), store.turn())
+    # The Critic commented and nothing new came since: asking it again adds nothing, so only the end is
+    # left, without a decision call; nobody answered yet, so the Boss answers.
+    assert decisions(events) == [("Boss", "Critic"), ("Critic", "Boss"), ("Boss", "end")]
+    assert len([r for r in provider.requests if r.response_schema is not None]) == 1
+    states = await store.states()
+    assert [s.routed_by for s in states] == ["agent", "fixed", "fixed"]
+    assert "the only choice left" in (states[2].thought_process or "")
+    assert final(events).response == "It is 42."

@@ -76,7 +76,7 @@ BUILTIN_AGENTS: tuple[AgentSpec, ...] = (
         role="reviews the work so far: correctness, completeness, tests",
         system_prompt=QA_PROMPT,
         temperature=0.2,
-        max_tokens=384,
+        max_tokens=256,
         answers=False,
     ),
     AgentSpec(
@@ -84,7 +84,7 @@ BUILTIN_AGENTS: tuple[AgentSpec, ...] = (
         role="reflects on how the team worked and how the answer could be improved",
         system_prompt=REFLECTION_PROMPT,
         temperature=0.5,
-        max_tokens=384,
+        max_tokens=256,
         answers=False,
     ),
 )
@@ -104,10 +104,12 @@ BUILTIN_PIPELINE = PipelineSpec(
 
 BUILTIN_AGENT_NAMES = frozenset(agent.name for agent in BUILTIN_AGENTS)
 # sha256 of the canonical JSON of built-in definitions that earlier releases seeded (the CEO that ended
-# its reply with a free-text NEXT line): a stored one still equal to these is replaced by today's.
+# its reply with a free-text NEXT line, longer reviews): a stored one still equal to these is replaced by today's.
 SUPERSEDED_DEFAULTS = frozenset(
     {
         "005e710b3fee4d8ee04446235433b70278ae2b048f078bbadf76859e9d9e9d67",  # CEO, AI-Lab 3.0.0
+        "fb54ab1654ffb8be234f957d1ee284fe3e50a7cb16b91cf670d0b8a03cb0f164",  # QA, AI-Lab 3.0.0
+        "8048f8a050a74663a80c12d3a6e3132b4384bb9333118c5a99b4897d93d2bb84",  # Reflection, AI-Lab 3.0.0
     }
 )
 BUILTIN_PIPELINE_NAMES = frozenset({AGENTS_PIPELINE, DIRECT_PIPELINE})

@@ -4,7 +4,8 @@ States of a run (``AgentPipeline.run``)::
 
     start ──> step(entry) ──> step(next) ──> ... ──> final
                   │
-                  ├─ router: decide (a structured call, ``decisions.py``) ─> the choice, bounded:
+                  ├─ router: decide (a structured call, ``decisions.py``) among the targets worth
+                  │  offering (a reviewer only when there is new work) ─> the choice, bounded:
                   │     ├─ max steps reached / time budget spent -> end ("wanted X; stopped: ...")
                   │     └─ an unreadable decision's default that already ran -> end
                   │  then write: END and no answer yet -> answer the request itself
@@ -280,12 +281,13 @@ class AgentPipeline:
         try:
             provider, model_name = self.providers.resolve(step.agent.model or turn.model)
             step.model = await model_id_of(provider, model_name)
-            if step.is_router:
-                choice = await self._decide(
-                    turn, step, earlier, provider=provider, model_name=model_name, deadline=deadline
-                )
+            route = self._offered(step, earlier) if step.is_router else step.route
+            if route.is_fixed:
+                choice = Choice(route.next[0], FIXED, "" if route is step.route else "the only choice left")
             else:
-                choice = Choice(step.route.next[0], FIXED)
+                choice = await self._decide(
+                    turn, step, earlier, route, provider=provider, model_name=model_name, deadline=deadline
+                )
             step.choice = self._bounded(choice, step, earlier, deadline, budget)
             step.mode = self._mode(step, earlier)
             if step.mode is not None:
@@ -336,11 +338,32 @@ class AgentPipeline:
     def _out_of_time(budget: float) -> str:
         return f"stopped: time budget ({round(budget, 1):g}s)"
 
+    def _offered(self, step: _Step, earlier: list[_Step]) -> Route:
+        """The router's targets worth offering now: a reviewer (an agent with ``answers: false``) only
+        when something new came from another agent since it last spoke (reviewing the same work twice
+        adds nothing, and a small model choosing at random would loop on it)."""
+        targets = [t for t in step.route.next if self._worth_asking(t, step, earlier)]
+        if targets == step.route.next:
+            return step.route
+        default = step.route.default if step.route.default in targets else targets[0]
+        return Route(next=targets, default=default)
+
+    def _worth_asking(self, target: str, step: _Step, earlier: list[_Step]) -> bool:
+        agent = self.agents.get(target)
+        if target == END or agent is None or agent.answers:
+            return True
+        spoke = [i for i, s in enumerate(earlier) if s.agent.name == target]
+        if not spoke:
+            return True
+        since = earlier[spoke[-1] + 1 :]
+        return any(s.agent.name not in (target, step.agent.name) and s.output.strip() for s in since)
+
     async def _decide(
         self,
         turn: Turn,
         step: _Step,
         earlier: list[_Step],
+        route: Route,
         *,
         provider: Provider,
         model_name: str,
@@ -350,13 +373,13 @@ class AgentPipeline:
         answered = any(s.answer and s.counts_as_answer for s in earlier)
         content = self._content(turn, step, earlier)
         messages = [*_recent(turn.history), ChatMessage("user", content)]
-        prompt = decision_prompt(step.route, self.agents, answered=answered)
+        prompt = decision_prompt(route, self.agents, answered=answered)
         request = ChatRequest(
             model=model_name,
             messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{prompt}"), *messages],
             max_tokens=DECISION_MAX_TOKENS,
             temperature=0.0,
-            response_schema=ResponseSchema("route", decision_schema(step.route.next), "who acts next"),
+            response_schema=ResponseSchema("route", decision_schema(route.next), "who acts next"),
             requester=turn.owner_id,
         )
         try:
@@ -365,14 +388,14 @@ class AgentPipeline:
             raise  # the step itself would fail the same way
         except ProviderError as exc:  # e.g. a server that does not take the schema: ask in plain text
             log.info("%s refused a structured decision (%s); asking in plain text", step.model, exc.message)
-            prompt = decision_prompt(step.route, self.agents, answered=answered, as_text=True)
+            prompt = decision_prompt(route, self.agents, answered=answered, as_text=True)
             plain = replace(
                 request,
                 messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{prompt}"), *messages],
                 response_schema=None,
             )
             text = await self._decision_call(provider, plain, deadline, step)
-        return read_decision(text, step.route, list(self.agents))
+        return read_decision(text, route, list(self.agents))
 
     async def _decision_call(
         self, provider: Provider, request: ChatRequest, deadline: float, step: _Step
