@@ -66,11 +66,14 @@ async def test_routing_follows_the_decisions_and_each_step_is_stored_in_order(st
     assert "[5] CEO: (nothing to add)" in answer.thought_process  # the answer exists: it only ends
     assert answer.thought_process.endswith("completed in 5 steps")
 
-    # Each CEO step first decides, in a structured call that offers only its allowed targets ...
+    # Each CEO step first decides, in a structured call that offers only the targets worth asking
+    # (nobody to review before there is work) ...
     decision = provider.requests[0]
     assert decision.response_schema is not None
-    enum = decision.response_schema.schema["properties"]["next"]["enum"]
-    assert enum == ["Worker", "QA", "Reflection", "END"]
+    assert decision.response_schema.schema["properties"]["next"]["enum"] == ["Worker", "END"]
+    second = provider.requests[3].response_schema
+    assert second is not None
+    assert second.schema["properties"]["next"]["enum"] == ["Worker", "QA", "Reflection", "END"]
     system = decision.messages[0].content
     assert "- Worker: implementation, task execution" in system  # told what each choice does
     assert "- END: you answer the request yourself" in system  # nothing answered yet
@@ -153,7 +156,7 @@ async def test_a_backend_that_refuses_the_schema_is_asked_in_plain_text(store: S
     refused, plain = provider.requests[0], provider.requests[1]
     assert refused.response_schema is not None
     assert plain.response_schema is None
-    assert "Reply with one line: NEXT: <Worker|QA|Reflection|END>" in plain.messages[0].content
+    assert "Reply with one line: NEXT: <Worker|END>" in plain.messages[0].content
 
 
 async def test_a_decision_that_is_not_allowed_takes_the_default_route(store: Store) -> None:
@@ -347,24 +350,58 @@ async def test_decision_answers_in_json_never_reach_the_answer(store: Store) -> 
     assert "next" not in "".join(e.text for e in events if isinstance(e, Delta))
 
 
-async def test_a_reviewer_is_offered_again_only_when_there_is_new_work(store: Store) -> None:
+async def test_a_reviewer_is_offered_only_when_there_is_work_it_has_not_seen(store: Store) -> None:
     spec = parse_pipeline(
         {
             "name": "review",
             "entry": "Boss",
-            "routes": {"Boss": {"next": ["Critic", "end"], "default": "end"}, "Critic": ["Boss"]},
+            "routes": {
+                "Boss": {"next": ["Doer", "Critic", "end"], "default": "end"},
+                "Doer": ["Boss"],
+                "Critic": ["Boss"],
+            },
+        }
+    )
+    agents = {
+        "Boss": agent("Boss", answers=False),
+        "Doer": agent("Doer"),
+        "Critic": agent("Critic", answers=False),
+    }
+    provider = ScriptedProvider(
+        [Reply("PLAN: do it"), Reply("It is 42."), Reply("PLAN: check it"), Reply("Looks right.")],
+        decisions=["Doer", "Critic", "END"],
+    )
+    events = await collect(build(provider, store, spec=spec, agents=agents), store.turn())
+    assert decisions(events) == [
+        ("Boss", "Doer"),
+        ("Doer", "Boss"),
+        ("Boss", "Critic"),
+        ("Critic", "Boss"),
+        ("Boss", "end"),
+    ]
+    offered = [
+        r.response_schema.schema["properties"]["next"]["enum"] for r in provider.requests if r.response_schema
+    ]
+    # No work yet: nothing to criticise. Then the Doer's answer is new to the Critic. Then it has
+    # seen everything there is: asking it again would add nothing.
+    assert offered == [["Doer", "END"], ["Doer", "Critic", "END"], ["Doer", "END"]]
+    assert final(events).response == "It is 42."
+
+
+async def test_when_only_the_end_is_left_there_is_no_decision_to_make(store: Store) -> None:
+    spec = parse_pipeline(
+        {
+            "name": "check",
+            "entry": "Boss",
+            "routes": {"Boss": {"next": ["Critic", "end"], "default": "end"}, "Critic": ["end"]},
         }
     )
     agents = {"Boss": agent("Boss", answers=False), "Critic": agent("Critic", answers=False)}
-    provider = ScriptedProvider(
-        [Reply("PLAN: have a look"), Reply("Looks fine to me."), Reply("It is 42.")], decisions=["Critic"]
-    )
+    provider = ScriptedProvider([Reply("It is 42.")])
     events = await collect(build(provider, store, spec=spec, agents=agents), store.turn())
-    # The Critic commented and nothing new came since: asking it again adds nothing, so only the end is
-    # left, without a decision call; nobody answered yet, so the Boss answers.
-    assert decisions(events) == [("Boss", "Critic"), ("Critic", "Boss"), ("Boss", "end")]
-    assert len([r for r in provider.requests if r.response_schema is not None]) == 1
-    states = await store.states()
-    assert [s.routed_by for s in states] == ["agent", "fixed", "fixed"]
-    assert "the only choice left" in (states[2].thought_process or "")
-    assert final(events).response == "It is 42."
+    assert decisions(events) == [("Boss", "end")]
+    assert all(r.response_schema is None for r in provider.requests)  # no decision call at all
+    (state,) = await store.states()
+    assert state.routed_by == "fixed"
+    assert "the only choice left" in (state.thought_process or "")
+    assert final(events).response == "It is 42."  # nobody else could answer: the Boss did

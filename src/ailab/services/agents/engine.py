@@ -340,8 +340,9 @@ class AgentPipeline:
 
     def _offered(self, step: _Step, earlier: list[_Step]) -> Route:
         """The router's targets worth offering now: a reviewer (an agent with ``answers: false``) only
-        when something new came from another agent since it last spoke (reviewing the same work twice
-        adds nothing, and a small model choosing at random would loop on it)."""
+        when another agent (not the router) produced work it has not seen: before there is any work,
+        or for the same work twice, a review adds nothing, and a small model choosing at random would
+        loop on it. Answering agents are always offered (the router's brief may carry new feedback)."""
         targets = [t for t in step.route.next if self._worth_asking(t, step, earlier)]
         if targets == step.route.next:
             return step.route
@@ -350,12 +351,12 @@ class AgentPipeline:
 
     def _worth_asking(self, target: str, step: _Step, earlier: list[_Step]) -> bool:
         agent = self.agents.get(target)
-        if target == END or agent is None or agent.answers:
+        if target == END or agent is None:
+            return True
+        if agent.answers:
             return True
         spoke = [i for i, s in enumerate(earlier) if s.agent.name == target]
-        if not spoke:
-            return True
-        since = earlier[spoke[-1] + 1 :]
+        since = earlier[spoke[-1] + 1 :] if spoke else earlier
         return any(s.agent.name not in (target, step.agent.name) and s.output.strip() for s in since)
 
     async def _decide(
