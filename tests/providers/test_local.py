@@ -240,3 +240,27 @@ async def test_closing_the_provider_stops_a_running_generation() -> None:
     with pytest.raises(ProviderUnavailable, match="shutting down"):
         await provider.chat(ask("Hi"))
     await running.aclose()  # type: ignore[attr-defined]
+
+
+async def test_every_gguf_in_the_data_dirs_models_folder_is_served(tmp_path: Path) -> None:
+    default = default_model_path()
+    assert default is not None
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    (models / "Tiny-Twin.Q4_1.gguf").symlink_to(default)  # another GGUF (here: the same weights)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", local_threads=2, local_context=512)  # type: ignore[call-arg]
+    provider = create(settings, SettingsCredentials(settings))
+    try:
+        listed = await provider.list_models()
+        assert [m.id for m in listed] == ["smollm2-135m-instruct", "tiny-twin"]
+        assert all(m.size_bytes == default.stat().st_size for m in listed)
+        twin = await provider.chat(
+            ChatRequest(model="tiny-twin", messages=[ChatMessage("user", "Hi")], max_tokens=2)
+        )
+        assert twin.model == "tiny-twin" and provider.loaded_model == "tiny-twin"
+        first = await provider.chat(ask("Hi", max_tokens=2))
+        assert first.model == "smollm2-135m-instruct" and provider.loaded_model == "smollm2-135m-instruct"
+        with pytest.raises(ModelNotFound, match="local/smollm2-135m-instruct, local/tiny-twin"):
+            await provider.chat(ChatRequest(model="nope", messages=[ChatMessage("user", "Hi")]))
+    finally:
+        await provider.aclose()

@@ -33,5 +33,5 @@ class NoTokenizerProvider:
 class WordProvider(NoTokenizerProvider):
     """Counts one token per word."""
 
-    async def count_tokens(self, texts: list[str]) -> list[int]:
+    async def count_tokens(self, texts: list[str], model: str = "") -> list[int]:
         return [len(t.split()) for t in texts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ailab import __version__
-from ailab.cli import bench, db, keys, serve, tokens, users
+from ailab.cli import bench, db, keys, models, serve, tokens, users
 from ailab.cli import importer as import_cli
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(import_cli.app, name="import")
 app.add_typer(keys.app, name="keys")
+app.add_typer(models.app, name="models")
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.command("bench")(bench.bench)

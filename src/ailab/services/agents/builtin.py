@@ -104,7 +104,8 @@ BUILTIN_PIPELINE = PipelineSpec(
 
 BUILTIN_AGENT_NAMES = frozenset(agent.name for agent in BUILTIN_AGENTS)
 # sha256 of the canonical JSON of built-in definitions that earlier releases seeded (the CEO that ended
-# its reply with a free-text NEXT line, longer reviews): a stored one still equal to these is replaced by today's.
+# its reply with a free-text NEXT line, longer reviews): a stored one still equal to one of these is
+# replaced by today's.
 SUPERSEDED_DEFAULTS = frozenset(
     {
         "005e710b3fee4d8ee04446235433b70278ae2b048f078bbadf76859e9d9e9d67",  # CEO, AI-Lab 3.0.0
