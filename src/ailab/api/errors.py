@@ -90,12 +90,17 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, cleaned)
 
 
-async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AILabError)
-    headers = None
+def retry_after_header(exc: AILabError) -> dict[str, str]:
+    """``Retry-After`` for an error that says when to try again (throttled, a busy model), else none."""
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float):
-        headers = {"Retry-After": str(max(1, round(retry_after)))}
+        return {"Retry-After": str(max(1, round(retry_after)))}
+    return {}
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AILabError)
+    headers = retry_after_header(exc) or None
     if exc.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     if exc.status >= 500:

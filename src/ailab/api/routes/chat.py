@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
-from ailab.api.errors import request_id
+from ailab.api.errors import request_id, retry_after_header
 from ailab.api.routes.sessions import SESSION_ID_PATTERN
 from ailab.api.sse import DONE, DirectStreamResponse, sse_event
 from ailab.errors import AILabError, ProviderAuthError
@@ -128,11 +128,13 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
     if body.stream:
         return DirectStreamResponse(_event_stream(services.chat, prepared))
     status = 200
+    headers: dict[str, str] = {}
     try:
         async for _ in services.chat.run(prepared):
             pass
     except AILabError as exc:
         status = _http_status(exc)
+        headers = retry_after_header(exc)  # throttled upstream, or the embedded model's queue is full
     if prepared.status != "complete" and status == 200:
         status = 502
     final = prepared.final
@@ -146,4 +148,4 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
     if final is not None:
         reply["model"] = final.model
         reply["usage"] = final_payload(final, prepared.session_id)["usage"]
-    return JSONResponse(reply, status_code=status)
+    return JSONResponse(reply, status_code=status, headers=headers)
