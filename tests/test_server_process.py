@@ -9,10 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.server import LiveServer, run_server
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

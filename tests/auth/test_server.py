@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.support.postgres import free_port
 from tests.support.server import run_server
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 CLI = str(Path(sys.executable).with_name("ai-lab"))
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from ailab.config import Settings
 from ailab.providers.local import LocalProvider
@@ -24,6 +25,7 @@ async def messages_of(client: httpx.AsyncClient, session_id: str) -> list[dict[s
     return list(body["items"] if isinstance(body, dict) else body)
 
 
+@pytest.mark.slow  # the embedded model
 async def test_embedded_model_json_and_stream_with_context(client: httpx.AsyncClient) -> None:
     first = await client.post(
         "/chat", json={"message": "What is the capital of France?", "pipeline": "direct", "max_tokens": 8}
@@ -113,6 +115,7 @@ async def test_earlier_turns_reach_the_upstream_as_context(
     assert rows[3]["completion_tokens"] == 2  # "echo: ", "second"
 
 
+@pytest.mark.slow  # the embedded model
 async def test_long_history_is_trimmed_to_the_embedded_models_window(
     make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
 ) -> None:
@@ -231,6 +234,7 @@ async def test_hang_up_mid_stream_stops_the_upstream_and_stores_the_partial_answ
     assert rows[1]["content"] == "echo: count "
 
 
+@pytest.mark.slow  # the embedded model
 async def test_hang_up_stops_the_embedded_model(client: httpx.AsyncClient) -> None:
     services = client.services  # type: ignore[attr-defined]
     local = services.providers.providers["local"]

@@ -59,6 +59,7 @@ def _cli_env(url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_cli_upgrade_twice_is_a_noop(empty_database_url: str, tmp_path: Path) -> None:
     env = _cli_env(empty_database_url, tmp_path)
     first = subprocess.run([CLI, "db", "upgrade"], env=env, capture_output=True, text=True, check=False)
@@ -70,6 +71,7 @@ def test_cli_upgrade_twice_is_a_noop(empty_database_url: str, tmp_path: Path) ->
     assert asyncio.run(_tables_and_revision(empty_database_url)) == before
 
 
+@pytest.mark.slow
 def test_concurrent_upgrades_are_safe(empty_database_url: str, tmp_path: Path) -> None:
     env = _cli_env(empty_database_url, tmp_path)
     processes = [
@@ -85,6 +87,7 @@ def test_concurrent_upgrades_are_safe(empty_database_url: str, tmp_path: Path) -
     assert set(Base.metadata.tables) <= tables
 
 
+@pytest.mark.slow
 def test_unreachable_database_fails_cleanly(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
     result = subprocess.run(

@@ -22,6 +22,7 @@ async def test_models_lists_every_backend(sdk: openai.AsyncOpenAI) -> None:
     assert all("/" in model_id for model_id in ids)
 
 
+@pytest.mark.slow  # the embedded model
 async def test_embedded_model_completion_and_stream_with_usage(
     sdk: openai.AsyncOpenAI, records: list[GenerationRecord]
 ) -> None:

@@ -15,6 +15,8 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.server import LiveServer, run_server
 
+pytestmark = pytest.mark.slow  # starts server or CLI processes
+
 
 @pytest.fixture
 async def live(tmp_path: Path, upstream: FakeOpenAI) -> AsyncIterator[tuple[LiveServer, str]]:
@@ -108,3 +110,32 @@ async def test_client_gone_before_a_json_answer_drops_the_upstream_request(
         await request
     # As with OpenAI, hanging up cancels the work: AI-Lab drops its own request upstream at once.
     await asyncio.wait_for(upstream.disconnected.wait(), timeout=20)
+
+
+@pytest.mark.slow
+async def test_the_openai_sdk_talks_to_the_agents_on_the_embedded_model(live: tuple[LiveServer, str]) -> None:
+    server, token = live
+    sdk = openai.AsyncOpenAI(base_url=f"{server.base_url}/v1", api_key=token, max_retries=0)
+    try:
+        assert "pipeline/agents" in [m.id async for m in sdk.models.list()]
+        question = [{"role": "user", "content": "What is the capital of France?"}]
+        answer = await sdk.chat.completions.create(model="pipeline/agents", messages=question, temperature=0)
+        message = answer.choices[0].message
+        assert message.content and message.content.strip()
+        trace = getattr(message, "reasoning_content", "")
+        assert trace.startswith("[1] CEO") and "decided by the agent" in trace
+        assert answer.usage is not None and answer.usage.completion_tokens > 0
+
+        stream = await sdk.chat.completions.create(
+            model="pipeline/agents", messages=question, temperature=0, stream=True
+        )
+        reasoning, content = "", ""
+        async for chunk in stream:
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                reasoning += getattr(delta, "reasoning_content", None) or ""
+                content += delta.content or ""
+        assert reasoning.startswith("[CEO] ") and "[CEO -> " in reasoning
+        assert content.strip()
+    finally:
+        await sdk.close()

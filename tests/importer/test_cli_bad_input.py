@@ -10,12 +10,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from ailab.db.engine import Database
 from ailab.db.tables import ChatSession, Message, PerformanceMetric
 from tests.importer.helpers import counts, run_cli, summary
 from tests.importer.v2data import create_v2_db, make_messages, migrated_rows, snapshot, state_for, write_json
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 MIGRATED_AT = "2025-06-11 07:55:12.000001"
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from ailab.db.engine import Database
@@ -17,6 +18,8 @@ from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.services.importer import LegacyImporter
 from tests.importer.helpers import AI_LAB, add_user, counts, run_cli, summary
 from tests.importer.v2data import generate
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 SESSIONS = 1500
 PER_SESSION = 4

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, select
 
 from ailab.db.engine import Database
@@ -90,6 +91,7 @@ async def test_a_session_deleted_after_import_stays_deleted(tmp_path: Path, db: 
     assert (await counts(db))["sessions"] == 2
 
 
+@pytest.mark.slow
 def test_progress_bar_is_drawn_on_a_terminal(
     tmp_path: Path, database_url: str, cli_env: Callable[[str], dict[str, str]]
 ) -> None:

@@ -50,6 +50,7 @@ async def test_official_sdk_accepts_the_azure_fake(fake_azure: FakeAzureOpenAI) 
     assert fake_azure.last.path == "/openai/deployments/gpt4o-prod/chat/completions"
 
 
+@pytest.mark.slow
 def test_openai_fake_runs_standalone() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--reply", "standalone ok"],

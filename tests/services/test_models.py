@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 
 from ailab.config import Settings
 from ailab.providers import anthropic, local, openai, openai_compat
@@ -49,6 +50,7 @@ async def test_rows_say_what_can_serve_and_why_the_rest_cannot(
     assert order == sorted(order, key=["model", "pipeline", "none"].index)
 
 
+@pytest.mark.slow
 def test_the_command_prints_json_and_a_table(settings: Settings, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
     env.update(AILAB_DATA_DIR=str(settings.data_dir), AILAB_DATABASE_URL=settings.sqlalchemy_url)

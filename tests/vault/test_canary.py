@@ -9,10 +9,13 @@ import string
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.postgres import free_port
 from tests.support.server import run_server
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 ALNUM = string.ascii_letters + string.digits
 

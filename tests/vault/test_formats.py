@@ -78,7 +78,12 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("service", "key", "config"), GOOD)
+def ids(cases: list[tuple[object, ...]]) -> list[str]:
+    """Stable test ids (the keys are random: parallel workers must collect the same tests)."""
+    return [f"{case[0]}-{n}" for n, case in enumerate(cases)]
+
+
+@pytest.mark.parametrize(("service", "key", "config"), GOOD, ids=ids(GOOD))
 def test_good_keys_pass(service: str, key: str, config: dict[str, str]) -> None:
     spec = spec_for(service)
     cleaned_key, cleaned_config = validate(spec, f"  {key}\n", config)
@@ -86,7 +91,7 @@ def test_good_keys_pass(service: str, key: str, config: dict[str, str]) -> None:
     assert cleaned_config == {k: v.rstrip("/") for k, v in config.items()}
 
 
-@pytest.mark.parametrize(("service", "key", "config", "expected"), BAD)
+@pytest.mark.parametrize(("service", "key", "config", "expected"), BAD, ids=ids(BAD))
 def test_bad_keys_say_what_was_expected(
     service: str, key: str, config: dict[str, str], expected: str
 ) -> None:
@@ -121,7 +126,9 @@ def test_mask_shows_the_last_four_characters_only() -> None:
     assert mask("") is None
 
 
-@pytest.mark.parametrize(("service", "key", "config", "expected"), [BAD[0], BAD[7], BAD[10], BAD[14]])
+@pytest.mark.parametrize(
+    ("service", "key", "config", "expected"), [BAD[i] for i in (0, 7, 10, 14)], ids=["0", "7", "10", "14"]
+)
 async def test_api_answers_422_without_echoing_the_key_and_stores_nothing(
     client: httpx.AsyncClient, service: str, key: str, config: dict[str, str], expected: str
 ) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.engine import make_url
 
@@ -17,6 +18,8 @@ from tests.support.postgres import free_port
 from tests.support.server import run_server
 from tests.vault.conftest import last_bearer
 from tests.vault.procs import acli, cli
+
+pytestmark = pytest.mark.slow  # starts server or CLI processes
 
 AZURE_KEY = "0123456789abcdef" * 2
 
