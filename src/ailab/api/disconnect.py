@@ -3,6 +3,10 @@
 A streamed answer notices the hang-up itself (``sse.DirectStreamResponse``); a JSON answer is only
 written at the end, so without this a client that gave up would still have its whole answer generated,
 holding the model (the embedded one serves one request at a time) for nobody.
+
+Watching costs a task per request, more than the gateway's own work on a fast upstream; so the watch
+starts only once the work has taken ``WATCH_AFTER_S`` (a timer costs little): an answer that quick needs
+no cancelling, and a hang-up is still noticed within that time.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from starlette.types import Receive
 
 T = TypeVar("T")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned (for logs and metrics)
+WATCH_AFTER_S = 0.05
 
 
 async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T | None:
@@ -25,6 +30,7 @@ async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T | None:
     task = asyncio.current_task()
     assert task is not None
     gone = False
+    watcher: asyncio.Future[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -33,7 +39,11 @@ async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T | None:
         gone = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -42,4 +52,6 @@ async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T | None:
         task.uncancel()
         return None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
