@@ -12,7 +12,8 @@ messages and exit codes, so neither layer needs to know the other::
     ├── Forbidden                   403  authenticated but not allowed (admin-only)
     ├── DatabaseUnavailable         503  the database does not answer
     └── ProviderError               502  a model backend failed
-        ├── ProviderAuthError       401  the backend refused the credentials
+        ├── ProviderAuthError       502  the backend refused AI-Lab's credentials (not the caller's)
+        ├── ProviderRejected        400  the backend refused the request itself (too long, invalid)
         ├── ModelNotFound           404  the backend does not know the model
         ├── ProviderRateLimited     429  the backend throttled us (carries retry_after)
         ├── ProviderUnavailable     502  unreachable / connection refused
@@ -79,8 +80,14 @@ class ProviderError(AILabError):
 
 
 class ProviderAuthError(ProviderError):
-    status = 401
+    # 502, not 401: the caller's own credentials are fine; the key AI-Lab holds for the backend is not.
+    status = 502
     code = "invalid_api_key"
+
+
+class ProviderRejected(ProviderError):
+    status = 400
+    code = "upstream_rejected"
 
 
 class ModelNotFound(ProviderError):

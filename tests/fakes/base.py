@@ -10,6 +10,8 @@ its error shape; this class records every request and applies the behaviours a t
 - ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
+- ``error_after``: streams send this many text pieces, then the provider's error event, quoting the key
+  the client sent (as a careless upstream does), and end
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
 - ``choice``: asked for structured output (each provider's own way), it answers a JSON object valid
   against the schema whose enum properties take ``choice`` when it is allowed, else their first value
@@ -43,7 +45,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
-    url: str = ""  # path with query string, as sent
+    url: str = ""  # path with query string, as sent (not decoded)
 
     def header(self, name: str) -> str | None:
         """A header's value by case-insensitive name."""
@@ -105,6 +107,7 @@ class FakeServer:
         self.stall_after: int | None = None
         self.endless = False
         self.drop_after: int | None = None
+        self.error_after: int | None = None
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()
@@ -123,6 +126,15 @@ class FakeServer:
         """The key the client sent, the provider's way."""
         auth = request.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+    def stream_error(self, key: str) -> bytes:
+        """An error event in the middle of a stream, the provider's way (OpenAI's by default)."""
+        message = f"Incorrect API key provided: {key}. You can find your API key at platform."
+        return (
+            b"data: "
+            + orjson.dumps({"error": {"message": message, "type": "invalid_request_error"}})
+            + b"\n\n"
+        )
 
     def error(self, status: int, kind: str, message: str) -> web.Response:
         """An error answer in the provider's shape; ``kind``: auth, not_found, rate_limit, server, invalid."""
@@ -200,7 +212,8 @@ class FakeServer:
         response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
-            if not self.endless and self.stall_after is None and self.drop_after is None:
+            plain = self.stall_after is None and self.drop_after is None and self.error_after is None
+            if not self.endless and plain:
                 # One write for the whole answer: the fake must stay fast under a benchmark's load.
                 await response.write(b"".join([*head, *(piece(t) for t in gen.pieces), *tail()]))
                 await response.write_eof()
@@ -212,6 +225,10 @@ class FakeServer:
                     await self.release.wait()
                 if index == self.drop_after and request.transport is not None:
                     request.transport.close()  # mid-body, so the client sees a truncated answer
+                    return response
+                if index == self.error_after:
+                    await response.write(self.stream_error(self.key_of(request) or ""))
+                    await response.write_eof()
                     return response
                 await response.write(piece(text))
                 if self.endless:
@@ -250,7 +267,7 @@ class FakeServer:
                     query=dict(request.query),
                     headers={k.lower(): v for k, v in request.headers.items()},
                     json=request[BODY],
-                    url=request.path_qs,
+                    url=request.raw_path,
                 )
             )
         self.received.set()
@@ -315,7 +332,7 @@ class FakeServer:
         """Forget recorded requests and switch the behaviours off."""
         self.requests.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
-        self.drop_after, self.choice = None, None
+        self.drop_after, self.choice, self.error_after = None, None, None
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()

@@ -15,7 +15,7 @@ from ailab.errors import (
 )
 from ailab.providers.base import ChatChunk, Provider, SupportsOpenAIForward
 from tests.fakes.base import DEFAULT_REPLY, FakeServer
-from tests.providers.conftest import KEYED, OPENAI_WIRE, Backend, ProviderFactory, ask, only
+from tests.providers.conftest import BACKENDS, KEYED, OPENAI_WIRE, Backend, ProviderFactory, ask, only
 
 REPLY_WORDS = len(DEFAULT_REPLY.split())
 
@@ -84,7 +84,7 @@ async def test_wrong_key_is_an_auth_error_without_the_key(
         await provider.list_models()
     with pytest.raises(ProviderAuthError):
         await provider.health()
-    assert chat_error.value.status == 401
+    assert chat_error.value.status == 502  # the caller's credentials are fine: AI-Lab's key is not
     assert wrong not in str(chat_error.value)
     assert f"ai-lab keys set {backend.name}" in str(chat_error.value)
 
@@ -128,6 +128,8 @@ async def test_server_error_is_unavailable_with_the_upstream_message(
 async def test_connection_refused(backend: Backend, build: ProviderFactory, closed_port_url: str) -> None:
     prefix = backend.name.replace("-", "_")
     overrides = {f"{prefix}_base_url": closed_port_url, f"{prefix}_api_key": "some-key-0123456789"}
+    if backend.name == "azure":
+        overrides["azure_deployments"] = [backend.model]
     provider = build(backend.create, **overrides)
     with pytest.raises(ProviderUnavailable) as error:
         await provider.chat(ask(backend.model))
@@ -227,7 +229,25 @@ async def test_forward_passes_bytes_through(
     assert body.endswith(b"data: [DONE]\n\n")
     assert fake.last.json == payload
 
-    missing = await provider.forward_chat_completions({**payload, "model": "no-such-model", "stream": False})
-    error_body = b"".join([chunk async for chunk in missing.body])
-    assert missing.status == 404
-    assert b"error" in error_body
+    with pytest.raises(ModelNotFound, match=r"not found|unknown deployment"):  # raised, rebuilt, scrubbed
+        await provider.forward_chat_completions({**payload, "model": "no-such-model", "stream": False})
+
+
+@only([b for b in BACKENDS if b.name == "azure"])
+async def test_azure_refuses_a_model_name_that_is_not_a_deployment(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    provider = build(backend.create, **backend.settings_for(fake))
+    for model in ("../../../v1/files?x=", "gpt4o-prod/../../../v1/files", "unknown"):
+        with pytest.raises(ModelNotFound, match="configured deployments are azure/gpt4o-prod"):
+            await provider.chat(ask(model))
+        with pytest.raises(ModelNotFound):
+            await provider.forward_chat_completions(
+                {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            )
+    assert fake.requests == []  # nothing reached the resource, let alone another path of it
+    # A configured deployment whose name needs quoting stays one path segment.
+    odd = build(backend.create, **{**backend.settings_for(fake), "azure_deployments": ["a b/c"]})
+    with pytest.raises(ModelNotFound):  # the fake has no such deployment
+        await odd.chat(ask("a b/c"))
+    assert fake.last.url.startswith("/openai/deployments/a%20b%2Fc/chat/completions?")

@@ -12,6 +12,7 @@ from ailab.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
+    ProviderRejected,
     ProviderUnavailable,
 )
 from ailab.providers import anthropic, cohere, gemini, ollama
@@ -91,9 +92,11 @@ def test_status_error_mapping() -> None:
     assert isinstance(limited, ProviderRateLimited)
     assert limited.retry_after == 3
     assert isinstance(status_error("openai", 503, "m"), ProviderUnavailable)
-    other = status_error("openai", 400, "context too long")
-    assert type(other) is ProviderError
-    assert "context too long" in other.message
+    rejected = status_error("openai", 400, "context too long")
+    assert type(rejected) is ProviderRejected and rejected.status == 400
+    assert "context too long" in rejected.message
+    other = status_error("openai", 409, "conflict")
+    assert type(other) is ProviderError and other.status == 502
 
 
 def test_retry_after_forms() -> None:

@@ -15,9 +15,10 @@ key or an unreachable endpoint shows up there, as for every other provider.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from ailab.config import Settings
-from ailab.errors import ProviderUnavailable
+from ailab.errors import ModelNotFound, ProviderUnavailable
 from ailab.providers.base import Credential, CredentialStore, ModelInfo, ProviderHealth
 from ailab.providers.openai import OpenAIWireProvider
 
@@ -49,8 +50,20 @@ class AzureOpenAIProvider(OpenAIWireProvider):
         return {"api-version": credential.config.get("api_version") or self.settings.azure_api_version}
 
     def chat_url(self, credential: Credential, model: str) -> str:
-        """The deployment's chat completions URL (``model`` is the deployment name)."""
-        return f"{self.base_url(credential)}/openai/deployments/{model}/chat/completions"
+        """The deployment's chat completions URL (``model`` is the deployment name).
+
+        Only a configured deployment is accepted, and its name is quoted as one path segment: the model
+        name comes from the caller, and ``../../v1/files?x=`` must not reach another path of the resource
+        with the ``api-key`` header.
+        """
+        known = deployments(credential, self.settings)
+        if model not in known:
+            raise ModelNotFound(
+                f"unknown deployment 'azure/{model}': the configured deployments are "
+                f"{', '.join(f'azure/{name}' for name in known) or 'none'} "
+                "(AILAB_AZURE_DEPLOYMENTS, or the key's deployment setting)"
+            )
+        return f"{self.base_url(credential)}/openai/deployments/{quote(model, safe='')}/chat/completions"
 
     def not_configured(self) -> ProviderUnavailable:
         """The error while no endpoint is configured."""

@@ -154,11 +154,16 @@ class Provider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamResponse:
-    """A raw upstream answer for pass-through: status, safe headers and the body as bytes chunks."""
+    """A raw upstream success for pass-through: status, content type and the body as bytes chunks.
+
+    ``secret`` is the key the request carried, so the gateway can scrub it from what it passes on
+    (an error event inside a stream may quote it); it is never shown (``repr``) nor logged.
+    """
 
     status: int
     content_type: str
     body: AsyncIterator[bytes]
+    secret: str | None = field(default=None, repr=False)
 
 
 @runtime_checkable

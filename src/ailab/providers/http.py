@@ -11,12 +11,15 @@ Errors. Whatever goes wrong becomes one of the :class:`~ailab.errors.ProviderErr
 
     401 / 403                         -> ProviderAuthError    (the key was refused)
     404                               -> ModelNotFound
+    400 / 413 / 422                   -> ProviderRejected     (the request itself: too long, invalid)
     429                               -> ProviderRateLimited  (retry_after from the Retry-After header)
     5xx, connection refused, DNS, EOF -> ProviderUnavailable
     no answer in time                 -> ProviderTimeout
     any other 4xx                     -> ProviderError        (the upstream's message)
 
-Only the upstream's own error message is passed on (never its headers), with our key scrubbed from it.
+Only the upstream's own error message is passed on (never its headers or its body as it came), with
+secrets scrubbed from it: the key we sent (upstreams quote the key they refused) and anything shaped
+like a provider key (:func:`scrub`).
 
 Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
 once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -47,6 +51,7 @@ from ailab.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
 )
@@ -172,11 +177,18 @@ def load_event(provider: str, text: str | bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# Provider key shapes (OpenAI, Anthropic, Hugging Face, Google, AI-Lab's own tokens...), to mask one an
+# upstream quotes in another form than we sent it (trimmed, or a key of another request).
+_KEY_SHAPES = re.compile(
+    r"\b(?:sk|sk-ant|sk-proj|sk-svcacct|hf|AIza|ailab|gsk|xai|pplx)[-_][A-Za-z0-9_\-]{12,}"
+)
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` masked, for upstreams that echo the key they refused."""
+    """``text`` with ``secret`` and anything shaped like a provider key masked (upstreams echo keys)."""
     if secret and len(secret) >= 4:
-        return text.replace(secret, "***")
-    return text
+        text = text.replace(secret, "***")
+    return _KEY_SHAPES.sub("***", text)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -204,6 +216,8 @@ def status_error(provider: str, status: int, message: str, retry_after: str | No
         )
     if status == 404:
         return ModelNotFound(f"{provider}: not found ({message})")
+    if status in (400, 413, 422):
+        return ProviderRejected(f"{provider} rejected the request ({status}): {message}")
     if status == 429:
         return ProviderRateLimited(
             f"{provider} is rate limiting requests: {message}", retry_after_seconds(retry_after)

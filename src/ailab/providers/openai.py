@@ -84,8 +84,10 @@ class OpenAIWireProvider(TranslatingProvider):
     async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
         """POST ``payload`` as is and hand back the upstream's status, content type and raw body.
 
-        Non-2xx answers are returned too (the gateway decides what to do); upstream headers never are.
-        The body's ``aclose()`` releases the connection when it is not read to the end.
+        A non-2xx answer is raised as its :class:`ProviderError`, with a message rebuilt from the
+        upstream's and every secret scrubbed (an upstream may quote the key it refused); upstream
+        headers are never passed on. The body's ``aclose()`` releases the connection when it is not read
+        to the end.
         """
         credential = await self.require_credential()
         response = await self.http.send(
@@ -96,10 +98,13 @@ class OpenAIWireProvider(TranslatingProvider):
             body=orjson.dumps(payload),
             stream=bool(payload.get("stream")),
         )
+        if response.status >= 300:
+            raise await self.http.error_for(response, credential.api_key)
         return UpstreamResponse(
             status=response.status,
             content_type=response.headers.get("Content-Type", "application/json"),
             body=ResponseBody(self.http, response),
+            secret=credential.api_key,
         )
 
 

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,8 +34,10 @@ from ailab.providers.base import (
     ChatRequest,
     Provider,
     SupportsOpenAIForward,
+    UpstreamResponse,
     Usage,
 )
+from ailab.providers.http import error_message, scrub
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
 from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
 from ailab.services.pipeline_completions import PipelineCompletions, pipeline_name, to_turn
@@ -44,6 +46,7 @@ from ailab.services.turns import PipelineLookup
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 CANCELLED = "cancelled"  # the error kind of a generation its client hung up on
+ERROR_KEY = b'"error"'  # in a streamed event: the upstream failed mid-stream
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _PASSED_FIELDS = ("seed", "response_format", "presence_penalty", "frequency_penalty", "user", "n")
 
@@ -219,7 +222,8 @@ class Gateway:
         except asyncio.CancelledError:  # the client hung up: the upstream request was dropped
             self._record(provider, model, start, stream=stream, error=CANCELLED)
             raise
-        if not stream or upstream.status >= 400 or not upstream.content_type.startswith(EVENT_STREAM):
+        # An error status was raised by the provider, rebuilt with its secrets scrubbed (api/errors.py).
+        if not stream or not upstream.content_type.startswith(EVENT_STREAM):
             try:
                 parts = [chunk async for chunk in upstream.body]
             except asyncio.CancelledError:
@@ -227,26 +231,29 @@ class Gateway:
                 raise
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             tokens = (0, 0)
-            if upstream.status < 400 and _USAGE_OBJECT.search(data):
+            if _USAGE_OBJECT.search(data):
                 with contextlib.suppress(orjson.JSONDecodeError):
                     tokens = _usage_from(orjson.loads(data))
-            error = None if upstream.status < 400 else f"upstream_{upstream.status}"
-            self._record(provider, model, start, tokens=tokens, stream=stream, error=error)
+            self._record(provider, model, start, tokens=tokens, stream=stream, error=None)
             return GatewayReply(upstream.status, upstream.content_type, body=data)
         return GatewayReply(
             upstream.status,
             upstream.content_type,
-            stream=self._pass_stream(provider, model, upstream.body, start, hide_usage),
+            stream=self._pass_stream(provider, model, upstream, start, hide_usage),
         )
 
     async def _pass_stream(
-        self, provider: Provider, model: str, body: AsyncIterator[bytes], start: float, hide_usage: bool
+        self, provider: Provider, model: str, upstream: UpstreamResponse, start: float, hide_usage: bool
     ) -> AsyncGenerator[bytes, None]:
-        """The upstream's bytes, whole events at a time; only a usage event we asked for is dropped."""
+        """The upstream's bytes, whole events at a time; only a usage event we asked for is dropped,
+        and an error event is rebuilt, its secrets scrubbed (an upstream may quote the key it got)."""
+        body = upstream.body
+        secret = upstream.secret.encode() if upstream.secret else None
         ttft: float | None = None
         tokens = (0, 0)
         tail = b""
         error: str | None = CANCELLED
+        failed = False
         try:
             async for chunk in body:
                 if ttft is None:
@@ -259,11 +266,14 @@ class Gateway:
                 out, tail = (data[:end], data[end:]) if end < len(data) else (data, b"")
                 if _USAGE_OBJECT.search(out):
                     out, tokens = self._take_usage(out, hide_usage)
+                if ERROR_KEY in out or (secret is not None and secret in out):
+                    failed = failed or ERROR_KEY in out
+                    out = cleaned_events(out, upstream.secret, provider.name)
                 if out:
                     yield out
             if tail:
-                yield tail
-            error = None
+                yield cleaned_events(tail, upstream.secret, provider.name)
+            error = "upstream_error" if failed else None
         finally:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
@@ -372,3 +382,20 @@ class Gateway:
                 stream=stream,
             )
         )
+
+
+def cleaned_events(block: bytes, secret: str | None, provider: str) -> bytes:
+    """``block`` (whole SSE events) with error events rebuilt in OpenAI's shape and secrets scrubbed."""
+    return b"\n\n".join(_cleaned_event(event, secret, provider) for event in block.split(b"\n\n"))
+
+
+def _cleaned_event(event: bytes, secret: str | None, provider: str) -> bytes:
+    line = event.strip()
+    data: Any = None
+    if line.startswith(b"data:") and ERROR_KEY in line:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(line[5:])
+    if isinstance(data, dict) and "error" in data:
+        message = scrub(error_message(line[5:].strip()), secret)
+        return sse_error(f"{provider} failed mid-stream: {message}", "upstream_error", 502).rstrip(b"\n")
+    return scrub(event.decode("utf-8", "replace"), secret).encode() if secret else event

@@ -3,8 +3,8 @@
 Refusals before anything is stored answer the usual ``{"detail"}`` 4xx (422 bad input or unknown
 pipeline, 404 unknown model or another user's session). A failure of the model once the turn has
 started (its user message is stored) answers the seed's shape with ``"status": "error"`` and the error's
-HTTP status (502 upstream failure, 504 timeout, 429 throttled; an upstream's refusal of our credentials
-is 502 here, since the caller's own credentials are fine); in a stream it is an ``error`` event.
+HTTP status (502 upstream failure or its refusal of AI-Lab's key, 504 timeout, 429 throttled, 503 with
+``Retry-After`` when the embedded model is busy); in a stream it is an ``error`` event.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.errors import request_id, retry_after_header
 from ailab.api.routes.sessions import SESSION_ID_PATTERN
 from ailab.api.sse import DONE, DirectStreamResponse, sse_event
-from ailab.errors import AILabError, ProviderAuthError
+from ailab.errors import AILabError
 from ailab.services.auth import Principal
 from ailab.services.chat import ChatInput, ChatService, PreparedTurn
 from ailab.services.container import Services
@@ -73,10 +73,6 @@ def final_payload(final: Final, session_id: str) -> dict[str, Any]:
         "ttft_ms": final.ttft_ms,
         "tokens_per_second": final.tokens_per_second,
     }
-
-
-def _http_status(exc: AILabError) -> int:
-    return 502 if isinstance(exc, ProviderAuthError) else exc.status
 
 
 async def _event_stream(chat: ChatService, prepared: PreparedTurn) -> AsyncGenerator[bytes, None]:
@@ -133,7 +129,7 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         async for _ in services.chat.run(prepared):
             pass
     except AILabError as exc:
-        status = _http_status(exc)
+        status = exc.status
         headers = retry_after_header(exc)  # throttled upstream, or the embedded model's queue is full
     if prepared.status != "complete" and status == 200:
         status = 502
