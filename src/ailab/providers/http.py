@@ -21,6 +21,9 @@ Only the upstream's own error message is passed on (never its headers or its bod
 secrets scrubbed from it: the key we sent (upstreams quote the key they refused) and anything shaped
 like a provider key (:func:`scrub`).
 
+Redirects. No upstream call follows one: a 3xx is a ProviderUnavailable naming where it pointed (only
+its origin). Following it would send the key headers and the prompt to that place.
+
 Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
 once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
 every request, which costs more than the gateway's whole budget.
@@ -325,12 +328,23 @@ class HttpClient:
         if proxy is not None:
             kwargs["proxy"] = proxy
         with self.mapped(url, proxy):
+            # Redirects are never followed: aiohttp would carry the key headers (x-api-key, api-key,
+            # x-goog-api-key) and the prompt to wherever the Location points. A 3xx is an error.
             return await self.session().request(
-                method, url, data=data, headers=all_headers, params=params, **kwargs
+                method, url, data=data, headers=all_headers, params=params, allow_redirects=False, **kwargs
             )
 
     async def error_for(self, response: aiohttp.ClientResponse, secret: str | None) -> ProviderError:
         """Read an error answer and map it; releases the response."""
+        if 300 <= response.status < 400:
+            response.release()
+            location = response.headers.get("Location", "")
+            target = origin(location) if urlsplit(location).hostname else "another path of the same server"
+            return ProviderUnavailable(
+                f"{self.provider} answered {response.status}, a redirect to {target}: AI-Lab follows no "
+                "redirects (they would carry the key and the prompt along); set the base URL to the final "
+                "address"
+            )
         try:
             with self.mapped(str(response.url)):
                 body = await response.read()
