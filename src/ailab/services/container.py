@@ -20,6 +20,7 @@ from ailab.services.benchmark import BenchmarkService
 from ailab.services.chat import ChatService
 from ailab.services.direct import DirectPipeline
 from ailab.services.gateway import Gateway
+from ailab.services.health import HealthCheck
 from ailab.services.masterkey import load_master_keys
 from ailab.services.monitoring import Monitor, model_probe
 from ailab.services.pipelines import Pipelines
@@ -44,6 +45,7 @@ class Services:
     gateway: Gateway
     monitor: Monitor  # system sampler, Prometheus metrics, performance history
     benchmarks: BenchmarkService
+    health: HealthCheck
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -71,6 +73,7 @@ async def build_services(settings: Settings) -> Services:
     chat = ChatService(db, sessions, providers, pipelines, settings)
     monitor = Monitor(settings, db, Metrics.from_environment())
     providers.observers.append(monitor.observe_generation)
+    probes: dict[str, Callable[[], Awaitable[Any]]] = {}
     services = Services(
         settings=settings,
         db=db,
@@ -84,6 +87,8 @@ async def build_services(settings: Settings) -> Services:
         gateway=Gateway(providers, pipelines),
         monitor=monitor,
         benchmarks=BenchmarkService(db, providers),
+        health=HealthCheck(db, probes),
+        health_probes=probes,
     )
     try:
         await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ailab import __version__
-from ailab.api.deps import ServicesDep
+from ailab.api.deps import ServicesDep, authenticate
+from ailab.errors import AuthError
 
 router = APIRouter(tags=["health"])
 FEATURES = [
@@ -47,19 +48,17 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/health")
-async def health(services: ServicesDep) -> JSONResponse:
-    """Overall health: the database, the default model and a metrics summary."""
+async def health(request: Request, services: ServicesDep) -> JSONResponse:
+    """For admins: the database, its pool, the default model and a metrics summary, checked now.
+
+    For anyone else: a ready flag for the server, its database and its default model, from a check made
+    at most every few seconds (no detail that could name an internal host).
+    """
+    scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
     try:
-        await services.db.ping()
-        database = "connected"
-    except Exception:  # noqa: BLE001 - reported, not raised
-        database = "unreachable"
-    body: dict[str, Any] = {
-        "status": "healthy" if database == "connected" else "unhealthy",
-        "version": __version__,
-        "database": database,
-        "database_pool": services.db.pool_status(),
-    }
-    for name, probe in services.health_probes.items():
-        body[name] = await probe()
-    return JSONResponse(body, status_code=200 if database == "connected" else 503)
+        caller = await authenticate(services, scheme or None, credential.strip() or None)
+    except AuthError:
+        caller = None
+    checks = services.health
+    report = await (checks.details() if caller is not None and caller.is_admin else checks.public())
+    return JSONResponse(report.body, status_code=report.status_code)
