@@ -67,6 +67,22 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
         422,
     ),
     ("POST", "/sessions/import", {"json": [1, 2]}, 422),
+    # Wrong types and out-of-range numbers anywhere in an import: 422, never the database's 500.
+    *(
+        ("POST", "/sessions/import", {"json": {"format": "ailab.session.v1", **document}}, 422)
+        for document in (
+            {"messages": [{"role": "user", "content": "x", "prompt_tokens": "many"}]},
+            {"messages": [{"role": "user", "content": "x", "prompt_tokens": 2**70}]},
+            {"messages": [{"role": "user", "content": "x", "created_at": "yesterday"}]},
+            {"messages": [{"role": "user", "content": ["x"]}]},
+            {"messages": [], "agent_states": [{"agent": "CEO", "step": "first"}]},
+            {"messages": [], "agent_states": [{"agent": "CEO", "duration_ms": "slow"}]},
+            {"messages": [], "session": {"title": {"nested": True}}},
+            {"messages": "none"},
+        )
+    ),
+    ("GET", "/sessions/{sid}/messages", {"params": {"after": 2**64}}, 422),
+    ("GET", "/sessions/{sid}/messages", {"params": {"after": 2**63}}, 422),
     (
         "POST",
         "/sessions",

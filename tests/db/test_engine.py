@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
 
 from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
@@ -112,5 +113,26 @@ async def test_sqlite_transaction_functions_use_the_same_pragmas(database_url: s
             )
 
         assert await db.run_read(pragmas) == ("wal", 1, 30_000)
+    finally:
+        await db.close()
+
+
+async def test_database_errors_never_carry_the_bound_values(any_database_url: str) -> None:
+    # SQLAlchemy puts the parameters of a failed statement into the error's text, which is logged with
+    # its traceback: message text and names would reach the logs.
+    db = Database(any_database_url)
+    canary = "private-message-text-canary"
+    try:
+        with pytest.raises(DBAPIError) as failed:
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO no_such_table (x) VALUES (:x)"), {"x": canary})
+        assert canary not in str(failed.value)
+
+        def insert(conn: Connection) -> None:
+            conn.execute(text("INSERT INTO no_such_table (x) VALUES (:x)"), {"x": canary})
+
+        with pytest.raises(DBAPIError) as failed_again:
+            await db.run_write(insert)
+        assert canary not in str(failed_again.value)
     finally:
         await db.close()

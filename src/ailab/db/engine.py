@@ -53,14 +53,25 @@ def _install_sqlite_hooks(sync_engine: Engine) -> None:
 
 
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
-    """Create an async engine for ``url`` with the pragmas and pool that fit its dialect."""
+    """Create an async engine for ``url`` with the pragmas and pool that fit its dialect.
+
+    ``hide_parameters``: an error's message never carries the bound values (message text, names), which
+    would otherwise reach the logs with its traceback.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+        )
         _install_sqlite_hooks(engine.sync_engine)
         return engine
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=1800
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        hide_parameters=True,
     )
 
 
@@ -81,6 +92,7 @@ class Database:
             sync_engine = create_sync_engine(
                 make_url(url).set(drivername="sqlite"),
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                hide_parameters=True,
             )
             _install_sqlite_hooks(sync_engine)
             self._sqlite = _SQLiteThread(sync_engine)

@@ -20,8 +20,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
 from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.errors import Conflict, InvalidInput, NotFound
-
-EXPORT_FORMAT = "ailab.session.v1"
+from ailab.services.session_export import EXPORT_FORMAT, SessionExport
 
 
 def new_session_id() -> str:
@@ -186,24 +185,15 @@ class SessionService:
                 ]
         return "\n".join(lines)
 
-    async def import_json(self, owner_id: str | None, document: dict[str, Any]) -> ChatSession:
-        """Create a new session (new id) from a JSON export; all or nothing."""
-        if document.get("format") != EXPORT_FORMAT:
-            raise InvalidInput(f"not an AI-Lab session export (format must be {EXPORT_FORMAT!r})")
-        meta = document.get("session") or {}
-        messages = document.get("messages")
-        if not isinstance(meta, dict) or not isinstance(messages, list):
-            raise InvalidInput("an export holds a 'session' object and a 'messages' list")
-        rows = [_message_from_export(i, m) for i, m in enumerate(messages)]
-        title = str(meta.get("title") or "")[:256]
+    async def import_json(self, owner_id: str | None, document: SessionExport) -> ChatSession:
+        """Create a new session (new id) from a validated JSON export; all or nothing."""
         async with self._db.write() as session:
             created = await repo.create_session(
-                session, session_id=new_session_id(), owner_id=owner_id, title=title
+                session, session_id=new_session_id(), owner_id=owner_id, title=document.session.title or ""
             )
-            await repo.append_messages(session, created.id, rows)
-            for state in document.get("agent_states") or []:
-                if isinstance(state, dict):
-                    await repo.add_agent_state(session, created.id, **_state_from_export(state))
+            await repo.append_messages(session, created.id, [m.row() for m in document.messages])
+            for state in document.agent_states:
+                await repo.add_agent_state(session, created.id, **state.row())
         return await self.get(owner_id, created.id)
 
 
@@ -252,52 +242,3 @@ def _parse_time(value: Any, where: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(str(value))
     except ValueError:
         raise InvalidInput(f"{where}: invalid timestamp {value!r}") from None
-
-
-def _message_from_export(index: int, item: Any) -> dict[str, Any]:
-    where = f"messages[{index}]"
-    if not isinstance(item, dict):
-        raise InvalidInput(f"{where} must be an object")
-    role, content = item.get("role"), item.get("content")
-    if not isinstance(role, str) or not role or not isinstance(content, str):
-        raise InvalidInput(f"{where} needs a string 'role' and 'content'")
-    row: dict[str, Any] = {
-        "role": role[:32],
-        "content": content,
-        "thought_process": item.get("thought_process"),
-        "model": item.get("model"),
-        "prompt_tokens": item.get("prompt_tokens"),
-        "completion_tokens": item.get("completion_tokens"),
-        "status": item.get("status") or "complete",
-    }
-    created = _parse_time(item.get("created_at") or item.get("timestamp"), where)
-    if created is not None:
-        row["created_at"] = created
-    return row
-
-
-_STATE_FIELDS = (
-    "step",
-    "agent",
-    "status",
-    "decision",
-    "routed_by",
-    "input_summary",
-    "output",
-    "thought_process",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "ttft_ms",
-    "duration_ms",
-    "request_id",
-)
-
-
-def _state_from_export(item: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: item[k] for k in _STATE_FIELDS if item.get(k) is not None}
-    fields.setdefault("agent", "unknown")
-    created = _parse_time(item.get("created_at"), "agent_states")
-    if created is not None:
-        fields["created_at"] = created
-    return fields

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from ailab.api.deps import CurrentUser, SessionsDep
 from ailab.db.tables import ChatSession
+from ailab.services.session_export import SessionExport
 from ailab.services.sessions import agent_state_to_dict, message_to_dict
 
 router = APIRouter(tags=["sessions"])
@@ -17,6 +18,7 @@ router = APIRouter(tags=["sessions"])
 # Legacy ids look like "1749285836734", "test123" or "test_1749283294"; new ones are UUIDs.
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="a session id")]
+MAX_SEQ = 2**63 - 1  # a BIGINT: anything above is no message's seq (and would overflow the query)
 ROLE_PATTERN = r"^[A-Za-z][A-Za-z0-9_ -]{0,31}$"
 
 
@@ -67,9 +69,7 @@ async def list_sessions(
 
 
 @router.post("/sessions/import", status_code=201)
-async def import_session(
-    user: CurrentUser, sessions: SessionsDep, document: dict[str, Any]
-) -> dict[str, Any]:
+async def import_session(user: CurrentUser, sessions: SessionsDep, document: SessionExport) -> dict[str, Any]:
     """Create a new session from a JSON export (``GET /sessions/{id}/export?format=json``)."""
     return session_to_dict(await sessions.import_json(user.id, document))
 
@@ -100,7 +100,7 @@ async def list_messages(
     session_id: SessionId,
     user: CurrentUser,
     sessions: SessionsDep,
-    after: Annotated[int, Query(ge=-1, description="return messages with seq > after")] = -1,
+    after: Annotated[int, Query(ge=-1, le=MAX_SEQ, description="return messages with seq > after")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Messages in order; page with ``after=<last seq>``."""
