@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     agent_time_budget_seconds: float = Field(300.0, gt=0)
 
     # Monitoring
+    benchmark_max_running: int = Field(2, ge=1, le=100)  # per user, waiting and background runs together
     metrics_retention_days: int = Field(30, ge=1)
     metrics_flush_seconds: float = Field(2.0, gt=0)
     system_sample_seconds: float = Field(5.0, gt=0)

@@ -9,6 +9,7 @@ messages and exit codes, so neither layer needs to know the other::
     ├── InvalidInput                422  well-formed but unacceptable input
     ├── AuthError                   401  missing, invalid, expired or revoked credentials
     │   └── TooManyAttempts         429  login throttled (carries retry_after seconds)
+    ├── TooManyRunning              429  a user's limit of concurrent expensive work (carries retry_after)
     ├── Forbidden                   403  authenticated but not allowed (admin-only)
     ├── DatabaseUnavailable         503  the database does not answer
     └── ProviderError               502  a model backend failed
@@ -58,6 +59,15 @@ class AuthError(AILabError):
 class TooManyAttempts(AuthError):
     status = 429
     code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyRunning(AILabError):
+    status = 429
+    code = "too_many_running"
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

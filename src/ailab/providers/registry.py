@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -55,10 +56,14 @@ class ModelSpeed:
 
 
 class SpeedBook:
-    """Per ``provider/model``: how fast it answered lately (from the generations the registry saw)."""
+    """Per ``provider/model``: how fast it answered lately (from the generations the registry saw).
 
-    def __init__(self) -> None:
-        self._speeds: dict[str, ModelSpeed] = {}
+    Bounded (the least recently updated goes first): model names come from callers.
+    """
+
+    def __init__(self, max_models: int = 256) -> None:
+        self._speeds: OrderedDict[str, ModelSpeed] = OrderedDict()
+        self._max_models = max_models
 
     def observe(self, record: GenerationRecord) -> None:
         """Learn from a finished generation that decoded at least two tokens."""
@@ -72,7 +77,10 @@ class SpeedBook:
         known = self._speeds.get(key)
         if known is None:
             self._speeds[key] = ModelSpeed(record.ttft_s, rate)
+            if len(self._speeds) > self._max_models:
+                self._speeds.popitem(last=False)
             return
+        self._speeds.move_to_end(key)
         known.ttft_s += SPEED_SMOOTHING * (record.ttft_s - known.ttft_s)
         known.tokens_per_second += SPEED_SMOOTHING * (rate - known.tokens_per_second)
 

@@ -20,7 +20,9 @@ reported to the provider registry's observers (metrics and history), like a chat
 The engine only awaits: generation happens in the providers (their threads or upstream servers), so a
 long run never blocks the event loop. Runs are stored in ``benchmark_runs``: ``running``, then ``done``
 (at least one iteration succeeded) or ``error``. ``start`` runs one in a background task; unfinished runs
-are marked ``error`` when the process shuts down.
+are marked ``error`` when the process shuts down. A benchmark is expensive (up to 16 models x 100
+iterations x 16 at once), so one user runs at most ``AILAB_BENCHMARK_MAX_RUNNING`` at a time, waiting and
+background runs together; one more is refused with 429 before anything is stored.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,7 +40,7 @@ from typing import Any
 from ailab.db.engine import Database
 from ailab.db.repos import metrics as repo
 from ailab.db.tables import BenchmarkRun, utcnow
-from ailab.errors import AILabError, InvalidInput, NotFound
+from ailab.errors import AILabError, InvalidInput, NotFound, TooManyRunning
 from ailab.providers.base import ChatMessage, ChatRequest, Provider
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
 from ailab.services.monitoring import default_model_id
@@ -49,6 +52,7 @@ MAX_CONCURRENCY = 16
 MAX_TOKENS = 4096
 MAX_MODELS = 16
 MAX_PROMPT_CHARS = 100_000
+RETRY_AFTER_S = 10.0  # a refused run's hint: benchmarks take seconds to minutes
 
 # Called after each iteration with (model id, iterations done for it, iterations per model).
 ProgressCallback = Callable[[str, int, int], None]
@@ -145,10 +149,12 @@ def run_to_dict(row: BenchmarkRun) -> dict[str, Any]:
 class BenchmarkService:
     """Runs benchmarks (waiting or in the background) and reads stored runs."""
 
-    def __init__(self, db: Database, providers: ProviderRegistry) -> None:
+    def __init__(self, db: Database, providers: ProviderRegistry, *, max_running: int = 2) -> None:
         self.db = db
         self.providers = providers
+        self.max_running = max_running
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: Counter[str | None] = Counter()  # runs in progress per owner
 
     async def resolve_models(self, params: BenchmarkParams) -> list[tuple[str, Provider, str]]:
         """``(model id, provider, provider's model name)`` per model; unknown models raise at once."""
@@ -163,6 +169,12 @@ class BenchmarkService:
         self, params: BenchmarkParams, owner_id: str | None
     ) -> tuple[BenchmarkRun, list[tuple[str, Provider, str]]]:
         params.validate()
+        if self._running[owner_id] >= self.max_running:
+            raise TooManyRunning(
+                f"{self._running[owner_id]} of your benchmarks are running (at most {self.max_running}): "
+                "wait for one to finish",
+                RETRY_AFTER_S,
+            )
         models = await self.resolve_models(params)
         stored = {**asdict(params), "models": [m[0] for m in models]}
         async with self.db.write() as session:
@@ -178,16 +190,27 @@ class BenchmarkService:
     ) -> dict[str, Any]:
         """Run a benchmark to the end, store it and return it (:func:`run_to_dict` shape)."""
         row, models = await self._prepare(params, owner_id)
-        await self._execute(row.id, params, models, on_progress)
+        self._running[owner_id] += 1
+        try:
+            await self._execute(row.id, params, models, on_progress)
+        finally:
+            self._finished(owner_id)
         return await self.get(row.id, owner_id, include_ownerless=owner_id is None)
 
     async def start(self, params: BenchmarkParams, *, owner_id: str | None) -> str:
         """Store a run and execute it in a background task; returns its id at once."""
         row, models = await self._prepare(params, owner_id)
         task = asyncio.create_task(self._execute(row.id, params, models, None), name=f"benchmark-{row.id}")
+        self._running[owner_id] += 1
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._finished(owner_id))
         return row.id
+
+    def _finished(self, owner_id: str | None) -> None:
+        self._running[owner_id] -= 1
+        if self._running[owner_id] <= 0:
+            del self._running[owner_id]
 
     async def get(
         self, run_id: str, owner_id: str | None, *, include_ownerless: bool = False

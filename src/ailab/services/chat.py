@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -45,6 +46,7 @@ MESSAGE_OVERHEAD_TOKENS = 8  # role markers of a chat template, per message
 TEMPLATE_RESERVE_TOKENS = 64  # a default system prompt some templates add
 CHARS_PER_TOKEN = 4  # the usual approximation for English text
 CONTEXT_ROLES = ("user", "assistant", "system")
+MAX_CACHED_WINDOWS = 256
 
 
 @runtime_checkable
@@ -161,7 +163,7 @@ class ChatService:
         self._providers = providers
         self._pipelines = pipelines
         self._settings = settings
-        self._windows: dict[str, int] = {}
+        self._windows: OrderedDict[str, int] = OrderedDict()  # bounded: model names come from callers
         self._pending: set[asyncio.Task[None]] = set()
 
     async def prepare(self, owner_id: str | None, data: ChatInput, request_id: str) -> PreparedTurn:
@@ -212,6 +214,8 @@ class ChatService:
                     window = info.context_window
                     break
             self._windows[key] = window
+            if len(self._windows) > MAX_CACHED_WINDOWS:
+                self._windows.popitem(last=False)
         return window
 
     async def run(self, prepared: PreparedTurn) -> AsyncIterator[PipelineEvent]:

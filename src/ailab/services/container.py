@@ -86,7 +86,7 @@ async def build_services(settings: Settings) -> Services:
         chat=chat,
         gateway=Gateway(providers, pipelines),
         monitor=monitor,
-        benchmarks=BenchmarkService(db, providers),
+        benchmarks=BenchmarkService(db, providers, max_running=settings.benchmark_max_running),
         health=HealthCheck(db, probes),
         health_probes=probes,
     )
