@@ -178,12 +178,15 @@ def _chunks(plans: Sequence[SessionPlan], batch_size: int) -> Iterator[list[Sess
         yield chunk
 
 
-def _title(messages: Sequence[tuple[str, LegacyMessage]]) -> str:
-    for _, message in messages:
+def _title(plan: SessionPlan) -> str:
+    """The first line of the first user message, else v2's session name when it had to be changed."""
+    for _, message in plan.messages:
         if map_legacy_role(message.role)[0] == "user":
             lines = message.content.strip().splitlines()
-            return lines[0][:TITLE_LENGTH] if lines else ""
-    return ""
+            if lines:
+                return lines[0][:TITLE_LENGTH]
+    names = [m.legacy_name for _, m in plan.messages] + [s.legacy_name for _, s in plan.states]
+    return next((name[:TITLE_LENGTH] for name in names if name), "")
 
 
 def _message_row(session_id: str, seq: int, message: LegacyMessage) -> dict[str, Any]:
@@ -347,7 +350,7 @@ class LegacyImporter:
                     new_sessions.append(
                         {
                             "id": plan.session_id,
-                            "title": _title(plan.messages),
+                            "title": _title(plan),
                             "owner_id": owner_id,
                             "next_seq": len(new_messages),
                             "created_at": min(times or state_times or [now]),

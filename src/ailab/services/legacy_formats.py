@@ -7,8 +7,8 @@ on bad input.
 The v2 formats:
 
 - ``conversations/<session_id>.json``: a JSON list of ``{"role", "content", "thought_process",
-  "timestamp"}``. All four keys are required (``thought_process`` may be null); one bad message skips
-  the whole file, since a conversation with a hole in it would renumber every message after it.
+  "timestamp"}``. ``thought_process`` is optional (absent reads as null); one bad message skips the
+  whole file, since a conversation with a hole in it would renumber every message after it.
 - ``states/<session_id>.json``: one ``{"message", "status", "feedback", "thought_process"}`` object,
   sometimes with ``session_id`` (which then wins over the file name); v2 rewrote it after every turn, so
   it holds the session's latest agent state and carries no timestamp.
@@ -20,12 +20,19 @@ The v2 formats:
   Rows are read as bytes and decoded here, so one badly encoded row is reported and skipped alone.
 
 Naive timestamps (v2 wrote them without a zone) are taken as UTC.
+
+Session ids: v2 took them from file names, so they may hold spaces or other characters AI-Lab's API does
+not serve (``my chat 1``). Such an id becomes a readable one the API serves, the same every time (so a
+re-run finds it again): ``my-chat-1-<8 hex of its sha256>``; the original name is kept as
+``legacy_name`` (the session's title when no user message gives one).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -36,9 +43,12 @@ from typing import Any
 
 import orjson
 
+from ailab.services.sessions import SESSION_ID_PATTERN
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Column widths of our tables (PostgreSQL enforces them; SQLite would not).
-MAX_SESSION_ID = 128
+MAX_LEGACY_NAME = 1024  # a v2 session id (a file name): longer ones are not v2's
+VALID_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 MAX_ROLE = 32
 MAX_STATUS = 32
 MAX_METRIC_NAME = 255
@@ -80,6 +90,7 @@ class LegacyMessage:
     content: str
     thought_process: str | None
     timestamp: dt.datetime
+    legacy_name: str | None = None  # v2's own session id, when it had to be changed
 
 
 @dataclass(slots=True)
@@ -92,6 +103,7 @@ class LegacyState:
     feedback: str | None
     thought_process: str | None
     timestamp: dt.datetime | None
+    legacy_name: str | None = None  # v2's own session id, when it had to be changed
 
 
 @dataclass(slots=True)
@@ -286,19 +298,40 @@ def parse_timestamp(value: Any, name: str = "timestamp") -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def session_id_for(name: str) -> str:
+    """The id AI-Lab stores for v2's session ``name``: itself when the API serves it, else a stable slug."""
+    if VALID_SESSION_ID.fullmatch(name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.:-]+", "-", name).strip("-_.:")[:100]
+    if not slug or not slug[0].isalnum():
+        slug = "v2" + (f"-{slug}" if slug else "")
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _session(value: str) -> tuple[str, str | None]:
+    """(the id to store, v2's name when that differs) for a v2 session id; raises BadSource."""
+    if not value.strip() or len(value) > MAX_LEGACY_NAME or "\x00" in value:
+        raise BadSource(f"session id {value[:40]!r} is empty or longer than {MAX_LEGACY_NAME} characters")
+    session_id = session_id_for(value)
+    return session_id, None if session_id == value else value
+
+
 def _session_id(value: str) -> str:
-    if not value or len(value) > MAX_SESSION_ID or "\x00" in value:
-        raise BadSource(f"session id {value[:40]!r} is empty or longer than {MAX_SESSION_ID} characters")
-    return value
+    return _session(value)[0]
 
 
-MESSAGE_FIELDS = ("role", "content", "thought_process", "timestamp")
-STATE_FIELDS = ("message", "status", "feedback", "thought_process")
+def _session_of(raw: Any) -> tuple[str, str | None]:
+    """:func:`_session` of a raw database value."""
+    return _session(_required_text(_decode(raw, "session_id"), "session_id"))
+
+
+MESSAGE_FIELDS = ("role", "content", "timestamp")  # and "thought_process", optional
+STATE_FIELDS = ("message", "status", "feedback")  # and "thought_process", optional
 
 
 def read_conversation_file(path: Path) -> tuple[str, list[LegacyMessage]]:
-    """The session id (the file name) and messages of a v2 conversation file; raises BadSource."""
-    session_id = _session_id(path.stem)
+    """The session id (from the file name) and messages of a v2 conversation file; raises BadSource."""
+    session_id, legacy_name = _session(path.stem)
     document = _load_json(path)
     if not isinstance(document, list):
         raise BadSource(f"wrong shape: expected a list of messages, found {_type_name(document)}")
@@ -319,8 +352,9 @@ def read_conversation_file(path: Path) -> tuple[str, list[LegacyMessage]]:
                     position=index,
                     role=role,
                     content=_required_text(item["content"], "content"),
-                    thought_process=_text(item["thought_process"], "thought_process", nullable=True),
+                    thought_process=_text(item.get("thought_process"), "thought_process", nullable=True),
                     timestamp=parse_timestamp(item["timestamp"]),
+                    legacy_name=legacy_name,
                 )
             )
         except BadSource as exc:
@@ -336,16 +370,18 @@ def read_state_file(path: Path) -> LegacyState:
     missing = [name for name in STATE_FIELDS if name not in document]
     if missing:
         raise BadSource(f"missing field {', '.join(repr(m) for m in missing)}; file skipped")
-    session_id = document.get("session_id")
-    if session_id is not None:
-        session_id = _required_text(session_id, "session_id")
+    named = document.get("session_id")
+    if named is not None:
+        named = _required_text(named, "session_id")
+    session_id, legacy_name = _session(named or path.stem)
     return LegacyState(
-        session_id=_session_id(session_id or path.stem),
+        session_id=session_id,
         message=_required_text(document["message"], "message"),
         status=_required_text(document["status"], "status", max_length=MAX_STATUS),
         feedback=_text(document["feedback"], "feedback", nullable=True),
-        thought_process=_text(document["thought_process"], "thought_process", nullable=True),
+        thought_process=_text(document.get("thought_process"), "thought_process", nullable=True),
         timestamp=None,
+        legacy_name=legacy_name,
     )
 
 
@@ -430,7 +466,9 @@ def _read_messages(
     for rowid, raw_session, raw_role, raw_content, raw_thought, raw_time in rows:
         where = f"{path} (conversations row {rowid})"
         try:
-            session_id = _session_id(_required_text(_decode(raw_session, "session_id"), "session_id"))
+            session_id, legacy_name = _session(
+                _required_text(_decode(raw_session, "session_id"), "session_id")
+            )
         except BadSource as exc:
             problems.append(Problem(where, str(exc)))
             continue
@@ -450,6 +488,7 @@ def _read_messages(
                     _decode(raw_thought, "thought_process"), "thought_process", nullable=True
                 ),
                 timestamp=parse_timestamp(_decode(raw_time, "timestamp")),
+                legacy_name=legacy_name,
             )
         except BadSource as exc:
             problems.append(Problem(where, str(exc)))
@@ -463,8 +502,12 @@ def _read_states(
 ) -> None:
     for row_id, raw_session, raw_message, raw_status, raw_feedback, raw_thought, raw_time in rows:
         try:
+            session_id, legacy_name = _session(
+                _required_text(_decode(raw_session, "session_id"), "session_id")
+            )
             state = LegacyState(
-                session_id=_session_id(_required_text(_decode(raw_session, "session_id"), "session_id")),
+                session_id=session_id,
+                legacy_name=legacy_name,
                 message=_required_text(_decode(raw_message, "message"), "message"),
                 status=_required_text(_decode(raw_status, "status"), "status", max_length=MAX_STATUS),
                 feedback=_text(_decode(raw_feedback, "feedback"), "feedback", nullable=True),

@@ -22,6 +22,10 @@ from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.errors import Conflict, InvalidInput, NotFound
 from ailab.services.session_export import EXPORT_FORMAT, SessionExport
 
+# What the API serves as a session id (path parameters, /chat's session_id); everything that stores a
+# session keeps to it, or the session could be stored but never read or deleted.
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
 
 def new_session_id() -> str:
     """A collision-free session id."""

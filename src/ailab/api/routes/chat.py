@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.errors import request_id, retry_after_header
-from ailab.api.routes.sessions import SESSION_ID_PATTERN
 from ailab.api.sse import DONE, DirectStreamResponse, sse_event
 from ailab.errors import AILabError
 from ailab.services.auth import Principal
 from ailab.services.chat import ChatInput, ChatService, PreparedTurn
 from ailab.services.container import Services
+from ailab.services.sessions import SESSION_ID_PATTERN
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 
 router = APIRouter(tags=["chat"])

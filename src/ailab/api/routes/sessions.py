@@ -11,12 +11,11 @@ from pydantic import BaseModel, Field
 from ailab.api.deps import CurrentUser, SessionsDep
 from ailab.db.tables import ChatSession
 from ailab.services.session_export import SessionExport
-from ailab.services.sessions import agent_state_to_dict, message_to_dict
+from ailab.services.sessions import SESSION_ID_PATTERN, agent_state_to_dict, message_to_dict
 
 router = APIRouter(tags=["sessions"])
 
 # Legacy ids look like "1749285836734", "test123" or "test_1749283294"; new ones are UUIDs.
-SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN, description="a session id")]
 MAX_SEQ = 2**63 - 1  # a BIGINT: anything above is no message's seq (and would overflow the query)
 ROLE_PATTERN = r"^[A-Za-z][A-Za-z0-9_ -]{0,31}$"
