@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
     graceful_shutdown_seconds: float = Field(30.0, ge=0)
+    # What several replicas must share (login counts; later runs and limits): redis://host:6379/0
+    redis_url: str = ""
+    # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated IPs or networks, "*" for any):
+    # behind a reverse proxy every client would otherwise be the proxy's address.
+    forwarded_allow_ips: str = ""
 
     # Auth
     auth: Literal["on", "off"] = "on"

@@ -12,6 +12,7 @@ messages and exit codes, so neither layer needs to know the other::
     ├── TooManyRunning              429  a user's limit of concurrent expensive work (carries retry_after)
     ├── Forbidden                   403  authenticated but not allowed (admin-only)
     ├── DatabaseUnavailable         503  the database does not answer
+    ├── SharedStateUnavailable      503  Redis (AILAB_REDIS_URL) does not answer
     └── ProviderError               502  a model backend failed
         ├── ProviderAuthError       502  the backend refused AI-Lab's credentials (not the caller's)
         ├── ProviderRejected        400  the backend refused the request itself (too long, invalid)
@@ -82,6 +83,11 @@ class Forbidden(AILabError):
 class DatabaseUnavailable(AILabError):
     status = 503
     code = "database_unavailable"
+
+
+class SharedStateUnavailable(AILabError):
+    status = 503
+    code = "shared_state_unavailable"
 
 
 class ProviderError(AILabError):

@@ -3,8 +3,10 @@ deleted users, the admin role, and the throttle on failed logins."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -16,8 +18,10 @@ from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.db.tables import ChatSession
 from ailab.services.masterkey import derive_key
+from ailab.services.throttle import ADDRESS_DELAY_S
 from tests.auth.conftest import PASSWORD_A, Account, login
 from tests.conftest import ADMIN_PASSWORD, AppClientFactory
+from tests.support.redis import REDIS_URL, redis_or_skip
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -297,7 +301,7 @@ async def test_repeated_failures_for_a_name_are_throttled(throttled: httpx.Async
         assert ok.status_code == 200
 
 
-async def test_repeated_failures_from_an_address_are_throttled(throttled: httpx.AsyncClient) -> None:
+async def test_an_address_over_its_limit_is_slowed_down_never_refused(throttled: httpx.AsyncClient) -> None:
     right = {"username": "admin", "password": ADMIN_PASSWORD}
     async with from_address(throttled, "10.0.0.9") as sprayer, from_address(throttled, "10.0.0.8") as other:
         for i in range(12):  # 3 failures x the address factor 4, each for a different name
@@ -305,8 +309,30 @@ async def test_repeated_failures_from_an_address_are_throttled(throttled: httpx.
                 "/auth/login", json={"username": f"user{i}", "password": "guess-1234"}
             )
             assert response.status_code == 401
-        assert (await sprayer.post("/auth/login", json=right)).status_code == 429
+        started = time.monotonic()
+        slowed = await sprayer.post("/auth/login", json={"username": "user99", "password": "guess-1234"})
+        assert slowed.status_code == 401
+        assert time.monotonic() - started >= ADDRESS_DELAY_S  # answered, but late
+        # Behind a NAT or a proxy, the sprayer's address is everyone's: the right password of a name that
+        # is not locked still gets in (late), and other addresses are not slowed at all.
+        assert (await sprayer.post("/auth/login", json=right)).status_code == 200
+        started = time.monotonic()
         assert (await other.post("/auth/login", json=right)).status_code == 200
+        assert time.monotonic() - started < ADDRESS_DELAY_S
+
+
+async def test_a_burst_of_concurrent_guesses_is_counted_before_any_is_checked(
+    throttled: httpx.AsyncClient,
+) -> None:
+    wrong = {"username": "admin", "password": "not-the-password"}
+    right = {"username": "admin", "password": ADMIN_PASSWORD}
+    async with from_address(throttled, "10.0.0.5") as guesser:
+        burst = await asyncio.gather(*(guesser.post("/auth/login", json=wrong) for _ in range(40)))
+        statuses = sorted(r.status_code for r in burst)
+        assert statuses == [401] * 3 + [429] * 37  # the limit is 3: only 3 ever reach the password check
+        assert (
+            await guesser.post("/auth/login", json=right)
+        ).status_code == 429  # locked, even the right one
 
 
 async def test_success_resets_the_count_for_the_name(throttled: httpx.AsyncClient) -> None:
@@ -359,3 +385,22 @@ async def test_credentials_on_both_databases(
         assert (await anon.get("/auth/me", headers=fresh)).status_code == 401
         async with client.services.db.read() as session:  # type: ignore[attr-defined]
             assert await session.get(ChatSession, sid) is None
+
+
+async def test_replicas_share_the_login_counts_through_redis(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    client = await redis_or_skip()
+    await client.aclose()
+    settings = make_settings(
+        database_url=database_url, login_max_failures=3, login_lockout_seconds=600, redis_url=REDIS_URL
+    )
+    name = f"user-{uuid.uuid4().hex[:12]}"  # the shared Redis may hold other tests' counts
+    wrong = {"username": name, "password": "not-the-password"}
+    async with app_client(settings, login=False) as one, app_client(settings, login=False) as two:
+        services = one.services  # type: ignore[attr-defined]
+        await services.auth.create_user(name, "the-right-password")
+        for replica in (one, two, one):
+            assert (await replica.post("/auth/login", json=wrong)).status_code == 401
+        right = await two.post("/auth/login", json={"username": name, "password": "the-right-password"})
+        assert right.status_code == 429  # the third failure, on another replica, locked it for both

@@ -6,12 +6,15 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from ailab.services.throttle import ADDRESS_DELAY_S
+from tests.conftest import ADMIN_PASSWORD
 from tests.support.postgres import free_port
 from tests.support.server import run_server
 
@@ -82,3 +85,35 @@ def test_auth_on_by_default_and_initial_admin_password_file(tmp_path: Path) -> N
         assert "initial-admin-password" not in server.log()
         login = client.post(f"{server.base_url}/auth/login", json={"username": "admin", "password": password})
         assert login.status_code == 200
+
+
+def test_behind_a_proxy_the_forwarded_client_is_the_address(tmp_path: Path) -> None:
+    def slowed_after_a_spray(env: dict[str, str]) -> tuple[float, float]:
+        """How long the 13th guess from 203.0.113.9 and a guess from 203.0.113.10 took (proxy-forwarded)."""
+        with run_server(env, log_path=tmp_path / f"log-{len(env)}") as server, httpx.Client() as client:
+
+            def guess(name: str, client_ip: str) -> float:
+                started = time.monotonic()
+                response = client.post(
+                    f"{server.base_url}/auth/login",
+                    json={"username": name, "password": "not-it-at-all"},
+                    headers={"X-Forwarded-For": client_ip},
+                )
+                assert response.status_code == 401
+                return time.monotonic() - started
+
+            for i in range(12):  # the address limit: 3 failures x 4
+                guess(f"user{i}", "203.0.113.9")
+            return guess("user99", "203.0.113.9"), guess("user98", "203.0.113.10")
+
+    base = {
+        "AILAB_DATA_DIR": str(tmp_path / "data"),
+        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "AILAB_LOGIN_MAX_FAILURES": "3",
+    }
+    sprayer, neighbour = slowed_after_a_spray({**base, "AILAB_FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    assert sprayer >= ADDRESS_DELAY_S  # the client the proxy named is slowed down ...
+    assert neighbour < ADDRESS_DELAY_S  # ... not everyone behind the proxy
+    # Without the setting the header is not believed: every request comes from the proxy, 127.0.0.1.
+    sprayer, neighbour = slowed_after_a_spray({**base, "AILAB_DATA_DIR": str(tmp_path / "data2")})
+    assert sprayer >= ADDRESS_DELAY_S and neighbour >= ADDRESS_DELAY_S

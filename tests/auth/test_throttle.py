@@ -1,8 +1,18 @@
-"""The login throttle on its own, with a clock the test moves."""
+"""The login throttle on its own: in memory (with a clock the test moves) and shared through Redis."""
 
 from __future__ import annotations
 
-from ailab.services.throttle import ADDRESS_FACTOR, LoginThrottle
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ailab.errors import SharedStateUnavailable
+from ailab.services.throttle import ADDRESS_FACTOR, LoginThrottle, MemoryThrottle, RedisThrottle
+from tests.support.redis import redis_or_skip
 
 
 class Clock:
@@ -13,55 +23,81 @@ class Clock:
         return self.now
 
 
-def test_locks_a_name_after_the_limit_and_releases_it_after_the_lockout() -> None:
-    clock = Clock()
-    throttle = LoginThrottle(3, 60, clock=clock)
+@pytest.fixture(params=["memory", "redis"])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[type]:
+    """``make(max_failures, window)``: a throttle of the parametrised kind (Redis keys unique per test)."""
+    if request.param == "memory":
+        yield lambda limit, window: MemoryThrottle(limit, window, clock=Clock())
+        return
+    client = await redis_or_skip()
+    prefix = f"ailab-test-{uuid.uuid4().hex}"
+    yield lambda limit, window: RedisThrottle(client, limit, window, prefix=prefix)
+    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_attempts_are_counted_before_they_are_checked_and_a_name_locks(make: type) -> None:
+    throttle: LoginThrottle = make(3, 60)
+    admitted = [await throttle.begin("admin", "1.2.3.4") for _ in range(3)]
+    assert all(a.name_wait == 0 for a in admitted)  # the third reached the limit, and was let through
+    refused = await throttle.begin("admin", "5.6.7.8")
+    assert 59 <= refused.name_wait <= 60  # from any address
+    assert (await throttle.begin("ADMIN", None)).name_wait > 0  # names count case-insensitively
+    assert (await throttle.begin("other", "5.6.7.8")).name_wait == 0
+
+
+async def test_a_burst_is_admitted_only_up_to_the_limit(make: type) -> None:
+    throttle: LoginThrottle = make(5, 60)
+    burst = await asyncio.gather(*(throttle.begin("admin", f"10.0.0.{i}") for i in range(40)))
+    assert sum(a.name_wait == 0 for a in burst) == 5
+
+
+async def test_success_refunds_the_attempt_and_clears_the_name(make: type) -> None:
+    throttle: LoginThrottle = make(3, 60)
     for _ in range(2):
-        throttle.failed("admin", "1.2.3.4")
-    assert throttle.retry_after("admin", "1.2.3.4") == 0
-    throttle.failed("admin", "1.2.3.4")
-    assert throttle.retry_after("admin", "5.6.7.8") == 60
-    assert throttle.retry_after("ADMIN", None) == 60  # names are counted case-insensitively
-    assert throttle.retry_after("other", "5.6.7.8") == 0
-    clock.now += 45
-    assert throttle.retry_after("admin", None) == 15
-    clock.now += 15
-    assert throttle.retry_after("admin", None) == 0
+        await throttle.begin("admin", "1.1.1.1")
+    await throttle.succeeded("admin", "1.1.1.1")  # the third attempt was right
+    for _ in range(2):
+        assert (await throttle.begin("admin", "1.1.1.1")).name_wait == 0
+    assert (await throttle.begin("admin", "1.1.1.1")).name_wait == 0  # 3rd since the success: at limit
+    assert (await throttle.begin("admin", "1.1.1.1")).name_wait > 0
 
 
-def test_failures_older_than_the_window_are_forgotten() -> None:
+async def test_an_address_is_slowed_after_more_attempts_than_a_name_and_never_locks_names(make: type) -> None:
+    throttle: LoginThrottle = make(2, 30)
+    for i in range(2 * ADDRESS_FACTOR):
+        admission = await throttle.begin(f"name{i}", "9.9.9.9")
+        assert admission.name_wait == 0 and admission.address_wait == 0
+    over = await throttle.begin("fresh", "9.9.9.9")
+    assert over.address_wait > 0 and over.name_wait == 0  # slowed down, not refused
+    assert (await throttle.begin("fresh", "8.8.8.8")).address_wait == 0
+
+
+def test_memory_counts_slide_out_of_the_window() -> None:
     clock = Clock()
-    throttle = LoginThrottle(3, 60, clock=clock)
-    throttle.failed("admin", None)
-    throttle.failed("admin", None)
-    clock.now += 61
-    throttle.failed("admin", None)
-    assert throttle.retry_after("admin", None) == 0
-    throttle.failed("admin", None)
-    throttle.failed("admin", None)
-    assert throttle.retry_after("admin", None) == 60
+    throttle = MemoryThrottle(3, 60, clock=clock)
+
+    async def run() -> None:
+        await throttle.begin("admin", None)
+        await throttle.begin("admin", None)
+        clock.now += 61
+        assert (await throttle.begin("admin", None)).name_wait == 0
+        await throttle.begin("admin", None)
+        await throttle.begin("admin", None)
+        assert (await throttle.begin("admin", None)).name_wait == 60
+        clock.now += 60
+        assert (await throttle.begin("admin", None)).name_wait == 0
+
+    asyncio.run(run())
 
 
-def test_an_address_gets_more_failures_than_a_name() -> None:
-    throttle = LoginThrottle(2, 30, clock=Clock())
-    for i in range(2 * ADDRESS_FACTOR - 1):
-        throttle.failed(f"name{i}", "9.9.9.9")
-    assert throttle.retry_after("fresh", "9.9.9.9") == 0
-    throttle.failed("last", "9.9.9.9")
-    assert throttle.retry_after("fresh", "9.9.9.9") == 30
-    assert throttle.retry_after("fresh", "8.8.8.8") == 0
-
-
-def test_success_clears_the_name_only() -> None:
-    throttle = LoginThrottle(2, 30, clock=Clock())
-    throttle.failed("admin", "1.1.1.1")
-    throttle.succeeded("admin")
-    throttle.failed("admin", "1.1.1.1")
-    assert throttle.retry_after("admin", None) == 0
-
-
-def test_memory_is_bounded() -> None:
-    throttle = LoginThrottle(5, 30, clock=Clock(), max_keys=100)
-    for i in range(1000):
-        throttle.failed(f"name{i}", f"10.0.{i // 256}.{i % 256}")
-    assert len(throttle._entries) <= 100
+async def test_a_redis_that_does_not_answer_is_a_503_not_a_free_pass() -> None:
+    gone = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    throttle = RedisThrottle(gone, 3, 60)
+    with pytest.raises(SharedStateUnavailable) as caught:
+        await throttle.begin("admin", "1.1.1.1")
+    assert caught.value.status == 503
+    assert isinstance(caught.value.__cause__, RedisError)
+    await gone.aclose()

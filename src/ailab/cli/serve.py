@@ -46,7 +46,9 @@ def serve(
         http="httptools",
         access_log=False,
         log_config=None,
-        proxy_headers=False,
+        # Only the proxies named in AILAB_FORWARDED_ALLOW_IPS may say who the client is.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
         server_header=False,
     )

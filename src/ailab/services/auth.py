@@ -9,8 +9,9 @@ Two kinds of bearer credentials are accepted everywhere:
 - API tokens (``ailab_...``) for scripts and the OpenAI SDK: random, shown once, stored as SHA-256,
   revocable; they survive a password change but not a disabled or deleted user.
 
-Passwords are hashed with Argon2id, off the event loop. Failed logins are throttled per user name and per
-address (:mod:`ailab.services.throttle`). Verified credentials are cached for a few seconds so the
+Passwords are hashed with Argon2id, off the event loop. Login attempts are counted per user name and per
+address before they are checked (:mod:`ailab.services.throttle`): a locked name is refused, an address
+over its limit is slowed down, one attempt at a time. Verified credentials are cached for a few seconds so the
 gateway's hot path does not query the database per request; every change made through this service
 (revoke, disable, delete, new password, new role) clears the cache at once, and other processes (the CLI,
 other workers) are seen within ``CACHE_SECONDS``.
@@ -25,6 +26,7 @@ import os
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +42,14 @@ from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
 from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAttempts
 from ailab.services.masterkey import derive_key
-from ailab.services.throttle import LoginThrottle
+from ailab.services.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 
 ADMIN_NAME = "admin"
 API_TOKEN_PREFIX = "ailab_"  # noqa: S105 - a prefix, not a secret
 INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
+MAX_SLOWED_ADDRESSES = 10_000
 JWT_ALGORITHM = "HS256"
 SIGNING_KEY_INFO = "ailab access tokens"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)  # last_used_at is written at most this often
@@ -122,12 +125,21 @@ def principal_of(user: User) -> Principal:
 class AuthService:
     """Checks credentials and manages users and tokens."""
 
-    def __init__(self, db: Database, settings: Settings, master_keys: list[str]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        master_keys: list[str],
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._signing_keys = [derive_key(k, SIGNING_KEY_INFO) for k in master_keys]
         self._cache: dict[str, tuple[float, Principal]] = {}
-        self.throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_seconds)
+        self.throttle = throttle or MemoryThrottle(
+            settings.login_max_failures, settings.login_lockout_seconds
+        )
+        self._slowed: OrderedDict[str, asyncio.Lock] = OrderedDict()  # addresses over their limit
 
     # -- credentials ---------------------------------------------------------------------------
     def issue_access_token(self, user: Principal) -> str:
@@ -140,24 +152,41 @@ class AuthService:
     async def login(self, name: str, password: str, address: str | None = None) -> str:
         """Check a user's password and return an access token.
 
-        Raises :class:`TooManyAttempts` while the name or the address is locked out (without checking
-        the password), :class:`AuthError` on a wrong name or password or a disabled user.
+        The attempt is counted before the password is checked. Raises :class:`TooManyAttempts` while the
+        name is locked (without checking the password); an address over its limit is slowed down, never
+        refused. :class:`AuthError` on a wrong name or password or a disabled user.
         """
-        wait = self.throttle.retry_after(name, address)
-        if wait > 0:
-            raise TooManyAttempts("too many failed logins; try again later", retry_after=wait)
+        admission = await self.throttle.begin(name, address)
+        if admission.name_wait > 0:
+            raise TooManyAttempts("too many failed logins; try again later", retry_after=admission.name_wait)
+        if admission.address_wait > 0 and address:
+            async with self._slow_lane(address):  # one attempt at a time from that address, each late
+                await asyncio.sleep(ADDRESS_DELAY_S)
+                user = await self._check(name, password)
+        else:
+            user = await self._check(name, password)
+        if user is None:
+            raise AuthError("invalid user name or password")
+        await self.throttle.succeeded(name, address)
+        return self.issue_access_token(principal_of(user))
+
+    async def _check(self, name: str, password: str) -> User | None:
+        """The active user ``name`` if ``password`` is theirs."""
         async with self._db.read() as session:
             user = await users_repo.get_user_by_name(session, name)
         if user is None:
             await hash_password(password)  # same cost as a real check: names are not probeable
-            ok = False
-        else:
-            ok = await verify_password(user.password_hash, password) and not user.disabled
-        if not ok or user is None:
-            self.throttle.failed(name, address)
-            raise AuthError("invalid user name or password")
-        self.throttle.succeeded(name)
-        return self.issue_access_token(principal_of(user))
+            return None
+        if not await verify_password(user.password_hash, password) or user.disabled:
+            return None
+        return user
+
+    def _slow_lane(self, address: str) -> asyncio.Lock:
+        lane = self._slowed.pop(address, None) or asyncio.Lock()
+        self._slowed[address] = lane
+        while len(self._slowed) > MAX_SLOWED_ADDRESSES:
+            self._slowed.popitem(last=False)
+        return lane
 
     async def authenticate(self, bearer: str) -> Principal:
         """The principal a bearer credential stands for; raises AuthError."""

@@ -25,6 +25,8 @@ from ailab.services.masterkey import load_master_keys
 from ailab.services.monitoring import Monitor, model_probe
 from ailab.services.pipelines import Pipelines
 from ailab.services.sessions import SessionService
+from ailab.services.shared import connect_redis
+from ailab.services.throttle import RedisThrottle
 from ailab.services.vault import Vault
 
 
@@ -46,6 +48,7 @@ class Services:
     monitor: Monitor  # system sampler, Prometheus metrics, performance history
     benchmarks: BenchmarkService
     health: HealthCheck
+    redis: Any = None  # a redis.asyncio client when AILAB_REDIS_URL is set
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
     # Closed in reverse order at shutdown (provider clients, background tasks, ...).
@@ -63,6 +66,10 @@ async def build_services(settings: Settings) -> Services:
     """Create the services for ``settings`` (the database must already be migrated)."""
     settings.ensure_data_dir()
     master_keys = load_master_keys(settings)
+    redis = await connect_redis(settings.redis_url) if settings.redis_url else None
+    throttle = None
+    if redis is not None:
+        throttle = RedisThrottle(redis, settings.login_max_failures, settings.login_lockout_seconds)
     db = Database(
         settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
@@ -78,7 +85,8 @@ async def build_services(settings: Settings) -> Services:
         settings=settings,
         db=db,
         master_keys=master_keys,
-        auth=AuthService(db, settings, master_keys),
+        auth=AuthService(db, settings, master_keys, throttle),
+        redis=redis,
         sessions=sessions,
         providers=providers,
         vault=vault,
@@ -101,4 +109,6 @@ async def build_services(settings: Settings) -> Services:
     services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     services.closers.append(services.benchmarks.aclose)
+    if redis is not None:
+        services.closers.insert(0, redis.aclose)  # closed after everything that may use it
     return services
