@@ -126,12 +126,14 @@ def bearer(services: Services, user: Principal) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def _app_client(settings: Settings, *, login: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+async def _app_client(
+    settings: Settings, *, login: bool = True, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, migrate=False)
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             client.app = app  # type: ignore[attr-defined]
             client.services = services  # type: ignore[attr-defined]
             if login:

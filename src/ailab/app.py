@@ -20,6 +20,7 @@ from ailab.api import routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
 from ailab.api.fastlane import FastLane
+from ailab.api.guard import RequestGuard
 from ailab.api.middleware import (
     MonitorContextMiddleware,
     RequestContextMiddleware,
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(protected)
 
     app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
+    app.add_middleware(RequestGuard, auth_off=settings.auth == "off", cors_origins=settings.cors_origins)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

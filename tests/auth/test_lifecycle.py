@@ -350,7 +350,8 @@ async def test_success_resets_the_count_for_the_name(throttled: httpx.AsyncClien
 async def test_auth_off_acts_as_an_active_admin(
     make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
 ) -> None:
-    async with app_client(make_settings(database_url=database_url, auth="off"), login=False) as client:
+    settings = make_settings(database_url=database_url, auth="off")
+    async with app_client(settings, login=False, base_url="http://localhost:8001") as client:
         assert (await client.get("/auth/me")).json()["username"] == "admin"
         services = client.services  # type: ignore[attr-defined]
         await services.auth.create_user("root", "root-password", "admin")

@@ -50,6 +50,7 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
 MAX_SLOWED_ADDRESSES = 10_000
+LOCAL_ADMIN_KEY = "local-admin"  # the credential cache's entry for AILAB_AUTH=off (no token hash looks so)
 JWT_ALGORITHM = "HS256"
 SIGNING_KEY_INFO = "ailab access tokens"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)  # last_used_at is written at most this often
@@ -404,7 +405,20 @@ class AuthService:
         return path
 
     async def local_admin(self) -> Principal:
-        """Who acts for every request when ``AILAB_AUTH=off``: ``admin``, else the first active admin."""
+        """Who acts for every request when ``AILAB_AUTH=off``: ``admin``, else the first active admin.
+
+        Cached like verified credentials (``CACHE_SECONDS``): the anonymous path must cost no more than a
+        token's (it was a database read per request).
+        """
+        cached = self._cache.get(LOCAL_ADMIN_KEY)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = await self._find_local_admin()
+        self._cache[LOCAL_ADMIN_KEY] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    async def _find_local_admin(self) -> Principal:
         async with self._db.read() as session:
             user = await users_repo.get_user_by_name(session, ADMIN_NAME)
             if user is None or user.disabled or user.role != "admin":
