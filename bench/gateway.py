@@ -3,7 +3,8 @@
 Starts, each as its own process with one worker on 127.0.0.1:
 
 - the fast fake OpenAI upstream (``python -m tests.fakes.openai_server``);
-- AI-Lab (``ai-lab serve``, auth on, an API token, ``AILAB_OPENAI_COMPAT_BASE_URL`` at the fake);
+- AI-Lab (``ai-lab serve``, auth on, an API token, ``AILAB_OPENAI_COMPAT_BASE_URL`` at the fake), and a
+  second AI-Lab with ``AILAB_AUTH=off`` (no credentials: the anonymous path must cost no more);
 - a bare Starlette + aiohttp pass-through (``bench/passthrough.py``);
 - LiteLLM's proxy from its own venv ``bench/.venvs/litellm`` (skipped, with the reason, if missing);
 
@@ -195,6 +196,17 @@ def start_all(procs: Processes, skip_litellm: bool) -> tuple[list[Target], list[
             f"http://127.0.0.1:{port}/v1/chat/completions",
             "openai-compat/gpt-4o-mini",
             {"Authorization": f"Bearer {token}"},
+        )
+    )
+
+    # The same, with AILAB_AUTH=off: no token at all.
+    port = free_port()
+    env.update(AILAB_DATA_DIR=str(procs.workdir / "ailab-off-data"), AILAB_PORT=str(port), AILAB_AUTH="off")
+    process, log = procs.start("ailab-off", [cli, "serve"], env)
+    wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
+    targets.append(
+        Target(
+            "ai-lab (auth off)", f"http://127.0.0.1:{port}/v1/chat/completions", "openai-compat/gpt-4o-mini"
         )
     )
 
