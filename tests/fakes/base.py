@@ -12,6 +12,7 @@ its error shape; this class records every request and applies the behaviours a t
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
 - ``error_after``: streams send this many text pieces, then the provider's error event, quoting the key
   the client sent (as a careless upstream does), and end
+- ``garbage``: every answer is 200 with an HTML page (a broken proxy in front of the upstream)
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
 - ``choice``: asked for structured output (each provider's own way), it answers a JSON object valid
   against the schema whose enum properties take ``choice`` when it is allowed, else their first value
@@ -108,6 +109,7 @@ class FakeServer:
         self.endless = False
         self.drop_after: int | None = None
         self.error_after: int | None = None
+        self.garbage = False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()
@@ -279,6 +281,8 @@ class FakeServer:
                 raise
         if self.fail_status is not None:
             return self._failure(self.fail_status)
+        if self.garbage:
+            return web.Response(body=b"<html><body>It works!</body></html>", content_type="text/html")
         if self.api_key is not None and self.key_of(request) != self.api_key:
             return self.error(401, "auth", f"Incorrect API key provided: {self.key_of(request)}")
         result: web.StreamResponse = await handler(request)
@@ -332,7 +336,7 @@ class FakeServer:
         """Forget recorded requests and switch the behaviours off."""
         self.requests.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
-        self.drop_after, self.choice, self.error_after = None, None, None
+        self.drop_after, self.choice, self.error_after, self.garbage = None, None, None, False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()

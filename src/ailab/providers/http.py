@@ -650,7 +650,9 @@ class TranslatingProvider(RemoteProvider):
             stream=True,
             secret=credential.api_key,
         ) as response:
+            events = 0
             async for raw in self._events(response):
+                events += 1
                 if raw == self.end_marker:
                     break
                 try:
@@ -663,6 +665,9 @@ class TranslatingProvider(RemoteProvider):
                     yield chunk
                 if parser.done:
                     break
+            if events == 0:  # a 200 with no event at all: an HTML page from a proxy, a wrong URL...
+                kind = response.headers.get("Content-Type", "no content type")
+                raise ProviderUnavailable(f"{self.name} answered with an invalid stream (no events; {kind})")
         yield parser.final()
 
     async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | bytes]:

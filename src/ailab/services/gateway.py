@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import orjson
 
-from ailab.errors import AILabError, InvalidInput
+from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
 from ailab.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -230,12 +230,16 @@ class Gateway:
                 self._record(provider, model, start, stream=stream, error=CANCELLED)
                 raise
             data = parts[0] if len(parts) == 1 else b"".join(parts)
-            tokens = (0, 0)
-            if _USAGE_OBJECT.search(data):
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    tokens = _usage_from(orjson.loads(data))
+            try:  # a 200 that is no JSON (a proxy's HTML page) must not reach the client as an answer
+                answer = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                self._record(provider, model, start, stream=stream, error="invalid_answer")
+                raise ProviderUnavailable(
+                    f"{provider.name} answered with an invalid body (not JSON)"
+                ) from None
+            tokens = _usage_from(answer) if _USAGE_OBJECT.search(data) else (0, 0)
             self._record(provider, model, start, tokens=tokens, stream=stream, error=None)
-            return GatewayReply(upstream.status, upstream.content_type, body=data)
+            return GatewayReply(upstream.status, JSON, body=data)
         return GatewayReply(
             upstream.status,
             upstream.content_type,
@@ -274,6 +278,10 @@ class Gateway:
             if tail:
                 yield cleaned_events(tail, upstream.secret, provider.name)
             error = "upstream_error" if failed else None
+        except AILabError as exc:  # stalled or cut mid-stream: say so in the stream, then end it
+            error = exc.code
+            yield sse_error(exc.message, exc.code, exc.status)
+            yield DONE
         finally:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
