@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from ailab.config import Settings
 from tests.conftest import AppClientFactory
@@ -34,3 +36,24 @@ async def test_unreachable_database_is_503(
         health = await client.get("/health")
         assert health.status_code == 503
         assert health.json()["database"] == "unreachable"
+
+
+@pytest.mark.parametrize("sqlstate", ["57P01", "57P03", "08006"])
+async def test_a_postgresql_restarting_is_503_not_500(
+    sqlstate: str, settings: Settings, app_client: AppClientFactory
+) -> None:
+    class Refused(Exception):  # as asyncpg reports "the database system is shutting down / starting up"
+        pass
+
+    refused = Refused("the database system is starting up")
+    refused.sqlstate = sqlstate  # type: ignore[attr-defined]
+    async with app_client(settings) as client:
+
+        async def restarting() -> None:
+            raise DBAPIError("INSERT INTO messages ...", {}, refused)
+
+        client.app.add_api_route("/restarting", restarting)  # type: ignore[attr-defined]
+        response = await client.get("/restarting")
+    assert response.status_code == 503
+    assert response.json()["detail"] == "database unavailable"
+    assert response.headers["retry-after"]

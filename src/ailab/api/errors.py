@@ -114,11 +114,17 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, exc.detail, headers=headers)
 
 
+# PostgreSQL's classes for a server going away or coming back: 08 connection exception, 57P operator
+# intervention ("the database system is shutting down / starting up", admin and crash shutdown).
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
 def _is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        return exc.connection_invalidated or state.startswith(_UNAVAILABLE_SQLSTATES)
     return isinstance(exc, ConnectionError | OSError) and not isinstance(exc, FileNotFoundError)
 
 
