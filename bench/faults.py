@@ -43,7 +43,7 @@ class Writes:
     acknowledged: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     first_failure: float | None = None
-    recovered: float | None = None
+    last_failure: float | None = None
 
 
 def env_for(data: Path, database_url: str = "", **extra: str) -> dict[str, str]:
@@ -105,10 +105,9 @@ async def write(
                 writes.statuses[str(response.status_code)] += 1
                 if response.status_code == 201:
                     writes.acknowledged.append(content)
-                    if writes.first_failure is not None and writes.recovered is None:
-                        writes.recovered = time.monotonic()
-                elif writes.first_failure is None:
-                    writes.first_failure = time.monotonic()
+                else:
+                    writes.last_failure = time.monotonic()
+                    writes.first_failure = writes.first_failure or writes.last_failure
 
         await asyncio.gather(*(writer(i) for i in range(writers)))
     return writes
@@ -144,7 +143,9 @@ async def postgres_restart(server: postgres.PostgresServer, workdir: Path, write
             {line.split(":", 1)[-1].strip()[:160] for line in live.log().splitlines() if "Error" in line}
         )
     failures = {k: v for k, v in writes.statuses.items() if k != "201"}
-    recovery = (writes.recovered - writes.first_failure) if writes.recovered and writes.first_failure else 0.0
+    outage = (
+        (writes.last_failure - writes.first_failure) if writes.last_failure and writes.first_failure else 0.0
+    )
     print(f"PostgreSQL restart under {writers} writers (pg_ctl took {restarted:.2f}s):")
     print(f"  failed requests by status {failures or 'none'}; writes back {recovery:.2f}s after the first")
     print(f"  {verdict(writes.acknowledged, stored)}")
