@@ -147,7 +147,9 @@ async def postgres_restart(server: postgres.PostgresServer, workdir: Path, write
         (writes.last_failure - writes.first_failure) if writes.last_failure and writes.first_failure else 0.0
     )
     print(f"PostgreSQL restart under {writers} writers (pg_ctl took {restarted:.2f}s):")
-    print(f"  failed requests by status {failures or 'none'}; writes back {recovery:.2f}s after the first")
+    print(
+        f"  failed requests by status {failures or 'none'}, over {outage:.2f}s; then writes succeeded again"
+    )
     print(f"  {verdict(writes.acknowledged, stored)}")
     for line in errors:
         print(f"  server log: {line}")
