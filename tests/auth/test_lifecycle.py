@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import jwt
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from ailab.config import Settings
 from ailab.db.engine import Database
@@ -405,3 +405,26 @@ async def test_replicas_share_the_login_counts_through_redis(
             assert (await replica.post("/auth/login", json=wrong)).status_code == 401
         right = await two.post("/auth/login", json={"username": name, "password": "the-right-password"})
         assert right.status_code == 429  # the third failure, on another replica, locked it for both
+
+
+async def test_the_anonymous_path_costs_no_more_than_a_tokens(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    # With AILAB_AUTH=off every request acts as the admin; finding the admin was a database read per
+    # request (the gateway ran at a fifth of the token path's rate). It is cached like a token now.
+    settings = make_settings(database_url=database_url, auth="off")
+    async with app_client(settings, login=False, base_url="http://localhost:8001") as client:
+        engine = client.services.db.engine.sync_engine  # type: ignore[attr-defined]
+        statements: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            for _ in range(20):
+                assert (await client.get("/sessions")).status_code == 200  # a route that reads no user
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    user_reads = [s for s in statements if "FROM users" in s]
+    assert len(user_reads) <= 1, f"{len(user_reads)} reads of the users table for 20 requests"
