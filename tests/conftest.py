@@ -29,6 +29,7 @@ from ailab.services.auth import Principal
 from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
+from tests.support.provider_settings import configure, fold
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 
@@ -97,7 +98,11 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_temp
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Build Settings on this test's data dir; keyword arguments override."""
+    """Build Settings on this test's data dir; keyword arguments override.
+
+    Provider settings are named as in the environment (``openai_compat_base_url``; see
+    :mod:`tests.support.provider_settings`).
+    """
     master_key = Fernet.generate_key().decode()
 
     def build(**overrides: Any) -> Settings:
@@ -109,7 +114,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "log_level": "info",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **fold(values))  # type: ignore[call-arg]
 
     return build
 
@@ -168,5 +173,5 @@ async def upstream() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def upstream_client(settings: Settings, upstream: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
     """The app on a fresh SQLite database, as admin, with ``openai-compat`` pointing at ``upstream``."""
-    async with _app_client(settings.model_copy(update={"openai_compat_base_url": upstream.base_url})) as c:
+    async with _app_client(configure(settings, openai_compat_base_url=upstream.base_url)) as c:
         yield c

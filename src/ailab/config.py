@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,38 +54,10 @@ class Settings(BaseSettings):
 
     # Models
     default_model: str = ""  # empty: the embedded model
-    local_model_path: Path | None = None
-    local_threads: int = Field(0, ge=0)  # 0: all cores
-    local_context: int = Field(4096, ge=256)
-    # The embedded model's prompting and sampling when a request does not say (see providers/local.py).
-    local_system_prompt: str = "You are a helpful assistant. Give a short, direct answer."
-    local_temperature: float = Field(0.2, ge=0, le=2)
-    local_top_p: float = Field(0.9, gt=0, le=1)
-    local_repeat_penalty: float = Field(1.1, ge=1, le=2)
-    # Bounds of one embedded generation, and of the queue in front of the model.
-    local_max_tokens: int = Field(1024, ge=1)
-    local_timeout_seconds: float = Field(60.0, gt=0)
-    local_queue_size: int = Field(8, ge=0, le=1000)
-    local_queue_timeout_seconds: float = Field(30.0, gt=0)
     provider_timeout_seconds: float = Field(120.0, gt=0)
-    openai_base_url: str = "https://api.openai.com/v1"
-    openai_api_key: SecretStr | None = None
-    anthropic_base_url: str = "https://api.anthropic.com"
-    anthropic_api_key: SecretStr | None = None
-    gemini_base_url: str = "https://generativelanguage.googleapis.com"
-    gemini_api_key: SecretStr | None = None
-    azure_base_url: str = ""  # https://<resource>.openai.azure.com
-    azure_api_key: SecretStr | None = None
-    azure_api_version: str = "2024-10-21"
-    azure_deployments: Annotated[list[str], NoDecode] = []
-    cohere_base_url: str = "https://api.cohere.com"
-    cohere_api_key: SecretStr | None = None
-    huggingface_base_url: str = "https://router.huggingface.co/v1"
-    huggingface_api_key: SecretStr | None = None
-    ollama_base_url: str = "http://127.0.0.1:11434"
-    ollama_api_key: SecretStr | None = None
-    openai_compat_base_url: str = ""
-    openai_compat_api_key: SecretStr | None = None
+    # Per provider plugin, settings on top of its own AILAB_<NAME>_* ones: {"ollama": {"base_url": ...}}.
+    # Each plugin declares and validates its settings (see providers/plugin.py); the core names none.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     # Agents
     default_pipeline: str = "agents"
@@ -98,7 +70,7 @@ class Settings(BaseSettings):
     metrics_flush_seconds: float = Field(2.0, gt=0)
     system_sample_seconds: float = Field(5.0, gt=0)
 
-    @field_validator("cors_origins", "azure_deployments", mode="before")
+    @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -12,8 +12,7 @@ import pytest
 
 from ailab.config import Settings
 from ailab.providers.base import ChatMessage, ChatRequest, ResponseSchema
-from ailab.providers.local import create
-from ailab.providers.registry import SettingsCredentials
+from ailab.providers.local import PLUGIN
 from ailab.services.agents.decisions import (
     DECISION_MAX_TOKENS,
     decision_prompt,
@@ -26,6 +25,7 @@ from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.agents.test_api import parse_sse
 from tests.chat.conftest import stream_then_hang_up
 from tests.conftest import AppClientFactory
+from tests.support.provider_settings import fold, make_provider
 
 MAX_STEPS = 4
 
@@ -139,8 +139,8 @@ ROUTING_REQUESTS = [
 async def test_grammar_constrained_decisions_on_the_embedded_model_are_always_valid(
     targets: list[str],
 ) -> None:
-    settings = Settings(_env_file=None, local_threads=2, local_context=1024)  # type: ignore[call-arg]
-    provider = create(settings, SettingsCredentials(settings))
+    settings = Settings(_env_file=None, **fold({"local_threads": 2, "local_context": 1024}))  # type: ignore[call-arg]
+    provider = make_provider(PLUGIN, settings)
     route = Route(next=targets, default=targets[0])
     agents = {
         t: AgentSpec(name=t, role=f"the {t.lower()}", system_prompt=f"You are {t}.")

@@ -14,6 +14,7 @@ from ailab.config import Settings
 from tests.chat.conftest import parse_sse
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.provider_settings import configure
 from tests.support.tcpproxy import TcpProxy
 
 WRITERS = 16
@@ -85,7 +86,7 @@ async def test_an_upstream_that_stalls_is_504_and_the_partial_answer_is_stored_a
     app_client: AppClientFactory, settings: Settings, upstream: FakeOpenAI
 ) -> None:
     overrides = {"openai_compat_base_url": upstream.base_url, "provider_timeout_seconds": 0.5}
-    async with app_client(settings.model_copy(update=overrides)) as client:
+    async with app_client(configure(settings, **overrides)) as client:
         upstream.stall_after = 1  # one piece, then nothing
         body = {"message": "tell me", "model": "openai-compat/echo", "pipeline": "direct"}
         stalled = await client.post("/chat", json=body)

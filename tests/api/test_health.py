@@ -7,13 +7,14 @@ import httpx
 from ailab.config import Settings
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.provider_settings import configure
 
 
 async def test_anonymous_callers_get_a_cached_ready_flag_and_admins_the_details(
     app_client: AppClientFactory, settings: Settings, upstream: FakeOpenAI
 ) -> None:
     overrides = {"openai_compat_base_url": upstream.base_url, "default_model": "openai-compat/echo"}
-    async with app_client(settings.model_copy(update=overrides)) as client:
+    async with app_client(configure(settings, **overrides)) as client:
         admin = dict(client.headers)
         anonymous = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")  # type: ignore[attr-defined]
         async with anonymous:

@@ -20,7 +20,7 @@ def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ailab-example-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[ailab.providers]\nfake = tests.providers.plugin_example:create\n"
+        "[ailab.providers]\nfake = tests.providers.plugin_example:PLUGIN\n"
     )
     monkeypatch.syspath_prepend(str(site))
 

@@ -15,6 +15,7 @@ from ailab.config import Settings
 from tests.chat.conftest import parse_sse
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.provider_settings import configure
 
 RIGHT = "sk-proj-" + "".join(secrets.choice(string.ascii_letters) for _ in range(48))
 WRONG = "sk-proj-" + "".join(secrets.choice(string.ascii_letters) for _ in range(48))
@@ -38,7 +39,7 @@ async def test_a_refused_key_never_comes_back_from_the_gateway(
         "openai_compat_base_url": upstream_with_key.base_url,
         "openai_compat_api_key": SecretStr(WRONG),
     }
-    async with app_client(settings.model_copy(update=overrides)) as client:
+    async with app_client(configure(settings, **overrides)) as client:
         for body in (ASK, {**ASK, "stream": True}):
             answer = await client.post("/v1/chat/completions", json=body)
             assert upstream_with_key.last.header("authorization") == f"Bearer {WRONG}"  # it was sent
@@ -67,7 +68,7 @@ async def test_an_error_event_mid_stream_is_rebuilt_without_the_key(
         "openai_compat_api_key": SecretStr(RIGHT),
     }
     upstream_with_key.error_after = 1  # one piece, then an error event quoting the key it got
-    async with app_client(settings.model_copy(update=overrides)) as client:
+    async with app_client(configure(settings, **overrides)) as client:
         answer = await client.post("/v1/chat/completions", json={**ASK, "stream": True})
         no_secret(answer.text)
         events = parse_sse(answer.text)
@@ -88,7 +89,7 @@ async def test_the_key_test_and_key_shapes_are_scrubbed(
     app_client: AppClientFactory, settings: Settings, upstream_with_key: FakeOpenAI
 ) -> None:
     overrides = {"openai_compat_base_url": upstream_with_key.base_url}
-    async with app_client(settings.model_copy(update=overrides)) as client:
+    async with app_client(configure(settings, **overrides)) as client:
         stored = await client.post(
             "/api-keys",
             json={

@@ -11,6 +11,7 @@ from ailab.services.auth import Principal
 from ailab.services.chat import MAX_CACHED_WINDOWS
 from tests.conftest import AppClientFactory, bearer
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.provider_settings import configure
 
 
 async def test_a_user_runs_at_most_two_benchmarks_at_once(
@@ -51,7 +52,7 @@ async def test_caches_keyed_by_model_names_stay_bounded(
 ) -> None:
     async with (
         FakeOpenAI(any_key=True, models=[], echo=True) as anything,  # takes any model name
-        app_client(settings.model_copy(update={"openai_compat_base_url": anything.base_url})) as client,
+        app_client(configure(settings, openai_compat_base_url=anything.base_url)) as client,
     ):
         await chat_with_many_models(client)
 

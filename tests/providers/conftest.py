@@ -16,7 +16,7 @@ from ailab.config import Settings
 from ailab.providers import anthropic, azure, cohere, gemini, huggingface, ollama, openai, openai_compat
 from ailab.providers.base import ChatMessage, ChatRequest, Credential, CredentialStore
 from ailab.providers.http import RemoteProvider
-from ailab.providers.registry import SettingsCredentials
+from ailab.providers.plugin import ProviderPlugin
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.base import FakeServer
 from tests.fakes.cohere_server import FakeCohere
@@ -34,6 +34,7 @@ from tests.fakes.fixtures import (  # noqa: F401 - fixtures
 from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeAzureOpenAI, FakeHuggingFace, FakeOpenAI
+from tests.support.provider_settings import make_provider
 
 
 class StaticCredentials:
@@ -54,7 +55,7 @@ class Backend:
 
     name: str
     fake: Callable[[], FakeServer]
-    create: Callable[[Settings, CredentialStore], Any]
+    plugin: ProviderPlugin
     model: str
     key_required: bool = True
 
@@ -71,14 +72,14 @@ class Backend:
 
 
 BACKENDS = [
-    Backend("openai", FakeOpenAI, openai.create, "gpt-4o-mini"),
-    Backend("openai-compat", FakeOpenAI, openai_compat.create, "gpt-4o-mini", key_required=False),
-    Backend("azure", FakeAzureOpenAI, azure.create, "gpt4o-prod"),
-    Backend("huggingface", FakeHuggingFace, huggingface.create, "meta-llama/Llama-3.1-8B-Instruct"),
-    Backend("anthropic", FakeAnthropic, anthropic.create, "claude-3-5-haiku-latest"),
-    Backend("gemini", FakeGemini, gemini.create, "gemini-2.0-flash"),
-    Backend("cohere", FakeCohere, cohere.create, "command-r-plus-08-2024"),
-    Backend("ollama", FakeOllama, ollama.create, "llama3:latest", key_required=False),
+    Backend("openai", FakeOpenAI, openai.PLUGIN, "gpt-4o-mini"),
+    Backend("openai-compat", FakeOpenAI, openai_compat.PLUGIN, "gpt-4o-mini", key_required=False),
+    Backend("azure", FakeAzureOpenAI, azure.PLUGIN, "gpt4o-prod"),
+    Backend("huggingface", FakeHuggingFace, huggingface.PLUGIN, "meta-llama/Llama-3.1-8B-Instruct"),
+    Backend("anthropic", FakeAnthropic, anthropic.PLUGIN, "claude-3-5-haiku-latest"),
+    Backend("gemini", FakeGemini, gemini.PLUGIN, "gemini-2.0-flash"),
+    Backend("cohere", FakeCohere, cohere.PLUGIN, "command-r-plus-08-2024"),
+    Backend("ollama", FakeOllama, ollama.PLUGIN, "llama3:latest", key_required=False),
 ]
 
 
@@ -109,17 +110,15 @@ ProviderFactory = Callable[..., Any]
 
 @pytest.fixture
 async def build(make_settings: Callable[..., Settings]) -> AsyncIterator[ProviderFactory]:
-    """``build(create, credentials=None, **settings)``: a provider (closed after the test).
+    """``build(plugin, credentials=None, **settings)``: the plugin's provider (closed after the test).
 
-    Without ``credentials`` the keys come from settings, as in production without a vault.
+    Settings are named as in the environment (``openai_base_url``). Without ``credentials`` the keys
+    come from the plugin's settings, as in production without a vault.
     """
     made: list[RemoteProvider] = []
 
-    def factory(
-        create: Callable[..., Any], credentials: CredentialStore | None = None, **overrides: Any
-    ) -> Any:
-        settings = make_settings(**overrides)
-        provider = create(settings, credentials if credentials is not None else SettingsCredentials(settings))
+    def factory(plugin: ProviderPlugin, credentials: CredentialStore | None = None, **overrides: Any) -> Any:
+        provider = make_provider(plugin, make_settings(**overrides), credentials)
         made.append(provider)
         return provider
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ailab.config import Settings
+from pydantic_settings import SettingsConfigDict
+
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -14,6 +15,7 @@ from ailab.providers.base import (
     ProviderHealth,
     Usage,
 )
+from ailab.providers.plugin import ProviderContext, ProviderPlugin, ProviderSettings
 
 
 class EchoProvider:
@@ -40,11 +42,24 @@ class EchoProvider:
         return None
 
 
-def create(settings: Settings, credentials: CredentialStore) -> EchoProvider:
-    """The plugin's entry point."""
+class EchoSettings(ProviderSettings):
+    """``AILAB_FAKE_*``: nothing to set."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_FAKE_")
+
+
+def create(settings: EchoSettings, credentials: CredentialStore, context: ProviderContext) -> EchoProvider:
+    """The plugin's factory."""
     return EchoProvider()
 
 
-def create_broken(settings: Settings, credentials: CredentialStore) -> EchoProvider:
+def create_broken(
+    settings: EchoSettings, credentials: CredentialStore, context: ProviderContext
+) -> EchoProvider:
     """A plugin whose factory fails."""
     raise RuntimeError("this plugin is broken")
+
+
+PLUGIN = ProviderPlugin(name="fake", settings=EchoSettings, factory=create, description="reverses the text")
+BROKEN = ProviderPlugin(name="broken", settings=EchoSettings, factory=create_broken)
+NOT_A_PLUGIN = create

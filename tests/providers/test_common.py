@@ -25,7 +25,7 @@ async def collect(provider: Provider, backend: Backend) -> list[ChatChunk]:
 
 
 async def test_lists_models(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     assert isinstance(provider, Provider)
     assert provider.name == backend.name
     models = [m.id for m in await provider.list_models()]
@@ -35,7 +35,7 @@ async def test_lists_models(fake: FakeServer, backend: Backend, build: ProviderF
 
 
 async def test_chat(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     result = await provider.chat(ask(backend.model, "one two three"))
     assert result.content == DEFAULT_REPLY
     assert result.usage is not None
@@ -46,7 +46,7 @@ async def test_chat(fake: FakeServer, backend: Backend, build: ProviderFactory) 
 
 
 async def test_stream_chunks_and_usage(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     chunks = await collect(provider, backend)
     texts = [c.delta for c in chunks if c.delta]
     assert len(texts) == REPLY_WORDS  # token by token, not one blob
@@ -62,7 +62,7 @@ async def test_stream_chunks_and_usage(fake: FakeServer, backend: Backend, build
 async def test_max_tokens_reaches_the_upstream(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     result = await provider.chat(ask(backend.model, max_tokens=3))
     assert result.content == "Hello from the "
     assert result.usage is not None
@@ -75,7 +75,7 @@ async def test_wrong_key_is_an_auth_error_without_the_key(
     if fake.api_key is None:
         fake.api_key = "the-right-key-0123456789"  # Ollama behind an authenticating proxy
     wrong = "wrong-key-0123456789-secret"
-    provider = build(backend.create, **backend.settings_for(fake, key=wrong))
+    provider = build(backend.plugin, **backend.settings_for(fake, key=wrong))
     with pytest.raises(ProviderAuthError) as chat_error:
         await provider.chat(ask(backend.model))
     with pytest.raises(ProviderAuthError):
@@ -90,7 +90,7 @@ async def test_wrong_key_is_an_auth_error_without_the_key(
 
 
 async def test_unknown_model(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     with pytest.raises(ModelNotFound) as error:
         await provider.chat(ask("no-such-model"))
     assert error.value.status == 404
@@ -102,7 +102,7 @@ async def test_rate_limited_carries_retry_after(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
     fake.fail_status, fake.retry_after = 429, "12"
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     with pytest.raises(ProviderRateLimited) as error:
         await provider.chat(ask(backend.model))
     assert error.value.retry_after == 12
@@ -115,7 +115,7 @@ async def test_server_error_is_unavailable_with_the_upstream_message(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
     fake.fail_status = 500
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     with pytest.raises(ProviderUnavailable) as error:
         await provider.chat(ask(backend.model))
     assert error.value.status == 502
@@ -130,7 +130,7 @@ async def test_connection_refused(backend: Backend, build: ProviderFactory, clos
     overrides = {f"{prefix}_base_url": closed_port_url, f"{prefix}_api_key": "some-key-0123456789"}
     if backend.name == "azure":
         overrides["azure_deployments"] = [backend.model]
-    provider = build(backend.create, **overrides)
+    provider = build(backend.plugin, **overrides)
     with pytest.raises(ProviderUnavailable) as error:
         await provider.chat(ask(backend.model))
     assert "unreachable" in str(error.value)
@@ -144,7 +144,7 @@ async def test_connection_refused(backend: Backend, build: ProviderFactory, clos
 
 async def test_timeout(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
     fake.slow = True
-    provider = build(backend.create, provider_timeout_seconds=0.2, **backend.settings_for(fake))
+    provider = build(backend.plugin, provider_timeout_seconds=0.2, **backend.settings_for(fake))
     with pytest.raises(ProviderTimeout) as error:
         await provider.chat(ask(backend.model))
     assert error.value.status == 504
@@ -156,7 +156,7 @@ async def test_timeout(fake: FakeServer, backend: Backend, build: ProviderFactor
 
 async def test_timeout_mid_stream(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
     fake.stall_after = 2
-    provider = build(backend.create, provider_timeout_seconds=0.2, **backend.settings_for(fake))
+    provider = build(backend.plugin, provider_timeout_seconds=0.2, **backend.settings_for(fake))
     received: list[str] = []
 
     async def consume() -> None:
@@ -172,7 +172,7 @@ async def test_upstream_dropping_mid_stream(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
     fake.drop_after = 3
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     received: list[str] = []
 
     async def consume() -> None:
@@ -189,7 +189,7 @@ async def test_closing_the_stream_releases_the_upstream(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
     fake.endless = True
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     stream = provider.stream(ask(backend.model))
     first = await anext(stream)
     assert first.delta == "Hello "
@@ -200,7 +200,7 @@ async def test_closing_the_stream_releases_the_upstream(
 
 @only(KEYED)
 async def test_without_key(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
-    provider = build(backend.create, **backend.settings_for(fake, key=None))
+    provider = build(backend.plugin, **backend.settings_for(fake, key=None))
     assert await provider.list_models() == []
     health = await provider.health()
     assert not health.ok
@@ -218,7 +218,7 @@ async def test_without_key(fake: FakeServer, backend: Backend, build: ProviderFa
 async def test_forward_passes_bytes_through(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     assert isinstance(provider, SupportsOpenAIForward)
     payload = {"model": backend.model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
     upstream = await provider.forward_chat_completions(payload)
@@ -237,7 +237,7 @@ async def test_forward_passes_bytes_through(
 async def test_azure_refuses_a_model_name_that_is_not_a_deployment(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     for model in ("../../../v1/files?x=", "gpt4o-prod/../../../v1/files", "unknown"):
         with pytest.raises(ModelNotFound, match="configured deployments are azure/gpt4o-prod"):
             await provider.chat(ask(model))
@@ -247,7 +247,7 @@ async def test_azure_refuses_a_model_name_that_is_not_a_deployment(
             )
     assert fake.requests == []  # nothing reached the resource, let alone another path of it
     # A configured deployment whose name needs quoting stays one path segment.
-    odd = build(backend.create, **{**backend.settings_for(fake), "azure_deployments": ["a b/c"]})
+    odd = build(backend.plugin, **{**backend.settings_for(fake), "azure_deployments": ["a b/c"]})
     with pytest.raises(ModelNotFound):  # the fake has no such deployment
         await odd.chat(ask("a b/c"))
     assert fake.last.url.startswith("/openai/deployments/a%20b%2Fc/chat/completions?")

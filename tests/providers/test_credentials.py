@@ -18,7 +18,7 @@ async def test_store_is_asked_per_request_so_a_new_key_works_at_once(
     fake_openai: FakeOpenAI, build: ProviderFactory
 ) -> None:
     store = StaticCredentials()
-    provider = build(openai.create, store, openai_base_url=fake_openai.base_url)
+    provider = build(openai.PLUGIN, store, openai_base_url=fake_openai.base_url)
     assert await provider.list_models() == []
     with pytest.raises(ProviderAuthError):
         await provider.chat(ask("gpt-4o-mini"))
@@ -42,7 +42,7 @@ async def test_base_url_from_the_credential_wins_over_settings(
             api_key=fake_anthropic.api_key, config={"base_url": fake_anthropic.base_url + "/"}
         )
     )
-    provider = build(anthropic.create, store, anthropic_base_url=closed_port_url)
+    provider = build(anthropic.PLUGIN, store, anthropic_base_url=closed_port_url)
     assert [m.id for m in await provider.list_models()] == list(fake_anthropic.models)
     assert fake_anthropic.last.path == "/v1/models"
 
@@ -52,7 +52,7 @@ async def test_azure_endpoint_deployment_and_version_from_the_credential(
 ) -> None:
     config = {"endpoint": fake_azure.base_url, "deployment": "mini-dev", "api_version": "2024-06-01"}
     store = StaticCredentials(azure=Credential(api_key=fake_azure.api_key, config=config))
-    provider = build(azure.create, store, azure_deployments=["from-settings"])
+    provider = build(azure.PLUGIN, store, azure_deployments=["from-settings"])
     assert [m.id for m in await provider.list_models()] == ["mini-dev"]
     result = await provider.chat(ask("mini-dev"))
     assert result.content
@@ -61,7 +61,7 @@ async def test_azure_endpoint_deployment_and_version_from_the_credential(
 
 
 async def test_azure_without_endpoint_says_what_to_set(build: ProviderFactory) -> None:
-    provider = build(azure.create, StaticCredentials(azure=Credential(api_key="0" * 32)), azure_base_url="")
+    provider = build(azure.PLUGIN, StaticCredentials(azure=Credential(api_key="0" * 32)), azure_base_url="")
     assert await provider.list_models() == []
     assert not (await provider.health()).ok
     with pytest.raises(ProviderUnavailable, match="AILAB_AZURE_BASE_URL"):
@@ -70,7 +70,7 @@ async def test_azure_without_endpoint_says_what_to_set(build: ProviderFactory) -
 
 async def test_openai_compat_is_inert_without_base_url(build: ProviderFactory) -> None:
     store = StaticCredentials()
-    provider = build(openai_compat.create, store, openai_compat_base_url="")
+    provider = build(openai_compat.PLUGIN, store, openai_compat_base_url="")
     assert provider.name == "openai-compat"
     assert await provider.list_models() == []
     health = await provider.health()
@@ -86,7 +86,7 @@ async def test_openai_compat_base_url_from_the_vault(
     store = StaticCredentials(
         openai_compat=Credential(api_key="", config={"base_url": fake_openai_compat.base_url})
     )
-    provider = build(openai_compat.create, store, openai_compat_base_url="")
+    provider = build(openai_compat.PLUGIN, store, openai_compat_base_url="")
     assert [m.id for m in await provider.list_models()] == ["Qwen/Qwen2.5-0.5B-Instruct"]
     assert fake_openai_compat.last.header("authorization") is None  # an empty key is no key
 
@@ -99,8 +99,8 @@ async def test_ollama_unreachable_is_skipped_by_the_registry(
         "openai_base_url": fake_openai.base_url,
         "openai_api_key": fake_openai.api_key,
     }
-    down = build(ollama.create, **overrides)
-    up = build(openai.create, **overrides)
+    down = build(ollama.PLUGIN, **overrides)
+    up = build(openai.PLUGIN, **overrides)
     with pytest.raises(ProviderUnavailable):
         await down.list_models()
     registry = ProviderRegistry([down, up])
@@ -111,6 +111,6 @@ async def test_ollama_unreachable_is_skipped_by_the_registry(
 async def test_ollama_without_settings_key_lists_models(
     fake_ollama: FakeOllama, build: ProviderFactory
 ) -> None:
-    provider = build(ollama.create, ollama_base_url=fake_ollama.base_url)
+    provider = build(ollama.PLUGIN, ollama_base_url=fake_ollama.base_url)
     assert (await provider.health()).ok
     assert len(await provider.list_models()) == 2

@@ -15,13 +15,13 @@ from ailab.config import Settings
 from ailab.errors import ModelBusy, ModelNotFound, ProviderUnavailable
 from ailab.providers.base import ChatMessage, ChatRequest
 from ailab.providers.local import (
+    PLUGIN,
     LocalDefaults,
     LocalProvider,
-    create,
     default_model_path,
     model_name_from_path,
 )
-from ailab.providers.registry import SettingsCredentials
+from tests.support.provider_settings import fold, make_provider
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalProvider]:
     """One provider (one model load) for the module; each test uses its own requests."""
-    settings = Settings(_env_file=None, local_threads=2, local_context=1024)  # type: ignore[call-arg]
-    provider = create(settings, SettingsCredentials(settings))
+    settings = Settings(_env_file=None, **fold({"local_threads": 2, "local_context": 1024}))  # type: ignore[call-arg]
+    provider = make_provider(PLUGIN, settings)
     yield provider
     provider._executor.shutdown(wait=True)
 
@@ -248,8 +248,9 @@ async def test_every_gguf_in_the_data_dirs_models_folder_is_served(tmp_path: Pat
     models = tmp_path / "data" / "models"
     models.mkdir(parents=True)
     (models / "Tiny-Twin.Q4_1.gguf").symlink_to(default)  # another GGUF (here: the same weights)
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", local_threads=2, local_context=512)  # type: ignore[call-arg]
-    provider = create(settings, SettingsCredentials(settings))
+    values = fold({"data_dir": tmp_path / "data", "local_threads": 2, "local_context": 512})
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    provider = make_provider(PLUGIN, settings)
     try:
         listed = await provider.list_models()
         assert [m.id for m in listed] == ["smollm2-135m-instruct", "tiny-twin"]

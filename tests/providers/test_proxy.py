@@ -81,7 +81,7 @@ async def test_requests_go_through_the_proxy(
     async with ForwardProxy(target) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         # A name only the proxy can reach: the provider must not try to resolve it itself.
-        provider = build(openai_compat.create, openai_compat_base_url="http://models.internal.test:8000/v1")
+        provider = build(openai_compat.PLUGIN, openai_compat_base_url="http://models.internal.test:8000/v1")
         assert [m.id for m in await provider.list_models()] == ["tiny"]
         assert proxy.seen == ["GET http://models.internal.test:8000/v1/models"]
 
@@ -91,7 +91,7 @@ async def test_no_proxy_exempts_an_upstream(
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
-    provider = build(openai_compat.create, openai_compat_base_url=upstream.base_url)
+    provider = build(openai_compat.PLUGIN, openai_compat_base_url=upstream.base_url)
     assert [m.id for m in await provider.list_models()] == ["tiny"]
 
 
@@ -100,7 +100,7 @@ async def test_an_unreachable_proxy_is_named_in_the_error(
 ) -> None:
     port = free_port()
     monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@127.0.0.1:{port}")
-    provider = build(openai_compat.create, openai_compat_base_url=upstream.base_url)
+    provider = build(openai_compat.PLUGIN, openai_compat_base_url=upstream.base_url)
     with pytest.raises(ProviderUnavailable) as caught:
         await provider.list_models()
     assert f"proxy http://127.0.0.1:{port}" in caught.value.message

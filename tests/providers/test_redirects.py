@@ -56,18 +56,18 @@ async def servers() -> AsyncIterator[Servers]:
     ("create", "settings", "model"),
     [
         (
-            openai.create,
+            openai.PLUGIN,
             {"openai_base_url": "{base}/v1", "openai_api_key": "sk-redirected-0123456789"},
             "gpt-4o",
         ),
         (
-            anthropic.create,
+            anthropic.PLUGIN,
             {"anthropic_base_url": "{base}", "anthropic_api_key": "sk-ant-0123456789abcdef"},
             "c",
         ),
-        (gemini.create, {"gemini_base_url": "{base}", "gemini_api_key": "AIza0123456789abcdef0123"}, "g"),
+        (gemini.PLUGIN, {"gemini_base_url": "{base}", "gemini_api_key": "AIza0123456789abcdef0123"}, "g"),
         (
-            azure.create,
+            azure.PLUGIN,
             {"azure_base_url": "{base}", "azure_api_key": "0123456789abcdef", "azure_deployments": ["d"]},
             "d",
         ),

@@ -29,7 +29,7 @@ async def drain(provider: object, request: ChatRequest) -> None:
 
 
 async def test_openai_request_shape(fake_openai: FakeOpenAI, build: ProviderFactory) -> None:
-    provider = build(openai.create, openai_base_url=fake_openai.base_url, openai_api_key=fake_openai.api_key)
+    provider = build(openai.PLUGIN, openai_base_url=fake_openai.base_url, openai_api_key=fake_openai.api_key)
     request = conversation(
         "gpt-4o", max_tokens=50, temperature=0.2, top_p=0.9, stop=["\n\n"], extra={"seed": 7}
     )
@@ -58,7 +58,7 @@ async def test_openai_request_shape(fake_openai: FakeOpenAI, build: ProviderFact
 async def test_openai_compat_without_key_sends_no_auth(
     fake_openai_compat: FakeOpenAI, build: ProviderFactory
 ) -> None:
-    provider = build(openai_compat.create, openai_compat_base_url=fake_openai_compat.base_url)
+    provider = build(openai_compat.PLUGIN, openai_compat_base_url=fake_openai_compat.base_url)
     assert [m.id for m in await provider.list_models()] == ["Qwen/Qwen2.5-0.5B-Instruct"]
     result = await provider.chat(ask("Qwen/Qwen2.5-0.5B-Instruct", max_tokens=5))
     assert result.usage is not None
@@ -70,7 +70,7 @@ async def test_openai_compat_without_key_sends_no_auth(
 async def test_huggingface_request_shape(fake_huggingface: FakeHuggingFace, build: ProviderFactory) -> None:
     key = fake_huggingface.api_key
     provider = build(
-        huggingface.create, huggingface_base_url=fake_huggingface.base_url, huggingface_api_key=key
+        huggingface.PLUGIN, huggingface_base_url=fake_huggingface.base_url, huggingface_api_key=key
     )
     await provider.chat(ask("meta-llama/Llama-3.1-8B-Instruct"))
     assert fake_huggingface.last.path == "/v1/chat/completions"
@@ -80,7 +80,7 @@ async def test_huggingface_request_shape(fake_huggingface: FakeHuggingFace, buil
 
 async def test_azure_request_shape(fake_azure: FakeAzureOpenAI, build: ProviderFactory) -> None:
     provider = build(
-        azure.create,
+        azure.PLUGIN,
         azure_base_url=fake_azure.base_url,
         azure_api_key=fake_azure.api_key,
         azure_deployments=["gpt4o-prod", "mini-dev"],
@@ -100,7 +100,7 @@ async def test_azure_request_shape(fake_azure: FakeAzureOpenAI, build: ProviderF
 
 async def test_anthropic_request_shape(fake_anthropic: FakeAnthropic, build: ProviderFactory) -> None:
     key = fake_anthropic.api_key
-    provider = build(anthropic.create, anthropic_base_url=fake_anthropic.base_url, anthropic_api_key=key)
+    provider = build(anthropic.PLUGIN, anthropic_base_url=fake_anthropic.base_url, anthropic_api_key=key)
     await provider.chat(conversation("claude-3-5-haiku-latest", temperature=0.5, stop=["END"]))
     sent = fake_anthropic.last
     assert (sent.method, sent.path) == ("POST", "/v1/messages")
@@ -130,7 +130,7 @@ async def test_anthropic_request_shape(fake_anthropic: FakeAnthropic, build: Pro
 async def test_gemini_key_only_in_header(fake_gemini: FakeGemini, build: ProviderFactory) -> None:
     key = fake_gemini.api_key
     assert key is not None
-    provider = build(gemini.create, gemini_base_url=fake_gemini.base_url, gemini_api_key=key)
+    provider = build(gemini.PLUGIN, gemini_base_url=fake_gemini.base_url, gemini_api_key=key)
     await provider.chat(conversation("gemini-2.0-flash", max_tokens=40, temperature=0.1, top_p=0.8))
     await drain(provider, ask("gemini-2.0-flash"))
     await provider.list_models()
@@ -156,7 +156,7 @@ async def test_gemini_key_only_in_header(fake_gemini: FakeGemini, build: Provide
 
 
 async def test_gemini_lists_only_generating_models(fake_gemini: FakeGemini, build: ProviderFactory) -> None:
-    provider = build(gemini.create, gemini_base_url=fake_gemini.base_url, gemini_api_key=fake_gemini.api_key)
+    provider = build(gemini.PLUGIN, gemini_base_url=fake_gemini.base_url, gemini_api_key=fake_gemini.api_key)
     models = await provider.list_models()
     assert [m.id for m in models] == ["gemini-2.0-flash", "gemini-2.5-pro"]  # not text-embedding-004
     assert models[0].context_window == 1048576
@@ -164,7 +164,7 @@ async def test_gemini_lists_only_generating_models(fake_gemini: FakeGemini, buil
 
 async def test_cohere_request_shape(fake_cohere: FakeCohere, build: ProviderFactory) -> None:
     key = fake_cohere.api_key
-    provider = build(cohere.create, cohere_base_url=fake_cohere.base_url, cohere_api_key=key)
+    provider = build(cohere.PLUGIN, cohere_base_url=fake_cohere.base_url, cohere_api_key=key)
     await provider.chat(conversation("command-r-plus-08-2024", max_tokens=30, top_p=0.7))
     sent = fake_cohere.last
     assert (sent.method, sent.path) == ("POST", "/v2/chat")
@@ -186,7 +186,7 @@ async def test_cohere_request_shape(fake_cohere: FakeCohere, build: ProviderFact
 
 
 async def test_ollama_request_shape(fake_ollama: FakeOllama, build: ProviderFactory) -> None:
-    provider = build(ollama.create, ollama_base_url=fake_ollama.base_url)
+    provider = build(ollama.PLUGIN, ollama_base_url=fake_ollama.base_url)
     await provider.chat(conversation("llama3", max_tokens=12, temperature=0.3))
     sent = fake_ollama.last
     assert (sent.method, sent.path) == ("POST", "/api/chat")
@@ -205,6 +205,6 @@ async def test_ollama_request_shape(fake_ollama: FakeOllama, build: ProviderFact
 
 async def test_ollama_sends_a_key_when_set(fake_ollama: FakeOllama, build: ProviderFactory) -> None:
     fake_ollama.api_key = "proxy-token-123456"
-    provider = build(ollama.create, ollama_base_url=fake_ollama.base_url, ollama_api_key="proxy-token-123456")
+    provider = build(ollama.PLUGIN, ollama_base_url=fake_ollama.base_url, ollama_api_key="proxy-token-123456")
     assert len(await provider.list_models()) == 2
     assert fake_ollama.last.header("authorization") == "Bearer proxy-token-123456"

@@ -44,7 +44,7 @@ async def failing_upstream() -> AsyncIterator[str]:
 async def test_an_error_event_mid_stream_is_raised_without_the_key(
     failing_upstream: str, build: ProviderFactory
 ) -> None:
-    provider = build(openai_compat.create, openai_compat_base_url=failing_upstream, openai_compat_api_key=KEY)
+    provider = build(openai_compat.PLUGIN, openai_compat_base_url=failing_upstream, openai_compat_api_key=KEY)
     request = ChatRequest(model="any", messages=[ChatMessage("user", "hi")])
     received: list[str] = []
 

@@ -55,7 +55,7 @@ def request(backend: Backend) -> ChatRequest:
 async def test_a_schema_is_asked_for_in_the_providers_format_and_the_answer_is_the_object(
     backend: Backend, fake: FakeServer, build: ProviderFactory
 ) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     fake.choice = "QA"
     result = await provider.chat(request(backend))
     assert orjson.loads(result.content) == {"next": "QA"}
@@ -103,7 +103,7 @@ class Steps:
 async def test_the_ceo_routes_by_structured_output(
     backend: Backend, fake: FakeServer, build: ProviderFactory, choice: str
 ) -> None:
-    provider = build(backend.create, **backend.settings_for(fake))
+    provider = build(backend.plugin, **backend.settings_for(fake))
     fake.choice = choice
     registry = ProviderRegistry([provider], default_model=f"{backend.name}/{backend.model}")
     steps = Steps()

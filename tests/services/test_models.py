@@ -13,11 +13,12 @@ import pytest
 
 from ailab.config import Settings
 from ailab.providers import anthropic, local, openai, openai_compat
-from ailab.providers.registry import ProviderRegistry, SettingsCredentials
+from ailab.providers.registry import ProviderRegistry
 from ailab.services.direct import DirectPipeline
 from ailab.services.models import model_rows
 from ailab.services.pipelines import Pipelines
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.provider_settings import make_provider
 
 
 async def test_rows_say_what_can_serve_and_why_the_rest_cannot(
@@ -28,8 +29,7 @@ async def test_rows_say_what_can_serve_and_why_the_rest_cannot(
         openai_api_key=fake_openai.api_key,
         openai_compat_base_url=closed_port_url,
     )
-    credentials = SettingsCredentials(settings)
-    made = [m.create(settings, credentials) for m in (local, openai, anthropic, openai_compat)]
+    made = [make_provider(m.PLUGIN, settings) for m in (local, openai, anthropic, openai_compat)]
     registry = ProviderRegistry(made)
     try:
         rows = await model_rows(registry, Pipelines([DirectPipeline(registry)]))
@@ -39,7 +39,7 @@ async def test_rows_say_what_can_serve_and_why_the_rest_cannot(
     smol = by_id["local/smollm2-135m-instruct"]
     assert (smol.kind, smol.state, smol.default) == ("local", "ready", True)
     assert smol.size_bytes is not None and smol.size_bytes > 50_000_000
-    assert smol.context_window == settings.local_context
+    assert smol.context_window == local.LocalSettings().context
     assert by_id["openai/gpt-4o-mini"].state == "ready"
     assert by_id["pipeline/direct"].kind == "pipeline"
     assert "ai-lab keys set anthropic" in by_id["anthropic/*"].state

@@ -9,9 +9,17 @@ import httpx
 import pytest
 
 from ailab.errors import InvalidInput, NotFound
-from ailab.services.key_formats import SUPPORTED_SERVICES, canonical_service, mask, spec_for, validate
+from ailab.providers.credentials import CredentialFormat, mask, validate
+from ailab.providers.plugins import Plugins
 
 ALNUM = string.ascii_letters + string.digits
+PLUGINS = Plugins.load()  # the installed plugins declare their keys' formats
+
+
+def form_of(service: str) -> tuple[str, CredentialFormat]:
+    plugin = PLUGINS.get(service)
+    assert plugin.credential is not None
+    return plugin.name, plugin.credential
 
 
 def rand(n: int, alphabet: str = ALNUM) -> str:
@@ -85,8 +93,7 @@ def ids(cases: list[tuple[object, ...]]) -> list[str]:
 
 @pytest.mark.parametrize(("service", "key", "config"), GOOD, ids=ids(GOOD))
 def test_good_keys_pass(service: str, key: str, config: dict[str, str]) -> None:
-    spec = spec_for(service)
-    cleaned_key, cleaned_config = validate(spec, f"  {key}\n", config)
+    cleaned_key, cleaned_config = validate(*form_of(service), f"  {key}\n", config)
     assert cleaned_key == key
     assert cleaned_config == {k: v.rstrip("/") for k, v in config.items()}
 
@@ -96,25 +103,26 @@ def test_bad_keys_say_what_was_expected(
     service: str, key: str, config: dict[str, str], expected: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        validate(spec_for(service), key, config)
+        validate(*form_of(service), key, config)
     assert expected in caught.value.message
     if key:
         assert key not in caught.value.message
 
 
 def test_aliases_and_unknown_services() -> None:
-    assert canonical_service("Google") == "gemini"
-    assert canonical_service("OPENAI") == "openai"
-    assert canonical_service("openai_compat") == "openai-compat"
-    assert canonical_service("mistral") is None
+    assert PLUGINS.canonical("Google") == "gemini"
+    assert PLUGINS.canonical("OPENAI") == "openai"
+    assert PLUGINS.canonical("openai_compat") == "openai-compat"
+    assert PLUGINS.canonical("mistral") is None
     with pytest.raises(NotFound) as caught:
-        spec_for("mistral")
-    for name in SUPPORTED_SERVICES:
+        PLUGINS.get("mistral")
+    assert "local" not in PLUGINS.keyed()  # the embedded model takes no key
+    for name in PLUGINS.keyed():
         assert name in caught.value.message
 
 
 def test_a_url_given_as_the_ollama_key_becomes_its_base_url() -> None:
-    key, config = validate(spec_for("ollama"), "http://127.0.0.1:11434/", {})
+    key, config = validate(*form_of("ollama"), "http://127.0.0.1:11434/", {})
     assert key == ""
     assert config == {"base_url": "http://127.0.0.1:11434"}
 
@@ -159,4 +167,4 @@ async def test_unknown_service_lists_the_supported_ones(client: httpx.AsyncClien
     for method, path in (("POST", "/api-keys/mistral/test"), ("DELETE", "/api-keys/mistral")):
         r = await client.request(method, path)
         assert r.status_code == 404
-        assert "supported services: openai" in r.json()["detail"]
+        assert "supported services: anthropic, azure" in r.json()["detail"]

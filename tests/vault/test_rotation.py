@@ -58,7 +58,7 @@ async def test_rotate_from_a_to_b_then_start_with_b_only(
     assert done.returncode == 0, done.output
     assert openai_server.api_key not in done.output
     assert openai_server.api_key[-4:] in done.output
-    endpoint = ["--endpoint", "https://res1.openai.azure.com", "--deployment", "gpt4o"]
+    endpoint = ["--config", "endpoint=https://res1.openai.azure.com", "-c", "deployment=gpt4o"]
     done = await acli(env, "keys", "set", "azure", *endpoint, stdin=AZURE_KEY)
     assert done.returncode == 0, done.output
     bad = await acli(env, "keys", "set", "azure", stdin=AZURE_KEY)

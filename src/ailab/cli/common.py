@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.console import Console
 from ailab.config import ConfigError, Settings, get_settings
 from ailab.db.migrate import upgrade
 from ailab.errors import AILabError
-from ailab.services.container import Services, build_services
+from ailab.services.container import CoreServices, Services, build_core, build_services
 
 T = TypeVar("T")
 console = Console()
@@ -46,6 +46,11 @@ def run_with_services(fn: Callable[[Services], Awaitable[T]], settings: Settings
         finally:
             await services.aclose()
 
+    return _run_cleanly(main)
+
+
+def _run_cleanly(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` in a new event loop; our errors become a clean message and exit 1."""
     try:
         return asyncio.run(main())
     except ConfigError as exc:
@@ -54,3 +59,19 @@ def run_with_services(fn: Callable[[Services], Awaitable[T]], settings: Settings
         fail(exc.message)
     except OSError as exc:
         fail(f"database unavailable: {exc}")
+
+
+def run_with_core(fn: Callable[[CoreServices], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Migrate the database and run ``fn`` with the database-only services (no providers, no samplers)."""
+    settings = settings or load_settings()
+
+    async def main() -> T:
+        settings.ensure_data_dir()
+        await asyncio.to_thread(upgrade, settings.sqlalchemy_url)
+        core = build_core(settings)
+        try:
+            return await fn(core)
+        finally:
+            await core.aclose()
+
+    return _run_cleanly(main)

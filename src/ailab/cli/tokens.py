@@ -9,10 +9,10 @@ from __future__ import annotations
 import typer
 from rich.table import Column, Table
 
-from ailab.cli.common import console, err_console, run_with_services
+from ailab.cli.common import console, err_console, run_with_core
 from ailab.cli.users import table_console
 from ailab.services.auth import ADMIN_NAME
-from ailab.services.container import Services
+from ailab.services.container import CoreServices
 
 app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 
@@ -24,14 +24,14 @@ def create_command(
 ) -> None:
     """Create an API token NAME for USER and print it once (stdout carries the token alone)."""
 
-    async def run(services: Services) -> str:
-        plaintext, row = await services.auth.create_api_token(user, name)
+    async def run(core: CoreServices) -> str:
+        plaintext, row = await core.auth.create_api_token(user, name)
         err_console.print(
             f"API token {row.id} ({row.name!r}) for {user}; it is shown only now:", highlight=False
         )
         return plaintext
 
-    typer.echo(run_with_services(run))
+    typer.echo(run_with_core(run))
 
 
 @app.command("list")
@@ -40,9 +40,9 @@ def list_command(
 ) -> None:
     """List API tokens (never their secret): id, name, user, created, last used, state."""
 
-    async def run(services: Services) -> None:
-        user_id = (await services.auth.get_user(user)).id if user is not None else None
-        rows = await services.auth.list_api_tokens(user_id)
+    async def run(core: CoreServices) -> None:
+        user_id = (await core.auth.get_user(user)).id if user is not None else None
+        rows = await core.auth.list_api_tokens(user_id)
         # Fold rather than cut: the id is what `tokens revoke` needs.
         table = Table(
             Column("id", no_wrap=True, min_width=36),
@@ -59,7 +59,7 @@ def list_command(
             )
         table_console().print(table if rows else "no API tokens")
 
-    run_with_services(run)
+    run_with_core(run)
 
 
 @app.command("revoke")
@@ -68,8 +68,8 @@ def revoke_command(
 ) -> None:
     """Revoke the API token ID; it is refused from then on."""
 
-    async def run(services: Services) -> None:
-        token = await services.auth.revoke_api_token(token_id)
+    async def run(core: CoreServices) -> None:
+        token = await core.auth.revoke_api_token(token_id)
         console.print(f"revoked API token {token.id} ({token.name!r})", highlight=False)
 
-    run_with_services(run)
+    run_with_core(run)

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from ailab.cli.common import console, err_console, fail, run_with_services
-from ailab.services.container import Services
+from ailab.cli.common import console, err_console, fail, run_with_core
+from ailab.services.container import CoreServices
 
 app = typer.Typer(help="User accounts: add, list, disable, enable, delete, passwd.", no_args_is_help=True)
 
@@ -54,48 +54,48 @@ def add_command(
     """Create user NAME, e.g. `echo "$PASSWORD" | ai-lab users add alice --password-stdin`."""
     password = read_password(name, password_stdin)
 
-    async def run(services: Services) -> None:
-        user = await services.auth.create_user(name, password, "admin" if admin else "user")
+    async def run(core: CoreServices) -> None:
+        user = await core.auth.create_user(name, password, "admin" if admin else "user")
         console.print(f"created user {user.name} ({user.role})", highlight=False)
 
-    run_with_services(run)
+    run_with_core(run)
 
 
 @app.command("list")
 def list_command() -> None:
     """List every user: name, role, whether disabled, when created."""
 
-    async def run(services: Services) -> None:
-        users = await services.auth.list_users()
+    async def run(core: CoreServices) -> None:
+        users = await core.auth.list_users()
         table = Table(*(Column(h, overflow="fold") for h in ("name", "role", "disabled", "created")))
         for user in users:
             created = user.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
             table.add_row(user.name, user.role, "yes" if user.disabled else "no", created)
         table_console().print(table if users else "no users")
 
-    run_with_services(run)
+    run_with_core(run)
 
 
 @app.command("disable")
 def disable_command(name: str = typer.Argument(help="the user to disable")) -> None:
     """Disable user NAME: their logins, access tokens and API tokens are refused (data is kept)."""
 
-    async def run(services: Services) -> None:
-        await services.auth.update_user(name, disabled=True)
+    async def run(core: CoreServices) -> None:
+        await core.auth.update_user(name, disabled=True)
         console.print(f"disabled user {name}", highlight=False)
 
-    run_with_services(run)
+    run_with_core(run)
 
 
 @app.command("enable")
 def enable_command(name: str = typer.Argument(help="the user to enable")) -> None:
     """Enable user NAME again (they log in anew)."""
 
-    async def run(services: Services) -> None:
-        await services.auth.update_user(name, disabled=False)
+    async def run(core: CoreServices) -> None:
+        await core.auth.update_user(name, disabled=False)
         console.print(f"enabled user {name}", highlight=False)
 
-    run_with_services(run)
+    run_with_core(run)
 
 
 @app.command("delete")
@@ -105,17 +105,17 @@ def delete_command(
 ) -> None:
     """Delete user NAME with their sessions, messages, API tokens and benchmark runs (asks for --yes)."""
     if not yes:
-        sessions = run_with_services(lambda services: services.auth.count_sessions(name))
+        sessions = run_with_core(lambda core: core.auth.count_sessions(name))
         what = f"user {name} and their {sessions} session(s)"
         if not sys.stdin.isatty():
             fail(f"this deletes {what}; add --yes to confirm")
         if not typer.confirm(f"delete {what}?", default=False, err=True):
             fail("nothing deleted")
 
-    async def run(services: Services) -> int:
-        return await services.auth.delete_user(name)
+    async def run(core: CoreServices) -> int:
+        return await core.auth.delete_user(name)
 
-    sessions = run_with_services(run)
+    sessions = run_with_core(run)
     console.print(f"deleted user {name} and {sessions} session(s)", highlight=False)
 
 
@@ -127,8 +127,8 @@ def passwd_command(
     """Set the password of NAME (read from stdin); their open sessions end."""
     password = read_password(name, password_stdin)
 
-    async def run(services: Services) -> None:
-        await services.auth.set_password(name, password)
+    async def run(core: CoreServices) -> None:
+        await core.auth.set_password(name, password)
         err_console.print(f"password of {name} changed", highlight=False)
 
-    run_with_services(run)
+    run_with_core(run)

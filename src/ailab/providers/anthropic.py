@@ -16,23 +16,26 @@ Structured output (a :class:`ResponseSchema`) is a tool the model is made to cal
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from ailab.config import Settings
 from ailab.errors import ProviderError
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
-    CredentialStore,
     ModelInfo,
     Usage,
     sampling_fields,
 )
+from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
+from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -190,6 +193,24 @@ class AnthropicProvider(TranslatingProvider):
         return StreamState()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> AnthropicProvider:
-    """The ``anthropic`` entry point: always registered, so a key added at run time works at once."""
-    return AnthropicProvider(settings, credentials)
+class AnthropicSettings(ProviderSettings):
+    """``AILAB_ANTHROPIC_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_ANTHROPIC_")
+
+    base_url: str = ""  # empty: https://api.anthropic.com
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="anthropic",
+    settings=AnthropicSettings,
+    factory=AnthropicProvider,
+    credential=CredentialFormat(
+        re.compile(r"^sk-ant-[A-Za-z0-9_-]{20,}$"),
+        "an Anthropic key: 'sk-ant-' followed by at least 20 letters, digits, '-' or '_'",
+        config=BASE_URL_OPTIONAL,
+    ),
+    capabilities=Capabilities(json_schema=True),  # a forced tool
+    description="Anthropic's Messages API",
+)

@@ -14,31 +14,38 @@ key or an unreachable endpoint shows up there, as for every other provider.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Annotated
 from urllib.parse import quote
 
-from ailab.config import Settings
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
 from ailab.errors import ModelNotFound, ProviderUnavailable
-from ailab.providers.base import Credential, CredentialStore, ModelInfo, ProviderHealth
-from ailab.providers.openai import OpenAIWireProvider
+from ailab.providers.base import Credential, ModelInfo, ProviderHealth
+from ailab.providers.credentials import ConfigField, CredentialFormat
+from ailab.providers.openai import WIRE_CAPABILITIES, OpenAIWireProvider
+from ailab.providers.plugin import ProviderPlugin, ProviderSettings
 
 
-def deployments(credential: Credential | None, settings: Settings) -> list[str]:
+def deployments(credential: Credential | None, settings: AzureSettings) -> list[str]:
     """The configured deployment names."""
     configured = credential.config.get("deployment", "") if credential else ""
     names = [part.strip() for part in configured.split(",") if part.strip()]
-    return names or list(settings.azure_deployments)
+    return names or list(settings.deployments)
 
 
 class AzureOpenAIProvider(OpenAIWireProvider):
     """Azure OpenAI deployments."""
 
     name = "azure"
+    settings: AzureSettings
 
     def base_url(self, credential: Credential | None) -> str:
         """The resource endpoint, ``https://<resource>.openai.azure.com``."""
         config = credential.config if credential else {}
-        endpoint = config.get("endpoint") or config.get("base_url") or self.settings.azure_base_url
+        endpoint = config.get("endpoint") or config.get("base_url") or self.settings.base_url
         return str(endpoint or "").rstrip("/")
 
     def auth_headers(self, credential: Credential) -> dict[str, str]:
@@ -47,7 +54,7 @@ class AzureOpenAIProvider(OpenAIWireProvider):
 
     def query(self, credential: Credential) -> Mapping[str, str]:
         """The ``api-version`` every Azure call needs."""
-        return {"api-version": credential.config.get("api_version") or self.settings.azure_api_version}
+        return {"api-version": credential.config.get("api_version") or self.settings.api_version}
 
     def chat_url(self, credential: Credential, model: str) -> str:
         """The deployment's chat completions URL (``model`` is the deployment name).
@@ -108,6 +115,76 @@ class AzureOpenAIProvider(OpenAIWireProvider):
         return await super().health()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> AzureOpenAIProvider:
-    """The ``azure`` entry point: always registered, so a key added at run time works at once."""
-    return AzureOpenAIProvider(settings, credentials)
+class AzureSettings(ProviderSettings):
+    """``AILAB_AZURE_*``: the resource's endpoint (``BASE_URL``), key, API version and deployments."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_AZURE_")
+
+    base_url: str = ""  # https://<resource>.openai.azure.com
+    api_key: SecretStr | None = None
+    api_version: str = "2024-10-21"
+    deployments: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("deployments", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def credential(self) -> Credential | None:
+        """The key, with the endpoint, API version and deployments as the credential's config."""
+        config = {"api_version": self.api_version}
+        if self.base_url:
+            config["endpoint"] = self.base_url
+        if self.deployments:
+            config["deployment"] = ",".join(self.deployments)
+        if self.api_key is None:
+            return None
+        return Credential(api_key=self.api_key.get_secret_value(), config=config)
+
+
+_ENDPOINT = re.compile(r"^https://[a-z0-9][a-z0-9-]{0,62}\.openai\.azure\.com/?$", re.IGNORECASE)
+_DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+
+def _endpoint(value: str) -> str | None:
+    if _ENDPOINT.match(value):
+        return None
+    return "must be your resource's endpoint, https://<resource-name>.openai.azure.com"
+
+
+def _deployment(value: str) -> str | None:
+    if all(_DEPLOYMENT.match(part.strip()) for part in value.split(",")):
+        return None
+    return (
+        "must be a deployment name (letters, digits, '.', '_', '-'; at most 64 characters), "
+        "or several separated by commas"
+    )
+
+
+def _api_version(value: str) -> str | None:
+    return None if _API_VERSION.match(value) else "must look like 2024-10-21 or 2024-10-01-preview"
+
+
+PLUGIN = ProviderPlugin(
+    name="azure",
+    settings=AzureSettings,
+    factory=AzureOpenAIProvider,
+    credential=CredentialFormat(
+        re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9A-Za-z]{84})$"),
+        "an Azure OpenAI key: 32 hexadecimal characters or 84 letters and digits",
+        config={
+            "endpoint": ConfigField(
+                _endpoint, required=True, help="https://<resource>.openai.azure.com", url=True
+            ),
+            "deployment": ConfigField(
+                _deployment, required=True, help="the deployment name(s), comma-separated"
+            ),
+            "api_version": ConfigField(_api_version, help="the API version, e.g. 2024-10-21"),
+        },
+    ),
+    capabilities=WIRE_CAPABILITIES,
+    description="Azure OpenAI deployments",
+)

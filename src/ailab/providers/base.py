@@ -16,7 +16,24 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ailab.config import Settings
+from ailab.providers.credentials import Credential
+
+__all__ = [  # Credential is re-exported: it is part of the protocol
+    "ChatChunk",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResult",
+    "Credential",
+    "CredentialStore",
+    "ModelInfo",
+    "Provider",
+    "ProviderHealth",
+    "ResponseSchema",
+    "SupportsOpenAIForward",
+    "UpstreamResponse",
+    "Usage",
+    "sampling_fields",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +126,6 @@ class ProviderHealth:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A provider credential: the secret and non-secret settings (endpoint, deployment, ...)."""
-
-    api_key: str | None
-    config: Mapping[str, str] = field(default_factory=dict)
-
-
 class CredentialStore(Protocol):
     """Where providers find their credentials (the vault first, then ``AILAB_<PROVIDER>_API_KEY``)."""
 
@@ -177,12 +186,6 @@ class SupportsOpenAIForward(Protocol):
     async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
         """POST ``payload`` to the upstream's /chat/completions and return the raw answer."""
         ...
-
-
-class ProviderFactory(Protocol):
-    """What an ``ailab.providers`` entry point names: builds the provider, or None if unconfigured."""
-
-    def __call__(self, settings: Settings, credentials: CredentialStore) -> Provider | None: ...
 
 
 def sampling_fields(

@@ -12,20 +12,24 @@ Structured output is ``response_format: {"type": "json_object", "json_schema": .
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from ailab.config import Settings
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
-    CredentialStore,
     ModelInfo,
     Usage,
     sampling_fields,
 )
+from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.http import Endpoint, TranslatingProvider
+from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -137,6 +141,22 @@ class CohereProvider(TranslatingProvider):
         return StreamState()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> CohereProvider:
-    """The ``cohere`` entry point: always registered, so a key added at run time works at once."""
-    return CohereProvider(settings, credentials)
+class CohereSettings(ProviderSettings):
+    """``AILAB_COHERE_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_COHERE_")
+
+    base_url: str = ""  # empty: https://api.cohere.com
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="cohere",
+    settings=CohereSettings,
+    factory=CohereProvider,
+    credential=CredentialFormat(
+        re.compile(r"^[A-Za-z0-9]{40}$"), "a Cohere key: 40 letters and digits", config=BASE_URL_OPTIONAL
+    ),
+    capabilities=Capabilities(json_schema=True),
+    description="Cohere's v2 Chat API",
+)

@@ -13,23 +13,27 @@ access logs and traces would keep it. Google answers an invalid key with 400 ``A
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from ailab.config import Settings
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
 from ailab.errors import ProviderAuthError, ProviderError
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
-    CredentialStore,
     ModelInfo,
     Usage,
     sampling_fields,
 )
+from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
+from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 
 API_PREFIX = "/v1beta"
 MAX_MODEL_PAGES = 10
@@ -216,6 +220,25 @@ class GeminiProvider(TranslatingProvider):
         return StreamState()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> GeminiProvider:
-    """The ``gemini`` entry point: always registered, so a key added at run time works at once."""
-    return GeminiProvider(settings, credentials)
+class GeminiSettings(ProviderSettings):
+    """``AILAB_GEMINI_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_GEMINI_")
+
+    base_url: str = ""  # empty: https://generativelanguage.googleapis.com
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="gemini",
+    settings=GeminiSettings,
+    factory=GeminiProvider,
+    credential=CredentialFormat(
+        re.compile(r"^AIza[0-9A-Za-z_-]{35}$"),
+        "a Google AI Studio key: 39 characters starting with 'AIza'",
+        config=BASE_URL_OPTIONAL,
+    ),
+    capabilities=Capabilities(json_schema=True),  # responseSchema
+    aliases=("google",),
+    description="Google Gemini (AI Studio, v1beta)",
+)

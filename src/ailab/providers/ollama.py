@@ -11,20 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ailab.config import Settings
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
-    CredentialStore,
     ModelInfo,
     ProviderHealth,
     Usage,
     sampling_fields,
 )
+from ailab.providers.credentials import BASE_URL_REQUIRED, CredentialFormat
 from ailab.providers.http import Endpoint, TranslatingProvider, status_error
+from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
@@ -143,6 +146,25 @@ class OllamaProvider(TranslatingProvider):
         return StreamState()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> OllamaProvider:
-    """The ``ollama`` entry point: always registered (no key needed)."""
-    return OllamaProvider(settings, credentials)
+class OllamaSettings(ProviderSettings):
+    """``AILAB_OLLAMA_*``: where Ollama listens (no key needed; one is sent when set)."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_OLLAMA_")
+
+    base_url: str = "http://127.0.0.1:11434"
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="ollama",
+    settings=OllamaSettings,
+    factory=OllamaProvider,
+    credential=CredentialFormat(
+        None,
+        "an optional key (printable, no spaces) with config base_url http(s)://host:port",
+        key_required=False,
+        config=BASE_URL_REQUIRED,
+    ),
+    capabilities=Capabilities(json_schema=True),  # format: <schema>
+    description="An Ollama server (always registered; no key needed)",
+)

@@ -9,22 +9,25 @@ OpenAI are the same class with another base URL, key rule or URL scheme.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from ailab.config import Settings
 from ailab.providers import openai_wire as wire
 from ailab.providers.base import (
     ChatRequest,
     ChatResult,
     Credential,
-    CredentialStore,
     ModelInfo,
     UpstreamResponse,
 )
+from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.http import Endpoint, ResponseBody, TranslatingProvider
+from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 
 
 class OpenAIWireProvider(TranslatingProvider):
@@ -117,6 +120,27 @@ class OpenAIProvider(OpenAIWireProvider):
     max_tokens_field = "max_completion_tokens"
 
 
-def create(settings: Settings, credentials: CredentialStore) -> OpenAIProvider:
-    """The ``openai`` entry point: always registered, so a key added at run time works at once."""
-    return OpenAIProvider(settings, credentials)
+class OpenAISettings(ProviderSettings):
+    """``AILAB_OPENAI_*``: the key and, to use a proxy or a mirror, another base URL."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_OPENAI_")
+
+    base_url: str = ""  # empty: https://api.openai.com/v1
+    api_key: SecretStr | None = None
+
+
+CREDENTIAL = CredentialFormat(
+    re.compile(r"^sk-[A-Za-z0-9_-]{20,}$"),
+    "an OpenAI key: 'sk-' (or 'sk-proj-') followed by at least 20 letters, digits, '-' or '_'",
+    config=BASE_URL_OPTIONAL,
+    mistakes=((re.compile(r"^sk-ant-"), "this looks like an Anthropic key; store it as 'anthropic'"),),
+)
+WIRE_CAPABILITIES = Capabilities(json_schema=True)  # OpenAI's wire: strict json_schema response format
+PLUGIN = ProviderPlugin(
+    name="openai",
+    settings=OpenAISettings,
+    factory=OpenAIProvider,
+    credential=CREDENTIAL,
+    capabilities=WIRE_CAPABILITIES,
+    description="OpenAI's API (always registered: a key added at run time works at once)",
+)

@@ -8,10 +8,14 @@ without any base URL it lists no models, makes no network call, and a chat says 
 
 from __future__ import annotations
 
-from ailab.config import Settings
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
 from ailab.errors import ProviderUnavailable
-from ailab.providers.base import Credential, CredentialStore, ModelInfo, ProviderHealth
-from ailab.providers.openai import OpenAIWireProvider
+from ailab.providers.base import Credential, ModelInfo, ProviderHealth
+from ailab.providers.credentials import BASE_URL_REQUIRED, CredentialFormat
+from ailab.providers.openai import WIRE_CAPABILITIES, OpenAIWireProvider
+from ailab.providers.plugin import ProviderPlugin, ProviderSettings
 
 
 class OpenAICompatProvider(OpenAIWireProvider):
@@ -47,6 +51,26 @@ class OpenAICompatProvider(OpenAIWireProvider):
         return await super().health()
 
 
-def create(settings: Settings, credentials: CredentialStore) -> OpenAICompatProvider:
-    """The ``openai-compat`` entry point."""
-    return OpenAICompatProvider(settings, credentials)
+class OpenAICompatSettings(ProviderSettings):
+    """``AILAB_OPENAI_COMPAT_*``: any OpenAI-compatible server; the key is optional."""
+
+    model_config = SettingsConfigDict(env_prefix="AILAB_OPENAI_COMPAT_")
+
+    base_url: str = ""  # e.g. http://127.0.0.1:8000/v1
+    api_key: SecretStr | None = None
+
+
+PLUGIN = ProviderPlugin(
+    name="openai-compat",
+    settings=OpenAICompatSettings,
+    factory=OpenAICompatProvider,
+    credential=CredentialFormat(
+        None,
+        "an optional key (printable, no spaces) with config base_url, e.g. http://127.0.0.1:8000/v1",
+        key_required=False,
+        config=BASE_URL_REQUIRED,
+    ),
+    capabilities=WIRE_CAPABILITIES,
+    aliases=("openai_compat",),
+    description="Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, ...)",
+)

@@ -1,8 +1,8 @@
-"""Finding providers through entry points and routing model ids to them.
+"""The providers of this process, routing model ids to them, and what their generations showed.
 
-Every backend, the built-in ones included, is an entry point of the group ``ailab.providers`` (see
-``pyproject.toml``); a third-party package adds one the same way. Model ids are ``<provider>/<model>``;
-an id without a known prefix goes to the default provider.
+The providers are built from the installed plugins (:mod:`ailab.providers.plugins`). Model ids are
+``<provider>/<model>``; an empty id goes to the default model (the embedded one unless
+``AILAB_DEFAULT_MODEL`` says otherwise).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 
-from ailab.config import Settings
 from ailab.errors import ModelNotFound
-from ailab.providers.base import Credential, CredentialStore, ModelInfo, Provider
+from ailab.providers.base import CredentialStore, ModelInfo, Provider
+from ailab.providers.plugin import ProviderContext
+from ailab.providers.plugins import Plugins
 
-ENTRY_POINT_GROUP = "ailab.providers"
 LOCAL_PROVIDER = "local"
 LIST_MODELS_TIMEOUT_S = 10.0
 log = logging.getLogger("ailab.providers")
@@ -89,48 +88,37 @@ class SpeedBook:
         return self._speeds.get(model_id)
 
 
-class SettingsCredentials:
-    """Credentials from ``AILAB_<PROVIDER>_API_KEY`` / ``_BASE_URL`` settings only."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    async def get(self, service: str) -> Credential | None:
-        attr = service.replace("-", "_")
-        secret = getattr(self._settings, f"{attr}_api_key", None)
-        if secret is None:
-            return None
-        return Credential(api_key=secret.get_secret_value())
-
-
 class ProviderRegistry:
     """The providers of this process, by name, and the observers of their generations."""
 
     def __init__(self, providers: Iterable[Provider], default_model: str = "") -> None:
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.plugins = Plugins({}, {})  # what the providers were built from (from_plugins sets it)
         self.default_model = default_model
         self.speeds = SpeedBook()
         self.observers: list[GenerationObserver] = [self.speeds.observe]
 
     @classmethod
-    def from_entry_points(
+    def from_plugins(
         cls,
-        settings: Settings,
+        plugins: Plugins,
         credentials: CredentialStore,
-        entries: Iterable[EntryPoint] | None = None,
+        context: ProviderContext,
+        default_model: str = "",
     ) -> ProviderRegistry:
-        """Load every ``ailab.providers`` entry point; a plugin that fails to load is logged, not fatal."""
+        """Build every plugin's provider; one whose factory fails is logged and left out, not fatal."""
         providers: list[Provider] = []
-        for entry in entries if entries is not None else entry_points(group=ENTRY_POINT_GROUP):
+        for name, plugin in plugins.plugins.items():
             try:
-                factory = entry.load()
-                provider = factory(settings, credentials)
+                provider = plugin.create(plugins.settings[name], credentials, context)
             except Exception:
-                log.exception("provider plugin %r failed to load", entry.name)
+                log.exception("provider plugin %r failed to start", name)
                 continue
             if provider is not None:
                 providers.append(provider)
-        return cls(providers, settings.default_model)
+        registry = cls(providers, default_model)
+        registry.plugins = plugins
+        return registry
 
     def resolve(self, model_id: str | None) -> tuple[Provider, str]:
         """The provider and its own model name for ``provider/model`` (or the default model)."""

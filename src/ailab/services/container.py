@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.metrics import Metrics
+from ailab.providers.plugin import ProviderContext
+from ailab.providers.plugins import Plugins
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.agents import AgentCatalog
 from ailab.services.auth import AuthService
@@ -62,6 +65,41 @@ class Services:
         await self.db.close()
 
 
+@dataclass
+class CoreServices:
+    """The database and the services built on it alone, for CLI commands that need nothing more.
+
+    ``ai-lab keys``, ``users`` and ``tokens`` use this: no provider is started, no sampler runs, no
+    pipeline is seeded. The vault loads the plugins' declarations (to validate and test keys) only
+    when a command asks for it.
+    """
+
+    settings: Settings
+    db: Database
+    master_keys: list[str]
+
+    @cached_property
+    def auth(self) -> AuthService:
+        """Users, sessions and API tokens."""
+        return AuthService(self.db, self.settings, self.master_keys)
+
+    @cached_property
+    def vault(self) -> Vault:
+        """The API-key vault, validating and testing through the installed plugins."""
+        return Vault(self.db, self.settings, self.master_keys, Plugins.load(self.settings.providers))
+
+    async def aclose(self) -> None:
+        """Close the database pool."""
+        await self.db.close()
+
+
+def build_core(settings: Settings) -> CoreServices:
+    """The :class:`CoreServices` of ``settings`` (the database must already be migrated)."""
+    settings.ensure_data_dir()
+    db = Database(settings.sqlalchemy_url, pool_size=1, max_overflow=0)
+    return CoreServices(settings, db, load_master_keys(settings))
+
+
 async def build_services(settings: Settings) -> Services:
     """Create the services for ``settings`` (the database must already be migrated)."""
     settings.ensure_data_dir()
@@ -73,9 +111,11 @@ async def build_services(settings: Settings) -> Services:
     db = Database(
         settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
-    vault = Vault(db, settings, master_keys)  # the providers' credentials: vault first, then settings
+    plugins = Plugins.load(settings.providers)
+    vault = Vault(db, settings, master_keys, plugins)  # the providers' credentials: vault, then settings
     sessions = SessionService(db)
-    providers = ProviderRegistry.from_entry_points(settings, vault)
+    context = ProviderContext(data_dir=settings.data_dir, timeout_s=settings.provider_timeout_seconds)
+    providers = ProviderRegistry.from_plugins(plugins, vault, context, settings.default_model)
     pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
     chat = ChatService(db, sessions, providers, pipelines, settings)
     monitor = Monitor(settings, db, Metrics.from_environment())

@@ -11,7 +11,12 @@ Lookups
     Providers call :meth:`Vault.get` per request. Decrypted credentials are cached in memory for
     ``CACHE_SECONDS``; a set, delete or rotate in this process clears the cache at once, and other
     processes (workers, replicas) see the change within ``CACHE_SECONDS``. A service without a stored
-    key falls back to ``AILAB_<PROVIDER>_API_KEY`` / ``_BASE_URL``.
+    key falls back to what its plugin's settings give (``AILAB_<PROVIDER>_API_KEY``, ...).
+
+Providers
+    The vault names no provider: which services take a key, the format it is validated against, and
+    how a key is tried all come from the installed plugins (:class:`~ailab.providers.plugins.Plugins`),
+    so a third-party plugin's keys are stored, validated and tested like the built-ins'.
 
 Rotation
     ``rotate`` re-encrypts every row under the newest master key in one transaction. With
@@ -28,13 +33,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
 from ailab.config import ConfigError, Settings
@@ -54,21 +57,14 @@ from ailab.errors import (
 )
 from ailab.logs import redact
 from ailab.providers.base import Credential, Provider
-from ailab.providers.registry import ENTRY_POINT_GROUP
-from ailab.services.key_formats import (
-    SUPPORTED_SERVICES,
-    canonical_service,
-    mask,
-    spec_for,
-    unknown_service_message,
-    validate,
-)
+from ailab.providers.credentials import CredentialFormat, mask, validate
+from ailab.providers.plugin import ProviderContext, ProviderPlugin
+from ailab.providers.plugins import Plugins
 from ailab.services.masterkey import load_master_keys, master_key_path, write_key_file
 
 CIPHERTEXT_VERSION = "v1"
 CACHE_SECONDS = 5.0
 TEST_TIMEOUT_SECONDS = 10.0
-KEYLESS_SERVICES = ("ollama", "openai-compat")
 log = logging.getLogger("ailab.vault")
 
 
@@ -130,57 +126,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def settings_credential(settings: Settings, service: str) -> Credential | None:
-    """The credential ``AILAB_<PROVIDER>_API_KEY`` / ``_BASE_URL`` give, or None."""
-    config = _settings_config(settings, service)
-    secret = getattr(settings, f"{service.replace('-', '_')}_api_key", None)
-    if isinstance(secret, SecretStr):
-        return Credential(api_key=secret.get_secret_value(), config=config)
-    if service in KEYLESS_SERVICES and config.get("base_url"):
-        return Credential(api_key=None, config=config)
-    return None
-
-
-def _settings_config(settings: Settings, service: str) -> dict[str, str]:
-    attr = service.replace("-", "_")
-    config: dict[str, str] = {}
-    base_url = getattr(settings, f"{attr}_base_url", "")
-    if isinstance(base_url, str) and base_url:
-        config["base_url"] = base_url
-    if service == "azure":
-        if settings.azure_base_url:
-            config["endpoint"] = settings.azure_base_url
-        config["api_version"] = settings.azure_api_version
-        if settings.azure_deployments:
-            config["deployment"] = ",".join(settings.azure_deployments)
-    return config
-
-
-def _settings_overrides(service: str, credential: Credential) -> dict[str, Any]:
-    """Settings fields that make a provider plugin use ``credential`` (for a key test)."""
-    attr = service.replace("-", "_")
-    update: dict[str, Any] = {"provider_timeout_seconds": TEST_TIMEOUT_SECONDS}
-    if credential.api_key:
-        update[f"{attr}_api_key"] = SecretStr(credential.api_key)
-    base_url = credential.config.get("base_url") or credential.config.get("endpoint")
-    if base_url:
-        update[f"{attr}_base_url"] = base_url
-    if service == "azure":
-        if credential.config.get("api_version"):
-            update["azure_api_version"] = credential.config["api_version"]
-        if credential.config.get("deployment"):
-            update["azure_deployments"] = credential.config["deployment"].split(",")
-    return {k: v for k, v in update.items() if k in Settings.model_fields}
-
-
 class _FixedCredentials:
     """A credential store that knows one credential: the one under test."""
 
-    def __init__(self, service: str, credential: Credential) -> None:
-        self._service, self._credential = service, credential
+    def __init__(self, plugins: Plugins, service: str, credential: Credential) -> None:
+        self._plugins, self._service, self._credential = plugins, service, credential
 
     async def get(self, service: str) -> Credential | None:
-        return self._credential if canonical_service(service) == self._service else None
+        return self._credential if self._plugins.canonical(service) == self._service else None
 
 
 def _clean_detail(text: str, secret: str | None) -> str:
@@ -198,14 +151,14 @@ class Vault:
         db: Database,
         settings: Settings,
         master_keys: list[str],
+        plugins: Plugins | None = None,
         *,
         cache_seconds: float = CACHE_SECONDS,
-        entries: Iterable[EntryPoint] | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
+        self.plugins = plugins if plugins is not None else Plugins({}, {})
         self._cache_seconds = cache_seconds
-        self._entries = list(entries) if entries is not None else None
         self._cache: dict[str, tuple[float, Credential | None]] = {}
         self._generation = 0  # bumped on every change, so a read racing a write is not cached
         self._fernet = MultiFernet([Fernet(k.encode()) for k in master_keys])
@@ -285,7 +238,7 @@ class Vault:
 
     async def get(self, service: str) -> Credential | None:
         """The credential of ``service``: the vault's, else the settings', else None (cached briefly)."""
-        name = canonical_service(service) or service
+        name = self.plugins.canonical(service) or service
         now = time.monotonic()
         hit = self._cache.get(name)
         if hit is not None and hit[0] > now:
@@ -297,18 +250,23 @@ class Vault:
         return credential
 
     async def _load(self, service: str) -> Credential | None:
-        if canonical_service(service) is None:
-            return settings_credential(self._settings, service)
+        if not self._keyed(service):
+            return self.plugins.settings_credential(service)
         async with self._db.read() as session:
             row = await keys_repo.get_key(session, service)
         if row is None:
-            return settings_credential(self._settings, service)
+            return self.plugins.settings_credential(service)
         return await self._credential_of(row)
 
+    def _keyed(self, name: str) -> bool:
+        plugin = self.plugins.plugins.get(name)
+        return plugin is not None and plugin.credential is not None
+
     async def _credential_of(self, row: ApiKey) -> Credential:
+        # What the stored config leaves out (an endpoint, an API version) the provider takes from its
+        # own settings, so the row holds exactly what was stored.
         secret = await self._decrypt(row.service, row.ciphertext)
-        config = {**_settings_config(self._settings, row.service), **row.config}
-        return Credential(api_key=secret or None, config=config)
+        return Credential(api_key=secret or None, config=dict(row.config))
 
     def _invalidate(self) -> None:
         self._generation += 1
@@ -316,18 +274,26 @@ class Vault:
 
     # -- management --------------------------------------------------------------------------------
 
-    @staticmethod
-    def supported_services() -> list[str]:
-        """The service names keys can be stored for."""
-        return list(SUPPORTED_SERVICES)
+    def supported_services(self) -> list[str]:
+        """The service names keys can be stored for: the installed plugins that take a credential."""
+        return self.plugins.keyed()
+
+    def _plugin(self, service: str) -> tuple[ProviderPlugin, CredentialFormat]:
+        """The plugin ``service`` names and its credential format; :class:`NotFound` otherwise."""
+        plugin = self.plugins.get(service)
+        if plugin.credential is None:
+            keyed = ", ".join(self.plugins.keyed())
+            raise NotFound(f"{plugin.name} takes no key; the services with keys: {keyed}")
+        return plugin, plugin.credential
 
     async def set(self, service: str, api_key: str, config: Mapping[str, str] | None = None) -> KeyInfo:
         """Validate and store (or replace) the key of ``service``; 422 saying what was expected."""
-        name = canonical_service(service)
-        if name is None:
-            raise InvalidInput(unknown_service_message(service))
-        spec = spec_for(name)
-        key, clean_config = validate(spec, api_key, config or {})
+        try:
+            plugin, form = self._plugin(service)
+        except NotFound as exc:
+            raise InvalidInput(exc.message) from None
+        name = plugin.name
+        key, clean_config = validate(name, form, api_key, config or {})
         async with self._db.write() as session:
             await keys_repo.lock_for_write(session)
             # Under the lock that rotation takes: pick up a key file a rotation just replaced.
@@ -347,7 +313,7 @@ class Vault:
 
     async def delete(self, service: str) -> str:
         """Delete the stored key of ``service`` (404 when there is none)."""
-        name = spec_for(service).name
+        name = self._plugin(service)[0].name
         async with self._db.write() as session:
             deleted = await keys_repo.delete_key(session, name)
         self._invalidate()
@@ -368,10 +334,10 @@ class Vault:
                 secret = None  # listed without its last characters; serve refuses to start like this
             infos.append(self._info(row, secret))
         stored = {row.service for row in rows}
-        for name in SUPPORTED_SERVICES:
+        for name in self.plugins.keyed():
             if name in stored:
                 continue
-            credential = settings_credential(self._settings, name)
+            credential = self.plugins.settings_credential(name)
             if credential is not None and credential.api_key:
                 masked = mask(credential.api_key)
                 config = dict(credential.config)
@@ -398,7 +364,8 @@ class Vault:
 
         The stored key is read afresh (not from the cache). The outcome is remembered on the row.
         """
-        name = spec_for(service).name
+        plugin, _ = self._plugin(service)
+        name = plugin.name
         async with self._db.read() as session:
             row = await keys_repo.get_key(session, name)
         credential = None
@@ -407,10 +374,10 @@ class Vault:
         except UndecryptableKey as exc:
             result, detail = "invalid", exc.message
         else:
-            credential = credential or settings_credential(self._settings, name)
+            credential = credential or self.plugins.settings_credential(name)
             if credential is None:
                 raise NotFound(f"no key is configured for {name}: store one first (POST /api-keys)")
-            result, detail = await self._probe(name, credential)
+            result, detail = await self._probe(plugin, credential)
         now = utcnow()
         if row is not None:
             async with self._db.write() as session:
@@ -418,23 +385,18 @@ class Vault:
         log.info("tested the API key of %s: %s", name, result)
         return TestOutcome(name, result, detail, now.isoformat())
 
-    async def _entry_point(self, service: str) -> EntryPoint | None:
-        if self._entries is not None:
-            return next((e for e in self._entries if e.name == service), None)
-        found = await asyncio.to_thread(entry_points, group=ENTRY_POINT_GROUP, name=service)
-        return next(iter(found), None)
-
-    async def _probe(self, service: str, credential: Credential) -> tuple[str, str]:
-        entry = await self._entry_point(service)
-        if entry is None:
-            return "unreachable", f"no provider plugin named {service!r} is installed"
-        probe_settings = self._settings.model_copy(update=_settings_overrides(service, credential))
+    async def _probe(self, plugin: ProviderPlugin, credential: Credential) -> tuple[str, str]:
+        """Build the plugin's provider around ``credential`` alone and list its models."""
+        service = plugin.name
+        context = ProviderContext(data_dir=self._settings.data_dir, timeout_s=TEST_TIMEOUT_SECONDS)
         try:
-            factory = entry.load()
-            provider: Provider | None = factory(probe_settings, _FixedCredentials(service, credential))
+            settings = self.plugins.settings.get(service) or plugin.load_settings()
+            provider: Provider | None = plugin.create(
+                settings, _FixedCredentials(self.plugins, service, credential), context
+            )
         except Exception as exc:  # noqa: BLE001 - a broken plugin is a test result, not a 500
-            log.warning("the provider plugin %s failed to load: %s", service, type(exc).__name__)
-            return "unreachable", f"the provider plugin failed to load ({type(exc).__name__})"
+            log.warning("the provider plugin %s failed to start: %s", service, type(exc).__name__)
+            return "unreachable", f"the provider plugin failed to start ({type(exc).__name__})"
         if provider is None:
             return "unreachable", "the provider plugin is not configured (is a base URL set?)"
         try:
