@@ -61,6 +61,7 @@ class Cli:
 
 @pytest.fixture
 def cli(settings: Settings, tmp_path: Path) -> Cli:
+    """Runs `ai-lab` commands on this test's database."""
     return Cli(settings, tmp_path)
 
 

@@ -17,6 +17,12 @@ from ailab.services.container import CoreServices, Services, build_core, build_s
 T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True)
+PIPED_TABLE_WIDTH = 160
+
+
+def table_console() -> Console:
+    """Where tables go: the terminal, or a wide console when piped (so grep sees whole values)."""
+    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

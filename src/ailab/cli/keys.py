@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ailab.cli.common import console, fail, load_settings, run_with_core
+from ailab.cli.common import console, fail, load_settings, run_with_core, table_console
 from ailab.config import ConfigError
 from ailab.providers.plugins import Plugins
 from ailab.services.container import CoreServices
@@ -51,7 +51,7 @@ def list_command() -> None:
             table.add_row(
                 info.service_name, info.masked_key or "-", config, info.updated_at or "-", test, info.source
             )
-        console.print(table if infos else "no keys configured")
+        table_console().print(table if infos else "no keys configured")
         console.print(f"supported: {', '.join(core.vault.supported_services())}", highlight=False)
 
     run_with_core(run)
@@ -71,12 +71,11 @@ def formats_command() -> None:
         if form is None:
             continue
         aliases = f" ({', '.join(plugin.aliases)})" if plugin.aliases else ""
-        key = form.expected if form.key_required else f"optional: {form.expected}"
         fields = "\n".join(
             f"{field}{' (required)' if spec.required else ''}: {spec.help}"
             for field, spec in form.config.items()
         )
-        table.add_row(name + aliases, key, fields or "-")
+        table.add_row(name + aliases, form.expected, fields or "-")
     console.print(table)
 
 

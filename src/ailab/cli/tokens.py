@@ -9,8 +9,7 @@ from __future__ import annotations
 import typer
 from rich.table import Column, Table
 
-from ailab.cli.common import console, err_console, run_with_core
-from ailab.cli.users import table_console
+from ailab.cli.common import console, err_console, run_with_core, table_console
 from ailab.services.auth import ADMIN_NAME
 from ailab.services.container import CoreServices
 

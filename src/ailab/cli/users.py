@@ -9,21 +9,14 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
-from ailab.cli.common import console, err_console, fail, run_with_core
+from ailab.cli.common import console, err_console, fail, run_with_core, table_console
 from ailab.services.container import CoreServices
 
 app = typer.Typer(help="User accounts: add, list, disable, enable, delete, passwd.", no_args_is_help=True)
 
-PIPED_TABLE_WIDTH = 160
 PASSWORD_STDIN_HELP = "read the password from stdin (the only way: never from the command line)"  # noqa: S105
-
-
-def table_console() -> Console:
-    """Where tables go: the terminal, or a wide console when piped (so grep sees whole values)."""
-    return console if console.is_terminal else Console(width=PIPED_TABLE_WIDTH)
 
 
 def read_password(name: str, password_stdin: bool) -> str:
