@@ -2,9 +2,11 @@
 
 - ``database_url``: a fresh, migrated SQLite file for the test.
 - ``any_database_url``: the same, once on SQLite and once on PostgreSQL (skipped, with the reason
-  printed, only when no PostgreSQL can be reached or started).
+  printed, only when no PostgreSQL can be reached or started; failed instead under ``CI=true``).
 - ``settings`` / ``make_settings``: Settings on a fresh data dir, auth on, a fixed admin password.
 - ``app_client`` (context factory) and ``client``: an httpx client on the ASGI app, as admin.
+- ``fast_lane``: whether that app serves its hot routes through the fast lane (production's way);
+  tests/gateway and tests/chat run their tests both ways (ids ``fast-lane`` and ``routed``).
 - ``upstream`` and ``upstream_client``: a recording OpenAI-compatible upstream, and the app (SQLite)
   with ``openai-compat`` pointing at it.
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -30,6 +33,7 @@ from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
 from tests.support.provider_settings import configure, fold
+from tests.support.unavailable import unavailable
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 
@@ -79,9 +83,10 @@ def database_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 @pytest.fixture
 def postgres_url(pg_server: postgres.PostgresServer | str, pg_template: str | None) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database (skipped with the reason when none is available)."""
+    """A fresh, migrated PostgreSQL database (skipped with the reason when none is available; failed
+    under ``CI=true``)."""
     if isinstance(pg_server, str) or pg_template is None:
-        pytest.skip(f"PostgreSQL unavailable: {pg_server}")
+        unavailable(f"PostgreSQL unavailable: {pg_server}")
     name = postgres.unique_name("ailab_test")
     asyncio.run(pg_server.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     yield pg_server.url(name)
@@ -132,9 +137,9 @@ def bearer(services: Services, user: Principal) -> dict[str, str]:
 
 @asynccontextmanager
 async def _app_client(
-    settings: Settings, *, login: bool = True, base_url: str = "http://testserver"
+    settings: Settings, *, login: bool = True, base_url: str = "http://testserver", fast_lane: bool = True
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, migrate=False)
+    app = create_app(settings, migrate=False, fast_lane=fast_lane)
     async with app.router.lifespan_context(app):
         services: Services = app.state.services
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -150,15 +155,33 @@ AppClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def app_client() -> AppClientFactory:
-    """``async with app_client(settings) as client``: the app started on ``settings``, as admin."""
-    return _app_client
+def fast_lane() -> bool:
+    """Whether the app under test has the fast lane; tests/gateway and tests/chat parametrise it with
+    :func:`both_lanes`."""
+    return True
+
+
+def both_lanes(metafunc: pytest.Metafunc) -> None:
+    """For a conftest's ``pytest_generate_tests``: run each test that builds the app once through the
+    fast lane and once through FastAPI's routes, so neither copy of a hot route can break unnoticed.
+
+    Tests marked slow (the embedded model, server processes) keep the fast lane only: they would double
+    the suite's slowest minutes to check what the quick tests already check.
+    """
+    if "fast_lane" in metafunc.fixturenames and metafunc.definition.get_closest_marker("slow") is None:
+        metafunc.parametrize("fast_lane", [True, False], ids=["fast-lane", "routed"])
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+def app_client(fast_lane: bool) -> AppClientFactory:
+    """``async with app_client(settings) as client``: the app started on ``settings``, as admin."""
+    return functools.partial(_app_client, fast_lane=fast_lane)
+
+
+@pytest.fixture
+async def client(settings: Settings, fast_lane: bool) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the ASGI app (SQLite), logged in as admin; ``client.services`` is at hand."""
-    async with _app_client(settings) as c:
+    async with _app_client(settings, fast_lane=fast_lane) as c:
         yield c
 
 
@@ -171,7 +194,10 @@ async def upstream() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def upstream_client(settings: Settings, upstream: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
+async def upstream_client(
+    settings: Settings, upstream: FakeOpenAI, fast_lane: bool
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app on a fresh SQLite database, as admin, with ``openai-compat`` pointing at ``upstream``."""
-    async with _app_client(configure(settings, openai_compat_base_url=upstream.base_url)) as c:
+    settings = configure(settings, openai_compat_base_url=upstream.base_url)
+    async with _app_client(settings, fast_lane=fast_lane) as c:
         yield c

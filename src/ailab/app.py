@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from ailab import __version__
-from ailab.api import routes
+from ailab.api import openapi, routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
 from ailab.api.fastlane import FastLane
@@ -34,8 +34,12 @@ from ailab.services.container import build_services
 log = logging.getLogger("ailab")
 
 
-def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
-    """Build the application for ``settings``; nothing touches the database until it starts."""
+def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = True) -> FastAPI:
+    """Build the application for ``settings``; nothing touches the database until it starts.
+
+    ``fast_lane=False`` leaves the hot routes to FastAPI's router: the tests run them both ways, so the
+    routed handlers and the fast lane cannot drift apart unnoticed.
+    """
     settings.check_startable()
     observers: list[RequestObserver] = []
 
@@ -70,6 +74,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app)
     for router in routes.PUBLIC:
         app.include_router(router)
     protected = APIRouter(dependencies=[Depends(require_user)])
@@ -77,7 +82,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         protected.include_router(router)
     app.include_router(protected)
 
-    app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
+    if fast_lane:
+        app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
     app.add_middleware(RequestGuard, auth_off=settings.auth == "off", cors_origins=settings.cors_origins)
     if settings.cors_origins:
         app.add_middleware(

@@ -136,11 +136,11 @@ async def test_conflicts_and_unknowns(client: httpx.AsyncClient) -> None:
     assert (await client.post("/pipelines", json=REVIEW | {"name": "direct"})).status_code == 409
     assert (await client.get("/pipelines/nothing")).status_code == 404
     assert (await client.put("/pipelines/nothing", json=REVIEW | {"name": "nothing"})).status_code == 404
-    assert (await client.put("/agents/Writer", json=WRITER | {"name": "Other"})).status_code == 422
+    assert (await client.put("/agents/Writer", json=WRITER | {"name": "Other"})).status_code == 409
     assert (await client.post("/agents", json=WRITER | {"name": "END"})).status_code == 422
     assert (await client.get("/agents/bad%20name")).status_code == 422
     unknown = await client.post("/chat", json={"message": "hi", "pipeline": "nope"})
-    assert unknown.status_code == 422
+    assert unknown.status_code == 404
     assert "known: agents, direct" in unknown.json()["detail"]
 
 

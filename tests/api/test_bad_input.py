@@ -50,7 +50,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/sessions/{sid}/messages", {"json": {"role": "<script>", "content": "x"}}, 422),
     ("GET", "/sessions", {"params": {"limit": 0}}, 422),
     ("GET", "/sessions", {"params": {"limit": "many"}}, 422),
-    ("GET", "/sessions", {"params": {"cursor": "garbage!"}}, 422),
+    ("GET", "/sessions", {"params": {"cursor": "garbage!"}}, 404),  # no such page
     ("GET", "/sessions/{sid}/export", {"params": {"format": "pdf"}}, 422),
     ("GET", "/sessions/no-such-session", {}, 404),
     ("PATCH", "/sessions/no-such-session", {"json": {"title": "x"}}, 404),

@@ -1,6 +1,8 @@
 """Helpers of the /chat tests (the upstream and the app wired to it are ``upstream`` and
 ``upstream_client`` in tests/conftest.py): SSE parsing, and a raw ASGI driver that can hang up
-mid-stream the way uvicorn reports it (``http.disconnect``)."""
+mid-stream the way uvicorn reports it (``http.disconnect``).
+
+Each test that builds the app runs through the fast lane and through FastAPI's routes (``both_lanes``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+
+from tests.conftest import both_lanes
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both_lanes(metafunc)
 
 
 def parse_sse(text: str) -> list[Any]:

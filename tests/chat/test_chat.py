@@ -146,7 +146,7 @@ async def test_refused_requests_change_nothing(upstream_client: httpx.AsyncClien
         ({"message": "hi", "max_tokens": 0, "pipeline": "direct"}, 422),
         ({"message": "hi", "temperature": 3.5, "pipeline": "direct"}, 422),
         ({"message": "hi", "session_id": "../etc", "pipeline": "direct"}, 422),
-        ({"message": "hi", "pipeline": "no-such-pipeline"}, 422),
+        ({"message": "hi", "pipeline": "no-such-pipeline"}, 404),
         ({"message": "hi", "pipeline": "direct", "model": "nowhere/model"}, 404),
     ]
     for body, status in bad_bodies:

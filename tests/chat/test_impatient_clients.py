@@ -89,24 +89,34 @@ async def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None
     with run_server(env, log_path=tmp_path / "server.log") as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
             auth = await token_of(client)
-            story = {"message": "Write a long story about a dragon.", "pipeline": "direct", "stream": True}
+            # Greedy decoding makes the holder's length fixed: hundreds of tokens, seconds of work.
+            story = {
+                "message": "Write a long story about a dragon.",
+                "pipeline": "direct",
+                "stream": True,
+                "temperature": 0,
+                "max_tokens": 1024,
+            }
+            gateway_body = {
+                "model": "local/smollm2-135m-instruct",
+                "messages": [{"role": "user", "content": "Hi"}],
+            }
             async with client.stream("POST", "/chat", json=story, headers=auth) as running:
-                async for line in running.aiter_lines():
+                lines = running.aiter_lines()
+                async for line in lines:
                     if '"type": "delta"' in line or '"type":"delta"' in line:
                         break  # the model is busy with this one now
-                busy = await client.post("/chat", json={"message": "Hi", "pipeline": "direct"}, headers=auth)
-                assert busy.status_code == 503
-                assert int(busy.headers["Retry-After"]) >= 1
-                assert busy.json()["status"] == "error"
-                assert "busy" in busy.json()["error"]
-                gateway = await client.post(
-                    "/v1/chat/completions",
-                    json={
-                        "model": "local/smollm2-135m-instruct",
-                        "messages": [{"role": "user", "content": "Hi"}],
-                    },
-                    headers=auth,
+                # Both at once, while the holder still generates: neither may wait in the (empty) queue.
+                busy, gateway = await asyncio.gather(
+                    client.post("/chat", json={"message": "Hi", "pipeline": "direct"}, headers=auth),
+                    client.post("/v1/chat/completions", json=gateway_body, headers=auth),
                 )
-                assert gateway.status_code == 503
-                assert gateway.json()["error"]["code"] == "model_busy"
-                assert int(gateway.headers["Retry-After"]) >= 1
+                rest = [line async for line in lines]
+            assert busy.status_code == 503, busy.text
+            assert int(busy.headers["Retry-After"]) >= 1
+            assert busy.json()["status"] == "error"
+            assert "busy" in busy.json()["error"]
+            assert gateway.status_code == 503, gateway.text
+            assert gateway.json()["error"]["code"] == "model_busy"
+            assert int(gateway.headers["Retry-After"]) >= 1
+            assert any('"type": "final"' in line or '"type":"final"' in line for line in rest)

@@ -16,6 +16,7 @@ from ailab.db.migrate import head_revision, upgrade
 from ailab.db.tables import Base
 from tests.support import postgres
 from tests.support.postgres import free_port
+from tests.support.unavailable import unavailable
 
 CLI = str(Path(sys.executable).with_name("ai-lab"))
 
@@ -37,7 +38,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     server = request.getfixturevalue("pg_server")
     if isinstance(server, str):
-        pytest.skip(f"PostgreSQL unavailable: {server}")
+        unavailable(f"PostgreSQL unavailable: {server}")
     name = postgres.unique_name("ailab_empty")
     asyncio.run(server.execute(f'CREATE DATABASE "{name}"'))
     request.addfinalizer(

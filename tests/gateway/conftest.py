@@ -1,5 +1,7 @@
 """Fixtures of the gateway tests (the app on a recording upstream is ``upstream_client`` in
-tests/conftest.py): the generation records it reports, and the official ``openai`` SDK talking to the app in process (httpx's ASGI transport)."""
+tests/conftest.py): the generation records it reports, and the official ``openai`` SDK talking to the app in process (httpx's ASGI transport).
+
+Each test that builds the app runs through the fast lane and through FastAPI's routes (``both_lanes``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,11 @@ import openai
 import pytest
 
 from ailab.providers.registry import GenerationRecord
+from tests.conftest import both_lanes
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both_lanes(metafunc)
 
 
 @pytest.fixture

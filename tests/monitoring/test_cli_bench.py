@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ailab.config import Settings
+from ailab.db.tables import BenchmarkRun
 from ailab.services.container import build_services
 from tests.conftest import ADMIN_PASSWORD
 
@@ -49,17 +50,17 @@ def test_bench_cli(make_settings: Callable[..., Settings], database_url: str, tm
     assert "stored as benchmark run" in done.stdout
     run_id = done.stdout.rsplit("stored as benchmark run", 1)[1].split()[0]
 
-    async def stored() -> list[dict[str, object]]:
+    async def stored() -> list[BenchmarkRun]:
         services = await build_services(settings)
         try:
-            return await services.benchmarks.list_runs(None, include_ownerless=True)
+            return list(await services.benchmarks.list_runs(None, include_ownerless=True))
         finally:
             await services.aclose()
 
     [run] = asyncio.run(stored())
-    assert run["id"] == run_id
-    assert run["status"] == "done"
-    results = run["results"]
+    assert run.id == run_id
+    assert run.status == "done"
+    results = run.results["models"]
     assert isinstance(results, list)
     assert all(it["ttft_ms"] > 0 and it["tokens_per_second"] > 0 for it in results[0]["iterations"])
 

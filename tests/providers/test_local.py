@@ -179,7 +179,8 @@ async def test_the_prompt_is_the_ggufs_own_template_with_the_default_system_prom
 
 async def test_a_generation_that_loops_is_cut() -> None:
     # The GGUF template's own system prompt and no repetition penalty: at temperature 0 SmolLM2 answers
-    # this with "L'Étoile, la Cité, ..., la Femme, la Femme, la Femme, ..." until stopped.
+    # this with a phrase repeated until stopped ("L'Étoile, ..., la femme au martyre, la femme au martyre,
+    # la femme au martyre, ..."; the exact words vary with llama.cpp's build).
     provider = guarded(system_prompt="", repeat_penalty=1.0)
     try:
         result = await provider.chat(ask("What is the capital of France?", max_tokens=600))
@@ -188,7 +189,9 @@ async def test_a_generation_that_loops_is_cut() -> None:
     assert provider.last_cut == "repetition"
     assert result.finish_reason == "length"
     assert result.usage is not None and result.usage.completion_tokens < 150
-    assert result.content.count("la Femme") >= 3
+    words = result.content.split()
+    phrases = [" ".join(words[i : i + 3]) for i in range(len(words) - 2)]
+    assert max(phrases.count(p) for p in phrases) >= 3  # cut once the loop showed, not before
 
 
 async def test_a_generation_ends_at_the_time_limit_and_the_default_token_limit() -> None:

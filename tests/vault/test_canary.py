@@ -82,7 +82,7 @@ async def test_canary_keys_never_leak(tmp_path: Path) -> None:
             r = keep(
                 await client.post("/api-keys", json={"service_name": "nope", "api_key": canaries["openai"]})
             )
-            assert r.status_code == 422
+            assert r.status_code == 404
             broken = '{"service_name": "openai", "api_key": "' + canaries["openai"] + '"'
             r = keep(
                 await client.post("/api-keys", content=broken, headers={"Content-Type": "application/json"})

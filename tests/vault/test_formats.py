@@ -161,7 +161,7 @@ async def test_api_schema_errors_do_not_echo_the_key(client: httpx.AsyncClient) 
 
 async def test_unknown_service_lists_the_supported_ones(client: httpx.AsyncClient) -> None:
     r = await client.post("/api-keys", json={"service_name": "mistral", "api_key": "x" * 30})
-    assert r.status_code == 422
+    assert r.status_code == 404
     assert "openai" in r.json()["detail"]
     assert "azure" in r.json()["detail"]
     for method, path in (("POST", "/api-keys/mistral/test"), ("DELETE", "/api-keys/mistral")):

@@ -7,13 +7,14 @@ Exit code 1 when every iteration failed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ailab.cli.common import console, fail, run_with_services
+from ailab.db.tables import BenchmarkRun
 from ailab.services.benchmark import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
@@ -28,9 +29,9 @@ def _fmt(stats: dict[str, float] | None, key: str) -> str:
     return "-" if not stats else f"{stats[key]:.1f}"
 
 
-def results_table(run: dict[str, Any]) -> Table:
+def results_table(run: BenchmarkRun) -> Table:
     """One row per model: TTFT and tokens/s (mean, p50, p95), successes, wall time."""
-    table = Table(title=f"benchmark {run['id']}")
+    table = Table(title=f"benchmark {run.id}")
     for column in (
         "model",
         "ok",
@@ -44,7 +45,7 @@ def results_table(run: dict[str, Any]) -> Table:
         "wall s",
     ):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for result in run["results"]:
+    for result in run.results.get("models", []):
         agg = result["aggregate"]
         ttft, tps = agg["ttft_ms"], agg["tokens_per_second"]
         table.add_row(
@@ -90,7 +91,7 @@ def bench(
         warmup=warmup,
     )
 
-    async def main(services: Services) -> dict[str, Any]:
+    async def main(services: Services) -> BenchmarkRun:
         models = await services.benchmarks.resolve_models(params)  # unknown model: clean error first
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
@@ -104,10 +105,10 @@ def bench(
 
     run = run_with_services(main)
     console.print(results_table(run))
-    for result in run["results"]:
+    for result in run.results.get("models", []):
         for it in result["iterations"]:
             if not it["ok"]:
                 console.print(f"[yellow]{result['model']} iteration {it['iteration']}:[/] {it['error']}")
-    if run["status"] != "done":
-        fail(run["error"] or "the benchmark failed")
-    console.print(f"stored as benchmark run {run['id']}")
+    if run.status != "done":
+        fail(run.error or "the benchmark failed")
+    console.print(f"stored as benchmark run {run.id}")

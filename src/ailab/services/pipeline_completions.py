@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
-from ailab.errors import AILabError, InvalidInput, ModelNotFound
+from ailab.errors import AILabError, InvalidInput, ModelNotFound, NotFound
 from ailab.providers.base import ChatRequest
 from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error
 from ailab.services.turns import AgentStart, ChatPipeline, Decision, Delta, Final, PipelineLookup, Turn
@@ -65,7 +65,7 @@ class PipelineCompletions:
         """The pipeline ``name``; ModelNotFound (404, as for any unknown model) otherwise."""
         try:
             return await self._pipelines.resolve(name)
-        except InvalidInput:
+        except (InvalidInput, NotFound):  # unknown, or its agents are gone
             known = ", ".join(await self.model_ids())
             raise ModelNotFound(f"unknown model 'pipeline/{name}': the pipelines are {known}") from None
 

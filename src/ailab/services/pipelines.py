@@ -8,7 +8,7 @@ the chat service only ever sees the protocol.
 
 from __future__ import annotations
 
-from ailab.errors import InvalidInput
+from ailab.errors import NotFound
 from ailab.services.turns import ChatPipeline
 
 
@@ -25,11 +25,11 @@ class Pipelines:
         self._pipelines[pipeline.name] = pipeline
 
     async def resolve(self, name: str) -> ChatPipeline:
-        """The pipeline called ``name``; InvalidInput (422) naming the known ones otherwise."""
+        """The pipeline called ``name``; NotFound (404) naming the known ones otherwise."""
         pipeline = self._pipelines.get(name)
         if pipeline is None:
             known = ", ".join(sorted(self._pipelines)) or "none"
-            raise InvalidInput(f"unknown pipeline {name!r}; known pipelines: {known}")
+            raise NotFound(f"unknown pipeline {name!r}; known pipelines: {known}")
         return pipeline
 
     async def names(self) -> list[str]:

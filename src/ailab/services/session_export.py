@@ -9,11 +9,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 EXPORT_FORMAT = "ailab.session.v1"
-Count = Annotated[int, Field(ge=0, le=2**31 - 1)]  # an INTEGER column
-Millis = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON number only: pydantic would take ``true`` or ``"3"`` for a number, the schema does not."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")  # pydantic reports a ValueError as a 422
+    return value
+
+
+JsonNumber = BeforeValidator(_json_number)
+Count = Annotated[int, Field(ge=0, le=2**31 - 1), JsonNumber]  # an INTEGER column
+Millis = Annotated[float, Field(ge=0, allow_inf_nan=False), JsonNumber]
 
 
 Text16 = Annotated[str, Field(max_length=16)]

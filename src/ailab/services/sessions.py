@@ -39,13 +39,13 @@ def encode_cursor(row: ChatSession) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    """The keyset a cursor stands for; raises InvalidInput on anything else."""
+    """The keyset a cursor stands for; raises NotFound (no such page) on anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, session_id = orjson.loads(raw)
         return dt.datetime.fromisoformat(created), str(session_id)
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise InvalidInput("invalid cursor") from None
+        raise NotFound("no such page: the cursor is not one this server gave") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,16 @@ class SessionPage:
 
     items: Sequence[ChatSession]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContents:
+    """A session with everything stored for it, in order: what its export holds."""
+
+    format: str
+    session: ChatSession
+    messages: Sequence[Message]
+    agent_states: Sequence[AgentState]
 
 
 class SessionService:
@@ -149,22 +159,12 @@ class SessionService:
             return await repo.list_agent_states(session, session_id)
 
     # -- export / import ----------------------------------------------------------------------
-    async def export_json(self, owner_id: str | None, session_id: str) -> dict[str, Any]:
-        """The session, its messages and agent states as a JSON-able document."""
+    async def contents(self, owner_id: str | None, session_id: str) -> SessionContents:
+        """The session with all its messages and agent steps (what an export holds)."""
         row = await self.get(owner_id, session_id)
         messages = await self.messages(owner_id, session_id)
         states = await self.agent_states(owner_id, session_id)
-        return {
-            "format": EXPORT_FORMAT,
-            "session": {
-                "id": row.id,
-                "title": row.title,
-                "created_at": row.created_at.isoformat(),
-                "updated_at": row.updated_at.isoformat(),
-            },
-            "messages": [message_to_dict(m) for m in messages],
-            "agent_states": [agent_state_to_dict(s) for s in states],
-        }
+        return SessionContents(EXPORT_FORMAT, row, messages, states)
 
     async def export_markdown(self, owner_id: str | None, session_id: str) -> str:
         """The conversation as a Markdown document."""
@@ -199,44 +199,6 @@ class SessionService:
             for state in document.agent_states:
                 await repo.add_agent_state(session, created.id, **state.row())
         return await self.get(owner_id, created.id)
-
-
-def message_to_dict(message: Message) -> dict[str, Any]:
-    """The public JSON shape of a message."""
-    return {
-        "id": message.id,
-        "session_id": message.session_id,
-        "seq": message.seq,
-        "role": message.role,
-        "content": message.content,
-        "thought_process": message.thought_process,
-        "model": message.model,
-        "prompt_tokens": message.prompt_tokens,
-        "completion_tokens": message.completion_tokens,
-        "status": message.status,
-        "created_at": message.created_at.isoformat(),
-    }
-
-
-def agent_state_to_dict(state: AgentState) -> dict[str, Any]:
-    """The public JSON shape of an agent step."""
-    return {
-        "step": state.step,
-        "agent": state.agent,
-        "status": state.status,
-        "decision": state.decision,
-        "routed_by": state.routed_by,
-        "input_summary": state.input_summary,
-        "output": state.output,
-        "thought_process": state.thought_process,
-        "model": state.model,
-        "prompt_tokens": state.prompt_tokens,
-        "completion_tokens": state.completion_tokens,
-        "ttft_ms": state.ttft_ms,
-        "duration_ms": state.duration_ms,
-        "request_id": state.request_id,
-        "created_at": state.created_at.isoformat(),
-    }
 
 
 def _parse_time(value: Any, where: str) -> dt.datetime | None:

@@ -47,7 +47,6 @@ from ailab.db.tables import ApiKey, utcnow
 from ailab.errors import (
     AILabError,
     Conflict,
-    InvalidInput,
     NotFound,
     ProviderAuthError,
     ProviderError,
@@ -87,19 +86,6 @@ class KeyInfo:
     last_tested_at: str | None
     last_test_result: str | None
     source: str  # "vault" or "environment"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``GET /api-keys``."""
-        return {
-            "service_name": self.service_name,
-            "masked_key": self.masked_key,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "last_tested_at": self.last_tested_at,
-            "last_test_result": self.last_test_result,
-            "config": self.config,
-            "source": self.source,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +274,7 @@ class Vault:
 
     async def set(self, service: str, api_key: str, config: Mapping[str, str] | None = None) -> KeyInfo:
         """Validate and store (or replace) the key of ``service``; 422 saying what was expected."""
-        try:
-            plugin, form = self._plugin(service)
-        except NotFound as exc:
-            raise InvalidInput(exc.message) from None
+        plugin, form = self._plugin(service)
         name = plugin.name
         key, clean_config = validate(name, form, api_key, config or {})
         async with self._db.write() as session:

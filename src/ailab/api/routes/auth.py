@@ -6,48 +6,26 @@ tokens are listed without their secret, which is shown once, in the answer that 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, Field
 
 from ailab.api.deps import CurrentUser, ServicesDep
-from ailab.db.tables import ApiToken
+from ailab.api.schemas.auth import (
+    ApiTokenList,
+    ApiTokenOut,
+    CreatedToken,
+    LoginRequest,
+    Me,
+    TokenCreate,
+    TokenResponse,
+)
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 
-router = APIRouter(tags=["auth"])
-protected_router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], responses=problems(*COMMON_PROBLEMS))
+protected_router = APIRouter(tags=["auth"], responses=problems(*COMMON_PROBLEMS, 404))
 
 TokenId = Annotated[str, Path(max_length=64, description="an API token id")]
-
-
-class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class TokenResponse(BaseModel):
-    access_token: str
-    token_type: str = "bearer"  # noqa: S105 - not a secret
-    expires_in: int
-
-
-class TokenCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128, description="what the token is for")
-
-
-def token_to_dict(row: ApiToken, owner: str | None = None) -> dict[str, Any]:
-    """The public JSON shape of an API token: never its secret or its hash."""
-    body: dict[str, Any] = {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "created_at": row.created_at.isoformat(),
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-    }
-    if owner is not None:
-        body["user"] = owner
-    return body
 
 
 @router.post("/auth/login")
@@ -63,29 +41,23 @@ async def login(body: LoginRequest, request: Request, services: ServicesDep) -> 
 
 
 @protected_router.get("/auth/me")
-async def me(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def me(user: CurrentUser, services: ServicesDep) -> Me:
     """Who you are signed in as."""
-    row = await services.auth.get_user(user.name)
-    return {
-        "id": row.id,
-        "username": row.name,
-        "role": row.role,
-        "created_at": row.created_at.isoformat(),
-    }
+    return Me.model_validate(await services.auth.get_user(user.name))
 
 
 @protected_router.post("/auth/tokens", status_code=201)
-async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesDep) -> CreatedToken:
     """A new API token for you; ``token`` is shown in this answer only (store it now)."""
     plaintext, row = await services.auth.create_api_token(user.name, body.name)
-    return {"id": row.id, "name": row.name, "token": plaintext, "created_at": row.created_at.isoformat()}
+    return CreatedToken(id=row.id, name=row.name, token=plaintext, created_at=row.created_at)
 
 
 @protected_router.get("/auth/tokens")
-async def list_tokens(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def list_tokens(user: CurrentUser, services: ServicesDep) -> ApiTokenList:
     """Your API tokens, oldest first, revoked ones included; never their secret."""
     rows = await services.auth.list_api_tokens(user.id)
-    return {"items": [token_to_dict(token) for token, _ in rows]}
+    return ApiTokenList(items=[ApiTokenOut.model_validate(token) for token, _ in rows])
 
 
 @protected_router.delete("/auth/tokens/{token_id}", status_code=204)

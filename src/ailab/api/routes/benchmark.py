@@ -9,13 +9,14 @@ Users see their own runs; admins also see the runs made with ``ai-lab bench`` (w
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from ailab.api.deps import CurrentUser, ServicesDep
+from ailab.api.schemas.benchmark import BenchmarkBody, RunList, RunOut, RunStarted
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 from ailab.services.benchmark import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
@@ -26,23 +27,10 @@ from ailab.services.benchmark import (
     BenchmarkParams,
 )
 
-router = APIRouter(tags=["benchmark"])
-ModelId = Annotated[str, Field(min_length=1, max_length=255)]
+router = APIRouter(tags=["benchmark"], responses=problems(*COMMON_PROBLEMS, 404, 502, 504))
 
 
-class BenchmarkBody(BaseModel):
-    model_name: str | None = Field(None, min_length=1, max_length=255)
-    models: list[ModelId] | None = Field(None, max_length=MAX_MODELS)
-    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)
-    iterations: int | None = Field(None, ge=1, le=MAX_ITERATIONS)
-    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
-    concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
-    temperature: float | None = Field(None, ge=0, le=2)
-    warmup: bool | None = None
-    background: bool | None = None
-
-
-@router.post("/benchmark/llm", response_model=None)
+@router.post("/benchmark/llm", response_model=RunOut, responses={202: {"model": RunStarted}})
 async def benchmark_llm(
     *,
     user: CurrentUser,
@@ -57,7 +45,7 @@ async def benchmark_llm(
     temperature: Annotated[float | None, Query(ge=0, le=2)] = None,
     warmup: bool = True,
     background: bool = False,
-) -> dict[str, Any] | JSONResponse:
+) -> RunOut | JSONResponse:
     """Time to first token, total time and tokens/s per iteration and per model."""
     b = body or BenchmarkBody()
     chosen: list[str] = [*(models or []), *(b.models or [])]
@@ -75,22 +63,24 @@ async def benchmark_llm(
     )
     if b.background if b.background is not None else background:
         run_id = await services.benchmarks.start(params, owner_id=user.id)
-        return JSONResponse({"id": run_id, "status": "running"}, status_code=202)
-    return await services.benchmarks.run(params, owner_id=user.id)
+        return JSONResponse(RunStarted(id=run_id).model_dump(), status_code=202)
+    return RunOut.model_validate(await services.benchmarks.run(params, owner_id=user.id))
 
 
 @router.get("/benchmark/runs")
 async def list_runs(
     user: CurrentUser, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> dict[str, Any]:
+) -> RunList:
     """Past runs, newest first."""
-    items = await services.benchmarks.list_runs(user.id, limit=limit, include_ownerless=user.is_admin)
-    return {"items": items}
+    rows = await services.benchmarks.list_runs(user.id, limit=limit, include_ownerless=user.is_admin)
+    return RunList(items=[RunOut.model_validate(r) for r in rows])
 
 
 @router.get("/benchmark/runs/{run_id}")
 async def get_run(
     user: CurrentUser, services: ServicesDep, run_id: Annotated[str, Path(max_length=64)]
-) -> dict[str, Any]:
+) -> RunOut:
     """One run (404 for an unknown id or another user's run)."""
-    return await services.benchmarks.get(run_id, user.id, include_ownerless=user.is_admin)
+    return RunOut.model_validate(
+        await services.benchmarks.get(run_id, user.id, include_ownerless=user.is_admin)
+    )

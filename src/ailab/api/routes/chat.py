@@ -1,7 +1,7 @@
 """``POST /chat``: one turn of a chat session, answered as JSON or as Server-Sent Events.
 
-Refusals before anything is stored answer the usual ``{"detail"}`` 4xx (422 bad input or unknown
-pipeline, 404 unknown model or another user's session). A failure of the model once the turn has
+Refusals before anything is stored answer the usual ``{"detail"}`` 4xx (422 bad input, 404 unknown
+model or pipeline or another user's session). A failure of the model once the turn has
 started (its user message is stored) answers the seed's shape with ``"status": "error"`` and the error's
 HTTP status (502 upstream failure or its refusal of AI-Lab's key, 504 timeout, 429 throttled, 503 with
 ``Retry-After`` when the embedded model is busy); in a stream it is an ``error`` event.
@@ -11,37 +11,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.errors import request_id, retry_after_header
+from ailab.api.schemas.chat import ChatBody, ChatReply, FinalEvent, TurnUsage
+from ailab.api.schemas.common import COMMON_PROBLEMS, event_stream, problems
 from ailab.api.sse import DONE, DirectStreamResponse, sse_event
 from ailab.errors import AILabError
 from ailab.services.auth import Principal
 from ailab.services.chat import ChatInput, ChatService, PreparedTurn
 from ailab.services.container import Services
-from ailab.services.sessions import SESSION_ID_PATTERN
 from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=problems(*COMMON_PROBLEMS, 404))
 log = logging.getLogger("ailab.chat")
-MAX_MESSAGE_CHARS = 200_000
-
-
-class ChatBody(BaseModel):
-    """The body of ``POST /chat``."""
-
-    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
-    session_id: Annotated[str | None, Field(pattern=SESSION_ID_PATTERN)] = None
-    model: Annotated[str | None, Field(min_length=1, max_length=255)] = None
-    pipeline: Annotated[str | None, Field(min_length=1, max_length=64)] = None
-    stream: bool = False
-    max_tokens: Annotated[int | None, Field(ge=1, le=32768)] = None
-    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+STREAM_DOC = (
+    "With `stream: true`: Server-Sent Events, one JSON object per `data:` line (`agent_start`, `delta`, "
+    "`decision`, `agent_end`, then `final` or `error`), then `data: [DONE]`."
+)
 
 
 def event_payload(event: PipelineEvent, session_id: str) -> dict[str, Any]:
@@ -57,22 +49,28 @@ def event_payload(event: PipelineEvent, session_id: str) -> dict[str, Any]:
     return final_payload(event, session_id)
 
 
+def _usage(final: Final) -> TurnUsage:
+    usage = final.usage
+    return TurnUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
 def final_payload(final: Final, session_id: str) -> dict[str, Any]:
     """The ``final`` event."""
-    return {
-        "type": "final",
-        "response": final.response,
-        "session_id": session_id,
-        "model": final.model,
-        "thought_process": final.thought_process,
-        "usage": {
-            "prompt_tokens": final.usage.prompt_tokens,
-            "completion_tokens": final.usage.completion_tokens,
-            "total_tokens": final.usage.total_tokens,
-        },
-        "ttft_ms": final.ttft_ms,
-        "tokens_per_second": final.tokens_per_second,
-    }
+    event = FinalEvent(
+        type="final",
+        response=final.response,
+        session_id=session_id,
+        model=final.model,
+        thought_process=final.thought_process,
+        usage=_usage(final),
+        ttft_ms=final.ttft_ms,
+        tokens_per_second=final.tokens_per_second,
+    )
+    return event.model_dump()
 
 
 async def _event_stream(chat: ChatService, prepared: PreparedTurn) -> AsyncGenerator[bytes, None]:
@@ -88,7 +86,15 @@ async def _event_stream(chat: ChatService, prepared: PreparedTurn) -> AsyncGener
     yield DONE
 
 
-@router.post("/chat", response_model=None)
+@router.post(
+    "/chat",
+    response_model=ChatReply,
+    responses={
+        200: event_stream(STREAM_DOC),
+        502: {"model": ChatReply, "description": "the model failed once the turn had started"},
+        504: {"model": ChatReply, "description": "the model did not answer in time"},
+    },
+)
 async def chat(body: ChatBody, request: Request, user: CurrentUser, services: ServicesDep) -> Response:
     """One turn: JSON ``{"response", "status", "error", "thought_process", "session_id"}`` or SSE."""
     return await answer(body, request, user, services)
@@ -134,14 +140,12 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
     if prepared.status != "complete" and status == 200:
         status = 502
     final = prepared.final
-    reply = {
-        "response": final.response if final is not None else "",
-        "status": "success" if prepared.status == "complete" else "error",
-        "error": prepared.error,
-        "thought_process": final.thought_process if final is not None else None,
-        "session_id": prepared.session_id,
-    }
-    if final is not None:
-        reply["model"] = final.model
-        reply["usage"] = final_payload(final, prepared.session_id)["usage"]
-    return JSONResponse(reply, status_code=status, headers=headers)
+    reply = ChatReply(
+        response=final.response if final is not None else "",
+        status="success" if prepared.status == "complete" else "error",
+        error=prepared.error,
+        thought_process=final.thought_process if final is not None else None,
+        session_id=prepared.session_id,
+        **({"model": final.model, "usage": _usage(final)} if final is not None else {}),
+    )
+    return JSONResponse(reply.model_dump(exclude_unset=True), status_code=status, headers=headers)

@@ -1,7 +1,8 @@
 """The OpenAI-compatible routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
 
 Thin on purpose (this is the hot path): the body is read as bytes and handed to the gateway service,
-whose reply goes out as is; errors answer OpenAI's ``{"error": {...}}`` shape (``api/errors.py``).
+which validates it against :class:`ChatCompletionRequest` (declared below for ``/openapi.json``, not
+parsed twice) and whose reply goes out as is; errors answer OpenAI's ``{"error": {...}}`` shape.
 Authentication is the protected router's dependency; the handlers take the services straight from the
 app rather than through more dependencies, each of which costs a resolution step per request. A client
 that hangs up before its JSON answer is ready cancels the work, as with OpenAI (a stream stops too).
@@ -16,11 +17,22 @@ from fastapi.responses import Response
 from ailab.api.deps import CurrentUser
 from ailab.api.disconnect import CLIENT_CLOSED_REQUEST, until_disconnected
 from ailab.api.errors import request_id
+from ailab.api.openapi import json_body
+from ailab.api.schemas.common import event_stream
+from ailab.api.schemas.openai import ChatCompletion, ChatCompletionRequest, ModelList, OpenAIProblem
 from ailab.api.sse import DirectStreamResponse
 from ailab.services.auth import Principal
 from ailab.services.container import Services
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+_ERRORS = (400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504)
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai-compatible"],
+    responses={
+        status: {"model": OpenAIProblem, "description": "an error in OpenAI's shape"} for status in _ERRORS
+    },
+)
+STREAM_DOC = "With `stream: true`: `chat.completion.chunk` events, then `data: [DONE]`."
 
 
 def _services(request: Request) -> Services:
@@ -28,14 +40,19 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.get("/models", response_model=None)
+@router.get("/models", response_model=ModelList)
 async def list_models(request: Request) -> Response:
     """Every model of every configured backend, ids ``provider/model``, and every ``pipeline/<name>``."""
     models = await _services(request).gateway.models()
     return Response(orjson.dumps(models), media_type="application/json")
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: event_stream(STREAM_DOC)},
+    openapi_extra=json_body(ChatCompletionRequest),
+)
 async def chat_completions(request: Request, user: CurrentUser) -> Response:
     """OpenAI's chat completions, streamed or not, for any configured model or pipeline."""
     return await answer_chat_completions(request, user)

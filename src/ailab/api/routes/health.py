@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ailab import __version__
 from ailab.api.deps import ServicesDep, authenticate
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
+from ailab.api.schemas.health import About, Health, Live, Ready
 from ailab.errors import AuthError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=problems(*COMMON_PROBLEMS))
 FEATURES = [
     "chat sessions",
     "agent pipelines",
@@ -26,18 +26,18 @@ FEATURES = [
 
 
 @router.get("/")
-async def root() -> dict[str, Any]:
+async def root() -> About:
     """Name, version and features of this server."""
-    return {"name": "AI-Lab", "version": __version__, "features": FEATURES, "docs": "/docs"}
+    return About(name="AI-Lab", version=__version__, features=FEATURES, docs="/docs")
 
 
 @router.get("/health/live")
-async def live() -> dict[str, str]:
+async def live() -> Live:
     """The process answers."""
-    return {"status": "alive"}
+    return Live(status="alive")
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Ready, responses={503: {"model": Ready}})
 async def ready(services: ServicesDep) -> JSONResponse:
     """Ready only when the database answers (503 otherwise)."""
     try:
@@ -47,12 +47,13 @@ async def ready(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "connected"})
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(request: Request, services: ServicesDep) -> JSONResponse:
     """For admins: the database, its pool, the default model and a metrics summary, checked now.
 
     For anyone else: a ready flag for the server, its database and its default model, from a check made
-    at most every few seconds (no detail that could name an internal host).
+    at most every few seconds (no detail that could name an internal host). 503 while the database is
+    unreachable.
     """
     scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
     try:
@@ -61,4 +62,5 @@ async def health(request: Request, services: ServicesDep) -> JSONResponse:
         caller = None
     checks = services.health
     report = await (checks.details() if caller is not None and caller.is_admin else checks.public())
-    return JSONResponse(report.body, status_code=report.status_code)
+    body = Health.model_validate(report.body).model_dump(mode="json", exclude_unset=True)
+    return JSONResponse(body, status_code=report.status_code)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel, Field
 
 from ailab.api.deps import AdminUser, ServicesDep
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
+from ailab.api.schemas.keys import KeyCreate, KeyDeleted, KeyList, KeyOut, KeyStored, KeyTest
 from ailab.services.vault import Vault
 
-router = APIRouter(tags=["api-keys"])
+router = APIRouter(tags=["api-keys"], responses=problems(*COMMON_PROBLEMS, 404, 409))
 ServiceName = Annotated[str, Path(max_length=64, description="a service name, e.g. openai")]
 
 
@@ -21,48 +23,31 @@ async def get_vault(services: ServicesDep) -> Vault:
 VaultDep = Annotated[Vault, Depends(get_vault)]
 
 
-class KeyCreate(BaseModel):
-    service_name: str = Field(max_length=64, description="openai, anthropic, gemini, azure, ...")
-    # Optional only for services that work without a key (ollama, openai-compat).
-    api_key: str = Field("", max_length=4096, description="the secret; never echoed back")
-    config: dict[str, str] = Field(
-        default_factory=dict,
-        max_length=16,
-        description="non-secret settings: azure endpoint/deployment/api_version, base_url",
-    )
-
-
 @router.post("/api-keys")
-async def store_key(body: KeyCreate, _admin: AdminUser, vault: VaultDep) -> dict[str, Any]:
+async def store_key(body: KeyCreate, _admin: AdminUser, vault: VaultDep) -> KeyStored:
     """Store or replace the key of a service; 422 saying what was expected when it does not fit."""
     info = await vault.set(body.service_name, body.api_key, body.config)
-    return {"status": "success", "message": f"API key for {info.service_name} stored", **info.to_dict()}
+    return KeyStored(message=f"API key for {info.service_name} stored", **asdict(info))
 
 
 @router.get("/api-keys")
-async def list_keys(_admin: AdminUser, vault: VaultDep) -> dict[str, Any]:
+async def list_keys(_admin: AdminUser, vault: VaultDep) -> KeyList:
     """The configured services (keys masked: last 4 characters only) and the supported ones."""
     infos = await vault.list_keys()
-    return {
-        "configured_services": [info.to_dict() for info in infos],
-        "supported_services": vault.supported_services(),
-    }
+    return KeyList(
+        configured_services=[KeyOut.model_validate(info) for info in infos],
+        supported_services=vault.supported_services(),
+    )
 
 
 @router.post("/api-keys/{service}/test")
-async def try_key(service: ServiceName, _admin: AdminUser, vault: VaultDep) -> dict[str, Any]:
+async def try_key(service: ServiceName, _admin: AdminUser, vault: VaultDep) -> KeyTest:
     """A cheap authenticated call to the provider: valid, invalid or unreachable."""
-    outcome = await vault.test(service)
-    return {
-        "service_name": outcome.service_name,
-        "result": outcome.result,
-        "detail": outcome.detail,
-        "tested_at": outcome.tested_at,
-    }
+    return KeyTest.model_validate(await vault.test(service))
 
 
 @router.delete("/api-keys/{service}")
-async def delete_key(service: ServiceName, _admin: AdminUser, vault: VaultDep) -> dict[str, Any]:
+async def delete_key(service: ServiceName, _admin: AdminUser, vault: VaultDep) -> KeyDeleted:
     """Delete the stored key of a service for good (404 when none is stored)."""
     name = await vault.delete(service)
-    return {"status": "success", "message": f"API key for {name} deleted", "service_name": name}
+    return KeyDeleted(message=f"API key for {name} deleted", service_name=name)

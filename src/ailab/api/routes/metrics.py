@@ -8,23 +8,29 @@ request path. ``/performance/summary`` gives aggregates only and is open to ever
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from ailab.api.deps import AdminUser, ServicesDep
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
+from ailab.api.schemas.monitoring import PerformanceSummary, SystemMetrics
 from ailab.metrics import PROMETHEUS_CONTENT_TYPE
 
-router = APIRouter(tags=["monitoring"])
+router = APIRouter(tags=["monitoring"], responses=problems(*COMMON_PROBLEMS))
 
 
 @router.get("/metrics")
-async def system_metrics(_admin: AdminUser, services: ServicesDep) -> dict[str, Any]:
+async def system_metrics(_admin: AdminUser, services: ServicesDep) -> SystemMetrics:
     """CPU, memory, disk, process RSS, DB connections, uptime and GPUs (NVML), from the last sample."""
-    return await services.monitor.snapshot()
+    return SystemMetrics.model_validate(await services.monitor.snapshot())
 
 
-@router.get("/metrics/prometheus", response_class=Response)
+@router.get(
+    "/metrics/prometheus",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "exposition"}},
+)
 async def prometheus_metrics(_admin: AdminUser, services: ServicesDep) -> Response:
     """The Prometheus text exposition (all worker processes merged)."""
     return Response(await services.monitor.prometheus(), media_type=PROMETHEUS_CONTENT_TYPE)
@@ -34,6 +40,6 @@ async def prometheus_metrics(_admin: AdminUser, services: ServicesDep) -> Respon
 async def performance_summary(
     services: ServicesDep,
     hours: Annotated[float, Query(gt=0, le=24 * 366, description="window, in hours back from now")] = 24,
-) -> dict[str, Any]:
+) -> PerformanceSummary:
     """Count, error rate and p50/p95/p99 (ms) per endpoint, model and function over the window."""
-    return await services.monitor.summary(hours)
+    return PerformanceSummary.model_validate(await services.monitor.summary(hours))

@@ -7,14 +7,25 @@ fetched, edited and PUT back). Invalid definitions answer 422, a taken name or a
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Response
 
 from ailab.api.deps import AdminUser, ServicesDep
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
+from ailab.api.schemas.pipelines import (
+    AgentCreate,
+    AgentIn,
+    AgentList,
+    AgentOut,
+    PipelineCreate,
+    PipelineIn,
+    PipelineList,
+    PipelineOut,
+)
 from ailab.services.agents.definitions import NAME_PATTERN
 
-router = APIRouter(tags=["pipelines"])
+router = APIRouter(tags=["pipelines"], responses=problems(*COMMON_PROBLEMS, 404, 409))
 
 Name = Annotated[str, Path(pattern=NAME_PATTERN, description="a pipeline or agent name")]
 
@@ -35,34 +46,37 @@ AGENT_EXAMPLE = {
     "max_tokens": 256,
     "answers": False,
 }
-PipelineBody = Annotated[dict[str, Any], Body(examples=[PIPELINE_EXAMPLE])]
-AgentBody = Annotated[dict[str, Any], Body(examples=[AGENT_EXAMPLE])]
+NewPipeline = Annotated[PipelineCreate, Body(examples=[PIPELINE_EXAMPLE])]
+PipelineBody = Annotated[PipelineIn, Body(examples=[PIPELINE_EXAMPLE])]
+NewAgent = Annotated[AgentCreate, Body(examples=[AGENT_EXAMPLE])]
+AgentBody = Annotated[AgentIn, Body(examples=[AGENT_EXAMPLE])]
 
 
 @router.get("/pipelines")
-async def list_pipelines(services: ServicesDep) -> dict[str, Any]:
+async def list_pipelines(services: ServicesDep) -> PipelineList:
     """Every pipeline ``/chat`` can use (``direct``, ``agents`` and those defined at run time)."""
-    return {"items": await services.pipelines.list_pipelines()}
+    views = await services.pipelines.list_pipelines()
+    return PipelineList(items=[PipelineOut.model_validate(v) for v in views])
 
 
 @router.post("/pipelines", status_code=201)
-async def create_pipeline(body: PipelineBody, services: ServicesDep, _: AdminUser) -> dict[str, Any]:
+async def create_pipeline(body: NewPipeline, services: ServicesDep, _: AdminUser) -> PipelineOut:
     """Define a pipeline (admin)."""
-    return await services.pipelines.create_pipeline(body)
+    return PipelineOut.model_validate(await services.pipelines.create_pipeline(body.definition()))
 
 
 @router.get("/pipelines/{name}")
-async def get_pipeline(name: Name, services: ServicesDep) -> dict[str, Any]:
+async def get_pipeline(name: Name, services: ServicesDep) -> PipelineOut:
     """One pipeline."""
-    return await services.pipelines.get_pipeline(name)
+    return PipelineOut.model_validate(await services.pipelines.get_pipeline(name))
 
 
 @router.put("/pipelines/{name}")
 async def replace_pipeline(
     name: Name, body: PipelineBody, services: ServicesDep, _: AdminUser
-) -> dict[str, Any]:
+) -> PipelineOut:
     """Replace a pipeline's definition, ``agents`` included (admin; ``direct`` is code: 409)."""
-    return await services.pipelines.replace_pipeline(name, body)
+    return PipelineOut.model_validate(await services.pipelines.replace_pipeline(name, body.definition()))
 
 
 @router.delete("/pipelines/{name}", status_code=204)
@@ -73,27 +87,27 @@ async def delete_pipeline(name: Name, services: ServicesDep, _: AdminUser) -> Re
 
 
 @router.get("/agents")
-async def list_agents(services: ServicesDep) -> dict[str, Any]:
+async def list_agents(services: ServicesDep) -> AgentList:
     """Every agent definition."""
-    return {"items": await services.pipelines.list_agents()}
+    return AgentList(items=[AgentOut.model_validate(v) for v in await services.pipelines.list_agents()])
 
 
 @router.post("/agents", status_code=201)
-async def create_agent(body: AgentBody, services: ServicesDep, _: AdminUser) -> dict[str, Any]:
+async def create_agent(body: NewAgent, services: ServicesDep, _: AdminUser) -> AgentOut:
     """Define an agent (admin)."""
-    return await services.pipelines.create_agent(body)
+    return AgentOut.model_validate(await services.pipelines.create_agent(body.definition()))
 
 
 @router.get("/agents/{name}")
-async def get_agent(name: Name, services: ServicesDep) -> dict[str, Any]:
+async def get_agent(name: Name, services: ServicesDep) -> AgentOut:
     """One agent."""
-    return await services.pipelines.get_agent(name)
+    return AgentOut.model_validate(await services.pipelines.get_agent(name))
 
 
 @router.put("/agents/{name}")
-async def replace_agent(name: Name, body: AgentBody, services: ServicesDep, _: AdminUser) -> dict[str, Any]:
+async def replace_agent(name: Name, body: AgentBody, services: ServicesDep, _: AdminUser) -> AgentOut:
     """Replace an agent's definition, built-ins included (admin)."""
-    return await services.pipelines.replace_agent(name, body)
+    return AgentOut.model_validate(await services.pipelines.replace_agent(name, body.definition()))
 
 
 @router.delete("/agents/{name}", status_code=204)

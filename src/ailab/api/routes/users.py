@@ -6,58 +6,35 @@ deleted user, or one whose password changed, is refused on the next request.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel, Field
 
 from ailab.api.deps import ServicesDep, require_admin
-from ailab.db.tables import User
+from ailab.api.schemas.common import COMMON_PROBLEMS, problems
+from ailab.api.schemas.users import UserCreate, UserList, UserOut, UserUpdate
 
-router = APIRouter(tags=["users"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    tags=["users"], dependencies=[Depends(require_admin)], responses=problems(*COMMON_PROBLEMS, 404, 409)
+)
 
 UserName = Annotated[str, Path(min_length=1, max_length=64, description="a user name")]
-Role = Literal["admin", "user"]
-
-
-class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=8, max_length=1024)
-    role: Role = "user"
-
-
-class UserUpdate(BaseModel):
-    disabled: bool | None = None
-    role: Role | None = None
-    password: str | None = Field(None, min_length=8, max_length=1024)
-
-
-def user_to_dict(row: User) -> dict[str, Any]:
-    """The public JSON shape of a user: never the password hash."""
-    return {
-        "id": row.id,
-        "username": row.name,
-        "role": row.role,
-        "disabled": row.disabled,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }
 
 
 @router.get("/users")
-async def list_users(services: ServicesDep) -> dict[str, Any]:
+async def list_users(services: ServicesDep) -> UserList:
     """Every user, by name."""
-    return {"items": [user_to_dict(u) for u in await services.auth.list_users()]}
+    return UserList(items=[UserOut.model_validate(u) for u in await services.auth.list_users()])
 
 
 @router.post("/users", status_code=201)
-async def create_user(body: UserCreate, services: ServicesDep) -> dict[str, Any]:
+async def create_user(body: UserCreate, services: ServicesDep) -> UserOut:
     """Create a user (409 when the name is taken)."""
-    return user_to_dict(await services.auth.create_user(body.username, body.password, body.role))
+    return UserOut.model_validate(await services.auth.create_user(body.username, body.password, body.role))
 
 
 @router.patch("/users/{name}")
-async def update_user(name: UserName, body: UserUpdate, services: ServicesDep) -> dict[str, Any]:
+async def update_user(name: UserName, body: UserUpdate, services: ServicesDep) -> UserOut:
     """Disable or enable a user, change the role or set a new password.
 
     409 when it would leave no active admin.
@@ -65,7 +42,7 @@ async def update_user(name: UserName, body: UserUpdate, services: ServicesDep) -
     row = await services.auth.update_user(
         name, disabled=body.disabled, role=body.role, password=body.password
     )
-    return user_to_dict(row)
+    return UserOut.model_validate(row)
 
 
 @router.delete("/users/{name}", status_code=204)

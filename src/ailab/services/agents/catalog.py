@@ -28,10 +28,12 @@ may be edited but not deleted (409); ``direct`` can be neither (409).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
@@ -103,37 +105,44 @@ def config_digest(config: Any) -> str:
     return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _stamp(row: AgentDefinition | Pipeline) -> dict[str, Any]:
-    return {"created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat()}
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """An agent as the API shows it: its definition, whether it is built in, when it was stored."""
+
+    spec: AgentSpec
+    builtin: bool
+    created_at: dt.datetime | None
+    updated_at: dt.datetime | None
 
 
-def agent_to_dict(spec: AgentSpec, row: AgentDefinition | None = None) -> dict[str, Any]:
-    """The public JSON shape of an agent."""
-    body = spec.model_dump(mode="json")
-    body["builtin"] = spec.name in BUILTIN_AGENT_NAMES
-    return {**body, **(_stamp(row) if row is not None else {})}
+@dataclass(frozen=True, slots=True)
+class PipelineView:
+    """A pipeline as the API shows it; ``direct`` (code, not data) has no spec."""
+
+    name: str
+    description: str
+    spec: PipelineSpec | None
+    kind: Literal["agents", "direct"]
+    builtin: bool
+    editable: bool
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
-def pipeline_to_dict(spec: PipelineSpec, row: Pipeline | None = None) -> dict[str, Any]:
-    """The public JSON shape of a pipeline."""
-    body = spec.model_dump(mode="json")
-    body.update(kind="agents", builtin=spec.name in BUILTIN_PIPELINE_NAMES, editable=True)
-    return {**body, **(_stamp(row) if row is not None else {})}
+def agent_view(spec: AgentSpec, row: AgentDefinition | None = None) -> AgentView:
+    """The view of a stored (or built-in) agent."""
+    stamps = (row.created_at, row.updated_at) if row is not None else (None, None)
+    return AgentView(spec, spec.name in BUILTIN_AGENT_NAMES, *stamps)
 
 
-def direct_to_dict() -> dict[str, Any]:
-    """``direct`` in the shape of a pipeline."""
-    return {
-        "name": DIRECT_PIPELINE,
-        "description": DIRECT_DESCRIPTION,
-        "entry": None,
-        "routes": {},
-        "max_steps": 1,
-        "time_budget_seconds": None,
-        "kind": "direct",
-        "builtin": True,
-        "editable": False,
-    }
+def pipeline_view(spec: PipelineSpec, row: Pipeline | None = None) -> PipelineView:
+    """The view of a stored pipeline."""
+    stamps = (row.created_at, row.updated_at) if row is not None else (None, None)
+    builtin = spec.name in BUILTIN_PIPELINE_NAMES
+    return PipelineView(spec.name, spec.description, spec, "agents", builtin, True, *stamps)
+
+
+DIRECT_VIEW = PipelineView(DIRECT_PIPELINE, DIRECT_DESCRIPTION, None, "direct", builtin=True, editable=False)
 
 
 def _body(data: Any, name: str | None) -> dict[str, Any]:
@@ -141,8 +150,10 @@ def _body(data: Any, name: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object")
     body = {k: v for k, v in data.items() if k not in READ_ONLY_FIELDS}
+    if body.get("name") is None:
+        body.pop("name", None)  # left out, or null: the path's
     if name is not None and body.setdefault("name", name) != name:
-        raise InvalidInput(f"the body's name {body['name']!r} is not {name!r}: renaming is not supported")
+        raise Conflict(f"the body's name {body['name']!r} is not {name!r}: renaming is not supported")
     return body
 
 
@@ -243,37 +254,37 @@ class AgentCatalog:
 
     # Agents
 
-    async def list_agents(self) -> list[dict[str, Any]]:
+    async def list_agents(self) -> list[AgentView]:
         """Every agent."""
         async with self._db.read() as session:
             rows = await repo.list_agents(session)
-        return [agent_to_dict(AgentSpec.model_validate(r.config), r) for r in rows]
+        return [agent_view(AgentSpec.model_validate(r.config), r) for r in rows]
 
-    async def get_agent(self, name: str) -> dict[str, Any]:
+    async def get_agent(self, name: str) -> AgentView:
         """One agent; :class:`NotFound` if unknown."""
         async with self._db.read() as session:
             row = await repo.get_agent(session, name)
         if row is None:
             raise NotFound(f"no agent {name!r}")
-        return agent_to_dict(AgentSpec.model_validate(row.config), row)
+        return agent_view(AgentSpec.model_validate(row.config), row)
 
-    async def create_agent(self, data: Any) -> dict[str, Any]:
+    async def create_agent(self, data: Any) -> AgentView:
         """Add an agent; :class:`Conflict` if the name is taken."""
         spec = parse_agent(_body(data, None))
         async with self._db.write() as session:
             if await repo.get_agent(session, spec.name) is not None:
                 raise Conflict(f"agent {spec.name!r} exists already: use PUT /agents/{spec.name}")
             row = await repo.put_agent(session, spec.name, spec.model_dump(mode="json"))
-            return agent_to_dict(spec, row)
+            return agent_view(spec, row)
 
-    async def replace_agent(self, name: str, data: Any) -> dict[str, Any]:
+    async def replace_agent(self, name: str, data: Any) -> AgentView:
         """Replace an agent's definition (built-ins included); :class:`NotFound` if unknown."""
         spec = parse_agent(_body(data, name))
         async with self._db.write() as session:
             if await repo.get_agent(session, name) is None:
                 raise NotFound(f"no agent {name!r}: create it with POST /agents")
             row = await repo.put_agent(session, name, spec.model_dump(mode="json"))
-            return agent_to_dict(spec, row)
+            return agent_view(spec, row)
 
     async def delete_agent(self, name: str) -> None:
         """Delete an agent that no pipeline uses and that is not built in."""
@@ -291,24 +302,24 @@ class AgentCatalog:
 
     # Pipelines
 
-    async def list_pipelines(self) -> list[dict[str, Any]]:
+    async def list_pipelines(self) -> list[PipelineView]:
         """Every pipeline, ``direct`` first."""
         async with self._db.read() as session:
             rows = await repo.list_pipelines(session)
-        listed = [direct_to_dict()] if await self._has_direct() else []
-        return listed + [pipeline_to_dict(PipelineSpec.model_validate(r.config), r) for r in rows]
+        listed = [DIRECT_VIEW] if await self._has_direct() else []
+        return listed + [pipeline_view(PipelineSpec.model_validate(r.config), r) for r in rows]
 
-    async def get_pipeline(self, name: str) -> dict[str, Any]:
+    async def get_pipeline(self, name: str) -> PipelineView:
         """One pipeline; :class:`NotFound` if unknown."""
         if name == DIRECT_PIPELINE and await self._has_direct():
-            return direct_to_dict()
+            return DIRECT_VIEW
         async with self._db.read() as session:
             row = await repo.get_pipeline(session, name)
         if row is None:
             raise NotFound(f"no pipeline {name!r}")
-        return pipeline_to_dict(PipelineSpec.model_validate(row.config), row)
+        return pipeline_view(PipelineSpec.model_validate(row.config), row)
 
-    async def create_pipeline(self, data: Any) -> dict[str, Any]:
+    async def create_pipeline(self, data: Any) -> PipelineView:
         """Add a pipeline; :class:`Conflict` if the name is taken, :class:`InvalidInput` if invalid."""
         spec = parse_pipeline(_body(data, None))
         if spec.name == DIRECT_PIPELINE:
@@ -318,9 +329,9 @@ class AgentCatalog:
                 raise Conflict(f"pipeline {spec.name!r} exists already: use PUT /pipelines/{spec.name}")
             await self._check_agents(session, spec)
             row = await repo.put_pipeline(session, spec.name, spec.model_dump(mode="json"))
-            return pipeline_to_dict(spec, row)
+            return pipeline_view(spec, row)
 
-    async def replace_pipeline(self, name: str, data: Any) -> dict[str, Any]:
+    async def replace_pipeline(self, name: str, data: Any) -> PipelineView:
         """Replace a pipeline's definition (``agents`` included, not ``direct``)."""
         if name == DIRECT_PIPELINE:
             raise Conflict(f"{DIRECT_PIPELINE!r} is built in code and cannot be changed")
@@ -330,7 +341,7 @@ class AgentCatalog:
                 raise NotFound(f"no pipeline {name!r}: create it with POST /pipelines")
             await self._check_agents(session, spec)
             row = await repo.put_pipeline(session, name, spec.model_dump(mode="json"))
-            return pipeline_to_dict(spec, row)
+            return pipeline_view(spec, row)
 
     async def delete_pipeline(self, name: str) -> None:
         """Delete a pipeline that is not built in."""
@@ -371,7 +382,7 @@ class AgentCatalog:
             check_agents_exist(spec, [r.name for r in agent_rows])
             agents = {r.name: AgentSpec.model_validate(r.config) for r in agent_rows}
             return AgentPipeline(spec, agents, self._providers, self.steps, self.bounds(spec))
-        raise InvalidInput(f"unknown pipeline {name!r}; known: {', '.join(await self.names())}")
+        raise NotFound(f"unknown pipeline {name!r}; known: {', '.join(await self.names())}")
 
     def bounds(self, spec: PipelineSpec) -> Bounds:
         """The pipeline's bounds, never above the server's settings."""

@@ -1,0 +1,58 @@
+"""``POST /chat``: one turn, answered as JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ailab.services.sessions import SESSION_ID_PATTERN
+
+MAX_MESSAGE_CHARS = 200_000
+
+
+class ChatBody(BaseModel):
+    """The body of ``POST /chat``."""
+
+    # As the schema says: "max_tokens": "64" or 64.5 is refused, not read as 64.
+    model_config = ConfigDict(strict=True)
+
+    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    session_id: Annotated[str | None, Field(pattern=SESSION_ID_PATTERN)] = None
+    model: Annotated[str | None, Field(min_length=1, max_length=255)] = None
+    pipeline: Annotated[str | None, Field(min_length=1, max_length=64)] = None
+    stream: bool = False
+    max_tokens: Annotated[int | None, Field(ge=1, le=32768)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+
+
+class TurnUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatReply(BaseModel):
+    """A whole turn (``stream: false``). A turn that failed once started has ``status: error``."""
+
+    response: str
+    status: Literal["success", "error"]
+    error: str | None
+    thought_process: str | None
+    session_id: str
+    model: str | None = None
+    usage: TurnUsage | None = None
+
+
+class FinalEvent(BaseModel):
+    """The last event of a stream before ``[DONE]``; the others are ``agent_start``, ``delta``,
+    ``decision``, ``agent_end`` and ``error``."""
+
+    type: Literal["final"]
+    response: str
+    session_id: str
+    model: str
+    thought_process: str | None
+    usage: TurnUsage
+    ttft_ms: float | None
+    tokens_per_second: float | None

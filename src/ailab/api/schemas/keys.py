@@ -1,0 +1,58 @@
+"""``/api-keys``: the vault (admin only). Keys are never returned, only their last 4 characters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ailab.api.schemas.common import Out
+
+
+class KeyCreate(BaseModel):
+    service_name: str = Field(min_length=1, max_length=64, description="a provider: openai, anthropic, ...")
+    # Optional only for providers that work without a key (ollama, openai-compat).
+    api_key: str = Field("", max_length=4096, description="the secret; never echoed back")
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="non-secret settings the provider declares (`ai-lab keys formats`): base_url, ...",
+    )
+
+
+class KeyOut(Out):
+    """A configured service: from the vault, or only from the environment."""
+
+    service_name: str
+    masked_key: str | None = Field(description="'••••' and the key's last 4 characters")
+    created_at: str | None
+    updated_at: str | None
+    last_tested_at: str | None
+    last_test_result: Literal["valid", "invalid", "unreachable"] | None
+    config: dict[str, str]
+    source: Literal["vault", "environment"]
+
+
+class KeyStored(KeyOut):
+    status: Literal["success"] = "success"
+    message: str
+
+
+class KeyList(BaseModel):
+    configured_services: list[KeyOut]
+    supported_services: list[str] = Field(description="the installed providers that take a key")
+
+
+class KeyTest(Out):
+    """The outcome of a cheap authenticated call to the provider."""
+
+    service_name: str
+    result: Literal["valid", "invalid", "unreachable"]
+    detail: str
+    tested_at: str
+
+
+class KeyDeleted(BaseModel):
+    status: Literal["success"] = "success"
+    message: str
+    service_name: str

@@ -1,0 +1,75 @@
+"""``/v1``: OpenAI's shapes, as the official SDKs read them.
+
+The request is :class:`~ailab.services.completion_request.ChatCompletionRequest` (validated by the gateway
+itself, on the fast lane too). Answers passed through from a backend that speaks OpenAI's wire keep every
+field it sent, so these models allow extra fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ailab.services.completion_request import ChatCompletionRequest
+
+__all__ = ["ChatCompletion", "ChatCompletionRequest", "ModelList", "OpenAIProblem"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelOut(_Open):
+    id: str  # provider/model, or pipeline/<name>
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(_Open):
+    object: Literal["list"]
+    data: list[ModelOut]
+
+
+class AssistantMessage(_Open):
+    role: str
+    content: str | None = None
+
+
+class Choice(_Open):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None = None
+
+
+class CompletionUsage(_Open):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(_Open):
+    """The answer of a non-streamed request (a stream sends ``chat.completion.chunk`` events instead)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage | None = None
+
+
+class OpenAIErrorBody(_Open):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+    details: Any = None
+
+
+class OpenAIProblem(_Open):
+    """An error under ``/v1``, in OpenAI's shape (SDKs raise their usual exceptions)."""
+
+    error: OpenAIErrorBody
+    request_id: str | None = None
