@@ -42,7 +42,8 @@ from ailab.db.repos import metrics as repo
 from ailab.db.tables import BenchmarkRun, utcnow
 from ailab.errors import AILabError, InvalidInput, NotFound, TooManyRunning
 from ailab.providers.base import ChatMessage, ChatRequest, Provider
-from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.providers.registry import ProviderRegistry
+from ailab.providers.timing import GenerationTimer, error_label
 from ailab.services.monitoring import default_model_id
 
 log = logging.getLogger("ailab.benchmark")
@@ -133,19 +134,6 @@ def aggregate(iterations: Sequence[Iteration], wall_s: float) -> dict[str, Any]:
     }
 
 
-def run_to_dict(row: BenchmarkRun) -> dict[str, Any]:
-    """The public JSON shape of a stored run."""
-    return {
-        "id": row.id,
-        "status": row.status,
-        "params": row.params,
-        "results": row.results.get("models", []),
-        "error": row.error,
-        "created_at": row.created_at.isoformat(),
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-    }
-
-
 class BenchmarkService:
     """Runs benchmarks (waiting or in the background) and reads stored runs."""
 
@@ -187,8 +175,8 @@ class BenchmarkService:
         *,
         owner_id: str | None,
         on_progress: ProgressCallback | None = None,
-    ) -> dict[str, Any]:
-        """Run a benchmark to the end, store it and return it (:func:`run_to_dict` shape)."""
+    ) -> BenchmarkRun:
+        """Run a benchmark to the end, store it and return the stored run."""
         row, models = await self._prepare(params, owner_id)
         self._running[owner_id] += 1
         try:
@@ -214,21 +202,21 @@ class BenchmarkService:
 
     async def get(
         self, run_id: str, owner_id: str | None, *, include_ownerless: bool = False
-    ) -> dict[str, Any]:
+    ) -> BenchmarkRun:
         """A run ``owner_id`` may see (NotFound otherwise, also for another user's run)."""
         async with self.db.read() as session:
             row = await repo.get_run(session, run_id, owner_id, include_ownerless=include_ownerless)
         if row is None:
             raise NotFound(f"no benchmark run {run_id!r}")
-        return run_to_dict(row)
+        return row
 
     async def list_runs(
         self, owner_id: str | None, *, limit: int = 50, include_ownerless: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> Sequence[BenchmarkRun]:
         """The newest runs ``owner_id`` may see."""
         async with self.db.read() as session:
             rows = await repo.list_runs(session, owner_id, limit=limit, include_ownerless=include_ownerless)
-        return [run_to_dict(r) for r in rows]
+        return rows
 
     async def aclose(self) -> None:
         """Cancel unfinished background runs (each marks itself ``error``)."""
@@ -321,77 +309,29 @@ class BenchmarkService:
             max_tokens=params.max_tokens,
             temperature=params.temperature,
         )
-        start = time.perf_counter()
-        ttft: float | None = None
-        chunks = prompt_tokens = completion_tokens = 0
+        timer = GenerationTimer(self.providers, provider.name, name or "default", stream=True)
         try:
             async for chunk in provider.stream(request):
-                if chunk.delta:
-                    chunks += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - start
-                if chunk.usage is not None:
-                    prompt_tokens = chunk.usage.prompt_tokens
-                    completion_tokens = chunk.usage.completion_tokens
+                timer.take(chunk)
         except Exception as exc:  # noqa: BLE001 - a broken backend fails the iteration, not the run
-            return self._failed(
-                index=index,
-                provider=provider,
-                name=name,
-                start=start,
-                ttft=ttft,
-                kind=exc.code if isinstance(exc, AILabError) else "internal_error",
-                message=exc.message if isinstance(exc, AILabError) else type(exc).__name__,
+            timer.finish(exc)
+            message = exc.message if isinstance(exc, AILabError) else type(exc).__name__
+            return Iteration(
+                iteration=index,
+                ok=False,
+                total_ms=round(timer.duration_s * 1000, 3),
+                error=f"{error_label(exc)}: {message}",
             )
-        total = time.perf_counter() - start
-        completion_tokens = completion_tokens or chunks
-        self.providers.record(
-            GenerationRecord(
-                provider=provider.name,
-                model=name or "default",
-                ok=True,
-                duration_s=total,
-                ttft_s=ttft,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                stream=True,
-            )
-        )
+        timer.finish()
+        usage, total, ttft = timer.final_usage, timer.duration_s, timer.ttft_s
         return Iteration(
             iteration=index,
             ok=True,
             ttft_ms=None if ttft is None else round(ttft * 1000, 3),
             total_ms=round(total * 1000, 3),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            tokens_per_second=round(completion_tokens / total, 3)
-            if total > 0 and completion_tokens
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            tokens_per_second=round(usage.completion_tokens / total, 3)
+            if total > 0 and usage.completion_tokens
             else None,
-        )
-
-    def _failed(
-        self,
-        *,
-        index: int,
-        provider: Provider,
-        name: str,
-        start: float,
-        ttft: float | None,
-        kind: str,
-        message: str,
-    ) -> Iteration:
-        total = time.perf_counter() - start
-        self.providers.record(
-            GenerationRecord(
-                provider=provider.name,
-                model=name or "default",
-                ok=False,
-                duration_s=total,
-                ttft_s=ttft,
-                error_kind=kind,
-                stream=True,
-            )
-        )
-        return Iteration(
-            iteration=index, ok=False, total_ms=round(total * 1000, 3), error=f"{kind}: {message}"
         )

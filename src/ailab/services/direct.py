@@ -1,20 +1,18 @@
 """The ``direct`` pipeline (one model answers the turn) and the timed generation every pipeline uses.
 
-:class:`Generation` wraps one provider stream: it measures the time to the first token and the decoding
-rate, takes the usage the provider reports (or counts chunks when it reports none), and tells the
-registry's observers about the generation once it ends, whether it finished, failed or was cut off.
-Closing it closes the provider's stream, which stops the generation.
+:class:`Generation` wraps one provider stream in a :class:`~ailab.providers.timing.GenerationTimer`
+(time to first token, decoding rate, usage, one record for monitoring, whether it finished, failed or
+was cut off). Closing it closes the provider's stream, which stops the generation.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
-from ailab.errors import AILabError
 from ailab.providers.base import ChatMessage, ChatRequest, Provider, Usage
-from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.providers.registry import ProviderRegistry
+from ailab.providers.timing import GenerationTimer
 from ailab.services.turns import Delta, Final, PipelineEvent, Turn
 
 
@@ -34,11 +32,8 @@ class Generation:
         self.provider = provider
         self.request = request
         self.parts: list[str] = []
-        self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self.ttft_s: float | None = None
-        self.duration_s: float = 0.0
-        self._chunks = 0
+        self.timer: GenerationTimer | None = None
 
     @property
     def content(self) -> str:
@@ -46,59 +41,42 @@ class Generation:
         return "".join(self.parts)
 
     @property
+    def usage(self) -> Usage | None:
+        """The usage reported (or the chunks counted), once the generation started."""
+        return self.timer.final_usage if self.timer is not None else None
+
+    @property
+    def ttft_s(self) -> float | None:
+        return self.timer.ttft_s if self.timer is not None else None
+
+    @property
     def tokens_per_second(self) -> float | None:
-        """Decoding rate: completion tokens over the time after the first token."""
-        if self.usage is None or self.ttft_s is None or self.usage.completion_tokens < 2:
-            return None
-        decoding = self.duration_s - self.ttft_s
-        return round(self.usage.completion_tokens / decoding, 2) if decoding > 0 else None
+        return self.timer.tokens_per_second if self.timer is not None else None
 
     async def text(self) -> AsyncGenerator[str, None]:
         """The answer piece by piece; closing this iterator stops the provider's generation."""
-        start = time.perf_counter()
-        ok, error_kind = False, "cancelled"
+        timer = self.timer = GenerationTimer(
+            self._registry, self.provider.name, self.request.model, stream=True
+        )
+        error: BaseException | None = None
         try:
             chunks = self.provider.stream(self.request)
             try:
                 async for chunk in chunks:
-                    if chunk.usage is not None:
-                        self.usage = chunk.usage
                     if chunk.finish_reason is not None:
                         self.finish_reason = chunk.finish_reason
-                    if chunk.delta:
-                        if self.ttft_s is None:
-                            self.ttft_s = time.perf_counter() - start
-                        self._chunks += 1
+                    if timer.take(chunk):
                         self.parts.append(chunk.delta)
                         yield chunk.delta
             finally:
                 aclose = getattr(chunks, "aclose", None)  # stops the provider's generation
                 if aclose is not None:
                     await aclose()
-            ok, error_kind = True, ""
-        except AILabError as exc:
-            error_kind = exc.code
-            raise
-        except Exception as exc:
-            error_kind = type(exc).__name__
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self.duration_s = time.perf_counter() - start
-            if self.usage is None:  # the backend did not say: one chunk is about one token
-                self.usage = Usage(completion_tokens=self._chunks)
-            self._registry.record(
-                GenerationRecord(
-                    provider=self.provider.name,
-                    model=self.request.model,
-                    ok=ok,
-                    duration_s=self.duration_s,
-                    ttft_s=self.ttft_s,
-                    prompt_tokens=self.usage.prompt_tokens,
-                    completion_tokens=self.usage.completion_tokens,
-                    error_kind=error_kind or None,
-                    stream=True,
-                )
-            )
+            timer.finish(error)
 
 
 class DirectPipeline:

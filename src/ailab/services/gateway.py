@@ -12,8 +12,9 @@ Two paths, chosen per provider once:
 
 Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``pipeline_completions.py``).
 
-The hot path writes nothing to the database: each request ends in one :class:`GenerationRecord` handed to
-the registry's observers (monitoring aggregates them in memory).
+The hot path writes nothing to the database: each request is timed by a
+:class:`~ailab.providers.timing.GenerationTimer`, whose one record goes to the registry's observers
+(monitoring aggregates them in memory).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, cast
 
 import orjson
 
-from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
+from ailab.errors import AILabError, ProviderUnavailable
 from ailab.providers.base import (
     ChatMessage,
     ChatRequest,
@@ -38,24 +39,18 @@ from ailab.providers.base import (
     Usage,
 )
 from ailab.providers.http import error_message, scrub
-from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.providers.registry import ProviderRegistry
+from ailab.providers.timing import CANCELLED, GenerationTimer
 from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
+from ailab.services.completion_request import BadRequest, validate_request
 from ailab.services.pipeline_completions import PipelineCompletions, pipeline_name, to_turn
 from ailab.services.turns import PipelineLookup
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
-CANCELLED = "cancelled"  # the error kind of a generation its client hung up on
 ERROR_KEY = b'"error"'  # in a streamed event: the upstream failed mid-stream
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _PASSED_FIELDS = ("seed", "response_format", "presence_penalty", "frequency_penalty", "user", "n")
-
-
-class BadRequest(InvalidInput):
-    """A request OpenAI would answer with 400 (malformed JSON, missing fields)."""
-
-    status = 400
-    code = "invalid_request"
 
 
 @dataclass(slots=True)
@@ -69,22 +64,16 @@ class GatewayReply:
 
 
 def parse_request(body: bytes) -> dict[str, Any]:
-    """The JSON object of a chat completions request, with ``model`` and ``messages`` checked."""
+    """The JSON object of a chat completions request, checked against :class:`ChatCompletionRequest`."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object")
-    model = payload.get("model")
-    if not isinstance(model, str) or not model:
+    if not isinstance(payload.get("model"), str) or not payload["model"]:
         raise BadRequest("'model' is required (a string like 'local/smollm2-135m-instruct')")
-    messages = payload.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array")
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be a boolean")
+    validate_request(payload)  # the declared shape; the payload itself goes on as it came
     return payload
 
 
@@ -213,55 +202,50 @@ class Gateway:
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
-        start = time.perf_counter()
+        timer = GenerationTimer(self._providers, provider.name, model, stream=stream)
         try:
             upstream = await forwarder.forward_chat_completions(payload)
-        except AILabError as exc:
-            self._record(provider, model, start, stream=stream, error=exc.code)
-            raise
-        except asyncio.CancelledError:  # the client hung up: the upstream request was dropped
-            self._record(provider, model, start, stream=stream, error=CANCELLED)
+        except (AILabError, asyncio.CancelledError) as exc:  # cancelled: the client hung up
+            timer.finish(exc)
             raise
         # An error status was raised by the provider, rebuilt with its secrets scrubbed (api/errors.py).
         if not stream or not upstream.content_type.startswith(EVENT_STREAM):
             try:
                 parts = [chunk async for chunk in upstream.body]
-            except asyncio.CancelledError:
-                self._record(provider, model, start, stream=stream, error=CANCELLED)
+            except asyncio.CancelledError as exc:
+                timer.finish(exc)
                 raise
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             try:  # a 200 that is no JSON (a proxy's HTML page) must not reach the client as an answer
                 answer = orjson.loads(data)
             except orjson.JSONDecodeError:
-                self._record(provider, model, start, stream=stream, error="invalid_answer")
+                timer.finish("invalid_answer")
                 raise ProviderUnavailable(
                     f"{provider.name} answered with an invalid body (not JSON)"
                 ) from None
-            tokens = _usage_from(answer) if _USAGE_OBJECT.search(data) else (0, 0)
-            self._record(provider, model, start, tokens=tokens, stream=stream, error=None)
+            timer.tokens(*(_usage_from(answer) if _USAGE_OBJECT.search(data) else (0, 0)))
+            timer.finish()
             return GatewayReply(upstream.status, JSON, body=data)
         return GatewayReply(
             upstream.status,
             upstream.content_type,
-            stream=self._pass_stream(provider, model, upstream, start, hide_usage),
+            stream=self._pass_stream(provider, upstream, timer, hide_usage),
         )
 
     async def _pass_stream(
-        self, provider: Provider, model: str, upstream: UpstreamResponse, start: float, hide_usage: bool
+        self, provider: Provider, upstream: UpstreamResponse, timer: GenerationTimer, hide_usage: bool
     ) -> AsyncGenerator[bytes, None]:
         """The upstream's bytes, whole events at a time; only a usage event we asked for is dropped,
         and an error event is rebuilt, its secrets scrubbed (an upstream may quote the key it got)."""
         body = upstream.body
         secret = upstream.secret.encode() if upstream.secret else None
-        ttft: float | None = None
-        tokens = (0, 0)
         tail = b""
-        error: str | None = CANCELLED
+        error: BaseException | str | None = CANCELLED
         failed = False
         try:
             async for chunk in body:
-                if ttft is None:
-                    ttft = time.perf_counter() - start
+                if timer.first_at is None:  # bytes, not counted as tokens: the usage event says
+                    timer.first_at = time.perf_counter()
                 data = tail + chunk if tail else chunk
                 end = data.rfind(b"\n\n") + 2
                 if end == 1:  # no complete event yet
@@ -270,6 +254,7 @@ class Gateway:
                 out, tail = (data[:end], data[end:]) if end < len(data) else (data, b"")
                 if _USAGE_OBJECT.search(out):
                     out, tokens = self._take_usage(out, hide_usage)
+                    timer.tokens(*tokens)
                 if ERROR_KEY in out or (secret is not None and secret in out):
                     failed = failed or ERROR_KEY in out
                     out = cleaned_events(out, upstream.secret, provider.name)
@@ -279,14 +264,14 @@ class Gateway:
                 yield cleaned_events(tail, upstream.secret, provider.name)
             error = "upstream_error" if failed else None
         except AILabError as exc:  # stalled or cut mid-stream: say so in the stream, then end it
-            error = exc.code
+            error = exc
             yield sse_error(exc.message, exc.code, exc.status)
             yield DONE
         finally:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 await aclose()
-            self._record(provider, model, start, ttft=ttft, tokens=tokens, stream=True, error=error)
+            timer.finish(error)
 
     @staticmethod
     def _take_usage(block: bytes, hide_usage: bool) -> tuple[bytes, tuple[int, int]]:
@@ -308,18 +293,15 @@ class Gateway:
 
     # -- translation ------------------------------------------------------------------------------
     async def _translate(self, provider: Provider, request: ChatRequest, model_id: str) -> GatewayReply:
-        start = time.perf_counter()
+        timer = GenerationTimer(self._providers, provider.name, request.model, stream=False)
         try:
             result = await provider.chat(request)
-        except AILabError as exc:
-            self._record(provider, request.model, start, stream=False, error=exc.code)
-            raise
-        except asyncio.CancelledError:  # the client hung up: the generation was stopped
-            self._record(provider, request.model, start, stream=False, error=CANCELLED)
+        except (AILabError, asyncio.CancelledError) as exc:  # cancelled: the client hung up
+            timer.finish(exc)
             raise
         usage = result.usage or Usage()
-        tokens = (usage.prompt_tokens, usage.completion_tokens)
-        self._record(provider, request.model, start, tokens=tokens, stream=False, error=None)
+        timer.usage = usage
+        timer.finish()
         message = {"role": "assistant", "content": result.content}
         return GatewayReply(
             200, JSON, body=completion(model_id, message, usage, result.finish_reason or "stop")
@@ -332,64 +314,30 @@ class Gateway:
         chunks = ChunkWriter(payload["model"], include_usage=wants_usage(payload))
         event = chunks.delta
 
-        start = time.perf_counter()
-        ttft: float | None = None
-        usage: Usage | None = None
+        timer = GenerationTimer(self._providers, provider.name, request.model, stream=True)
         finish: str | None = None
-        error: str | None = CANCELLED
-        pieces = 0
+        error: BaseException | str | None = CANCELLED
         stream = provider.stream(request)
         try:
             yield event({"role": "assistant", "content": ""})
             async for chunk in stream:
-                if chunk.delta:
-                    if ttft is None:
-                        ttft = time.perf_counter() - start
-                    pieces += 1
+                if timer.take(chunk):
                     yield event({"content": chunk.delta})
-                usage = chunk.usage or usage
                 finish = chunk.finish_reason or finish
             yield event({}, finish or "stop")
-            usage = usage or Usage(completion_tokens=pieces)
             if chunks.include_usage:
-                yield chunks.usage(usage)
+                yield chunks.usage(timer.final_usage)
             yield DONE
             error = None
         except AILabError as exc:
-            error = exc.code
+            error = exc
             yield sse_error(exc.message, exc.code, exc.status)
             yield DONE
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-            tokens = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, pieces)
-            self._record(provider, request.model, start, ttft=ttft, tokens=tokens, stream=True, error=error)
-
-    def _record(
-        self,
-        provider: Provider,
-        model: str,
-        start: float,
-        *,
-        ttft: float | None = None,
-        tokens: tuple[int, int] = (0, 0),
-        stream: bool,
-        error: str | None,
-    ) -> None:
-        self._providers.record(
-            GenerationRecord(
-                provider=provider.name,
-                model=model,
-                ok=error is None,
-                duration_s=time.perf_counter() - start,
-                ttft_s=ttft,
-                prompt_tokens=tokens[0],
-                completion_tokens=tokens[1],
-                error_kind=error,
-                stream=stream,
-            )
-        )
+            timer.finish(error)
 
 
 def cleaned_events(block: bytes, secret: str | None, provider: str) -> bytes:

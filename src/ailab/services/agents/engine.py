@@ -47,8 +47,9 @@ from typing import Any, Protocol, TypeVar
 
 from ailab.errors import AILabError, ModelNotFound, ProviderAuthError, ProviderError
 from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Provider, ResponseSchema, Usage
-from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.providers.registry import ProviderRegistry
 from ailab.providers.repetition import RepetitionGuard
+from ailab.providers.timing import GenerationTimer
 from ailab.services.agents.decisions import (
     AGENT,
     DECISION_MAX_TOKENS,
@@ -131,11 +132,9 @@ class _Step:
     choice: Choice | None = None
     mode: str | None = None  # WORK, ANSWER, BRIEF; None: nothing to write
     parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
     decision_usage: Usage | None = None
-    chunks: int = 0
+    timer: GenerationTimer | None = None  # the step's own generation, once it starts
     started: float = 0.0
-    first_token: float | None = None
     ended: float = 0.0
     status: str = DONE
     repeated: bool = False  # the output was cut because it repeated itself
@@ -143,6 +142,19 @@ class _Step:
     @property
     def output(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def usage(self) -> Usage | None:
+        """What the step's generation reported, if it reported anything."""
+        return self.timer.usage if self.timer is not None else None
+
+    @property
+    def chunks(self) -> int:
+        return self.timer.chunks if self.timer is not None else 0
+
+    @property
+    def first_token(self) -> float | None:
+        return self.timer.first_at if self.timer is not None else None
 
     @property
     def is_router(self) -> bool:
@@ -291,18 +303,16 @@ class AgentPipeline:
             step.choice = self._bounded(choice, step, earlier, deadline, budget)
             step.mode = self._mode(step, earlier)
             if step.mode is not None:
+                step.timer = GenerationTimer(
+                    self.providers, provider.name, model_name, stream=True, clock=self._clock
+                )
                 stream = provider.stream(self._request(turn, step, earlier, model_name))
                 guard = RepetitionGuard()
                 # asyncio.timeout, not wait_for: no task per token, and (Python 3.11) wait_for loses a
                 # cancellation (a client hanging up) that comes as the awaited chunk arrives.
                 async with asyncio.timeout(self._remaining(deadline)):
                     async for chunk in stream:
-                        if chunk.usage is not None:
-                            step.usage = chunk.usage
-                        if chunk.delta:
-                            if step.first_token is None:
-                                step.first_token = self._clock()
-                            step.chunks += 1
+                        if step.timer.take(chunk):
                             step.parts.append(chunk.delta)
                             yield Delta(chunk.delta, step.agent.name)
                             if guard.add(hash(chunk.delta)) is not None:
@@ -313,19 +323,21 @@ class AgentPipeline:
             step.choice = Choice(
                 END, step.choice.routed_by if step.choice else FIXED, self._out_of_time(budget)
             )
-        except (GeneratorExit, asyncio.CancelledError):
+        except (GeneratorExit, asyncio.CancelledError) as exc:
             step.status = CUT_OFF
-            await self._finish(self._close(stream), self._save_failed(turn, step, "cut off by the client"))
+            failed = self._save_failed(turn, step, "cut off by the client", exc)
+            await self._finish(self._close(stream), failed)
             raise
         except Exception as exc:
             step.status = ERROR
             reason = exc.message if isinstance(exc, AILabError) else type(exc).__name__
-            await self._finish(self._close(stream), self._save_failed(turn, step, f"error: {reason}"))
+            await self._finish(self._close(stream), self._save_failed(turn, step, f"error: {reason}", exc))
             raise
         finally:
             step.ended = self._clock()
         await self._close(stream)
-        self._observe(step)
+        if step.timer is not None:  # a step cut by the turn's time budget still produced its text
+            step.timer.finish()
 
     def _remaining(self, deadline: float) -> float:
         """Seconds left before ``deadline``; TimeoutError when none are."""
@@ -401,26 +413,15 @@ class AgentPipeline:
     async def _decision_call(
         self, provider: Provider, request: ChatRequest, deadline: float, step: _Step
     ) -> str:
-        started = self._clock()
-        ok = False
-        usage: Usage | None = None
+        timer = GenerationTimer(self.providers, provider.name, request.model, stream=False, clock=self._clock)
         try:
             async with asyncio.timeout(self._remaining(deadline)):
                 result = await provider.chat(request)
-            usage = result.usage
-            ok = True
-        finally:
-            self.providers.record(
-                GenerationRecord(
-                    provider=provider.name,
-                    model=request.model,
-                    ok=ok,
-                    duration_s=max(0.0, self._clock() - started),
-                    prompt_tokens=usage.prompt_tokens if usage else 0,
-                    completion_tokens=usage.completion_tokens if usage else 0,
-                    error_kind=None if ok else "decision_failed",
-                )
-            )
+        except BaseException as exc:
+            timer.finish(exc)
+            raise
+        usage = timer.usage = result.usage
+        timer.finish()
         step.decision_usage = _add(step.decision_usage, usage)
         return result.content
 
@@ -523,33 +524,15 @@ class AgentPipeline:
             status=step.status,
         )
 
-    async def _save_failed(self, turn: Turn, step: _Step, note: str) -> None:
+    async def _save_failed(self, turn: Turn, step: _Step, note: str, error: BaseException) -> None:
         step.ended = self._clock()
-        self._observe(step)
+        if step.timer is not None:
+            step.timer.finish(error)
         await self._save(self._record(turn, step, None, note))
 
     async def _save(self, record: StepRecord) -> None:
         if record.session_id is not None:  # a stateless turn (the OpenAI-compatible API) keeps none
             await self.store.save(record)
-
-    def _observe(self, step: _Step) -> None:
-        if step.model is None or step.mode is None:
-            return
-        provider, _, model = step.model.partition("/")
-        usage = step.usage
-        self.providers.record(
-            GenerationRecord(
-                provider=provider,
-                model=model,
-                ok=step.status in (DONE, TIMEOUT),
-                duration_s=max(0.0, step.ended - step.started),
-                ttft_s=step.first_token - step.started if step.first_token is not None else None,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else step.chunks,
-                error_kind=None if step.status == DONE else step.status,
-                stream=True,
-            )
-        )
 
     @staticmethod
     async def _close(stream: AsyncIterator[ChatChunk] | None) -> None:
