@@ -26,7 +26,7 @@ import asyncpg
 from ailab.db.engine import Database
 from ailab.db.migrate import upgrade
 from ailab.db.tables import User
-from ailab.services.importer import ImportReport, LegacyImporter
+from ailab.services.legacy.importer import ImportReport, LegacyImporter
 
 V2_CONVERSATIONS = """CREATE TABLE conversations (id VARCHAR NOT NULL, session_id VARCHAR, role VARCHAR,
     content TEXT, thought_process TEXT, timestamp DATETIME, PRIMARY KEY (id))"""

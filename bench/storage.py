@@ -24,7 +24,7 @@ import uvloop
 
 from ailab.db.engine import Database
 from ailab.db.migrate import upgrade
-from ailab.services.sessions import SessionService
+from ailab.services.sessions.service import SessionService
 
 
 async def run(url: str, sessions: int, messages: int, writers: int, reads: int) -> dict[str, float]:

@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from ailab.app import create_app
 from ailab.config import Settings
 from ailab.db.migrate import upgrade
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres

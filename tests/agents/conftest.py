@@ -12,11 +12,11 @@ import pytest
 from ailab.db.engine import Database
 from ailab.db.repos import sessions as session_repo
 from ailab.db.tables import AgentState
-from ailab.services.agents.builtin import BUILTIN_AGENTS, BUILTIN_PIPELINE
-from ailab.services.agents.catalog import DatabaseStepStore
-from ailab.services.agents.definitions import AgentSpec, PipelineSpec
-from ailab.services.agents.engine import AgentPipeline, Bounds
-from ailab.services.turns import Final, PipelineEvent, Turn
+from ailab.services.chat.agents.builtin import BUILTIN_AGENTS, BUILTIN_PIPELINE
+from ailab.services.chat.agents.catalog import DatabaseStepStore
+from ailab.services.chat.agents.definitions import AgentSpec, PipelineSpec
+from ailab.services.chat.agents.engine import AgentPipeline, Bounds
+from ailab.services.chat.turns import Final, PipelineEvent, Turn
 from tests.agents.scripted import ScriptedProvider, registry
 
 

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from ailab.config import ConfigError, Settings
-from ailab.services.agents.builtin import BUILTIN_AGENTS
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
+from ailab.services.chat.agents.builtin import BUILTIN_AGENTS
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.conftest import AppClientFactory, bearer
 

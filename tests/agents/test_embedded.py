@@ -13,14 +13,14 @@ import pytest
 from ailab.config import Settings
 from ailab.providers.base import ChatMessage, ChatRequest, ResponseSchema
 from ailab.providers.local import PLUGIN
-from ailab.services.agents.decisions import (
+from ailab.services.chat.agents.decisions import (
     DECISION_MAX_TOKENS,
     decision_prompt,
     decision_schema,
     label,
     read_decision,
 )
-from ailab.services.agents.definitions import AgentSpec, Route
+from ailab.services.chat.agents.definitions import AgentSpec, Route
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.agents.test_api import parse_sse
 from tests.chat.conftest import stream_then_hang_up

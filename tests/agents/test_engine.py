@@ -11,8 +11,8 @@ import pytest
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import ChatMessage, Usage
 from ailab.providers.registry import GenerationRecord
-from ailab.services.agents.definitions import AgentSpec, PipelineSpec, parse_pipeline
-from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
+from ailab.services.chat.agents.definitions import AgentSpec, PipelineSpec, parse_pipeline
+from ailab.services.chat.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 from tests.agents.conftest import Store, build, collect
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ailab.errors import InvalidInput
-from ailab.services.agents.definitions import parse_agent, parse_pipeline
-from ailab.services.agents.routing import answer_text, parse_decision
+from ailab.services.chat.agents.definitions import parse_agent, parse_pipeline
+from ailab.services.chat.agents.routing import answer_text, parse_decision
 
 ALLOWED = ["Worker", "QA", "Reflection", "end"]
 

@@ -17,8 +17,8 @@ from sqlalchemy import event, text
 from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.db.tables import ChatSession
+from ailab.services.auth.throttle import ADDRESS_DELAY_S
 from ailab.services.masterkey import derive_key
-from ailab.services.throttle import ADDRESS_DELAY_S
 from tests.auth.conftest import PASSWORD_A, Account, login
 from tests.conftest import ADMIN_PASSWORD, AppClientFactory
 from tests.support.redis import REDIS_URL, redis_or_skip

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from ailab.services.throttle import ADDRESS_DELAY_S
+from ailab.services.auth.throttle import ADDRESS_DELAY_S
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.postgres import free_port
 from tests.support.server import run_server

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ailab.errors import SharedStateUnavailable
-from ailab.services.throttle import ADDRESS_FACTOR, LoginThrottle, MemoryThrottle, RedisThrottle
+from ailab.services.auth.throttle import ADDRESS_FACTOR, LoginThrottle, MemoryThrottle, RedisThrottle
 from tests.support.redis import redis_or_skip
 
 

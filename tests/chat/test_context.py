@@ -6,7 +6,7 @@ import pytest
 
 from ailab.errors import InvalidInput
 from ailab.providers.base import ChatMessage
-from ailab.services.chat import MESSAGE_OVERHEAD_TOKENS, TEMPLATE_RESERVE_TOKENS, fit_history
+from ailab.services.chat.service import MESSAGE_OVERHEAD_TOKENS, TEMPLATE_RESERVE_TOKENS, fit_history
 from tests.support.word_provider import NoTokenizerProvider, WordProvider
 
 

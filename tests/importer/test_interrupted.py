@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from ailab.db.engine import Database
 from ailab.db.tables import AgentState, ChatSession, Message
-from ailab.services.importer import LegacyImporter
+from ailab.services.legacy.importer import LegacyImporter
 from tests.importer.helpers import AI_LAB, add_user, counts, run_cli, summary
 from tests.importer.v2data import generate
 

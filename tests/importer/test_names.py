@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 
 from ailab.config import Settings
-from ailab.services.importer import LegacyImporter
-from ailab.services.legacy_formats import session_id_for
+from ailab.services.legacy.formats import session_id_for
+from ailab.services.legacy.importer import LegacyImporter
 from tests.conftest import AppClientFactory
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from ailab.db.engine import Database
 from ailab.db.tables import AgentState, ChatSession, Message, PerformanceMetric
-from ailab.services.importer import LegacyImporter, map_legacy_role
+from ailab.services.legacy.importer import LegacyImporter, map_legacy_role
 from tests.importer.helpers import add_user, counts, tally
 from tests.importer.v2data import snapshot
 

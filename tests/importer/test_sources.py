@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from ailab.db.engine import Database
 from ailab.db.tables import AgentState, ChatSession, Message
-from ailab.services.importer import LegacyImporter
+from ailab.services.legacy.importer import LegacyImporter
 from tests.importer.helpers import AI_LAB, counts, tally
 from tests.importer.v2data import V2_SCHEMA, generate, make_messages, snapshot, write_json
 

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 
 from ailab.config import Settings
-from ailab.services.auth import Principal
-from ailab.services.chat import MAX_CACHED_WINDOWS
+from ailab.services.auth.accounts import Principal
+from ailab.services.chat.service import MAX_CACHED_WINDOWS
 from tests.conftest import AppClientFactory, bearer
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.provider_settings import configure

@@ -15,10 +15,10 @@ import pytest
 from ailab.providers.base import ChatMessage, ChatRequest, ResponseSchema
 from ailab.providers.gemini import gemini_schema
 from ailab.providers.registry import ProviderRegistry
-from ailab.services.agents.builtin import BUILTIN_AGENTS, BUILTIN_PIPELINE
-from ailab.services.agents.decisions import decision_schema
-from ailab.services.agents.engine import AgentPipeline, Bounds, StepRecord
-from ailab.services.turns import Decision, Final, Turn
+from ailab.services.chat.agents.builtin import BUILTIN_AGENTS, BUILTIN_PIPELINE
+from ailab.services.chat.agents.decisions import decision_schema
+from ailab.services.chat.agents.engine import AgentPipeline, Bounds, StepRecord
+from ailab.services.chat.turns import Decision, Final, Turn
 from tests.fakes.base import FakeServer
 from tests.providers.conftest import Backend, ProviderFactory
 

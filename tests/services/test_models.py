@@ -14,9 +14,9 @@ import pytest
 from ailab.config import Settings
 from ailab.providers import anthropic, local, openai, openai_compat
 from ailab.providers.registry import ProviderRegistry
-from ailab.services.direct import DirectPipeline
+from ailab.services.chat.direct import DirectPipeline
+from ailab.services.chat.pipelines import Pipelines
 from ailab.services.models import model_rows
-from ailab.services.pipelines import Pipelines
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.provider_settings import make_provider
 

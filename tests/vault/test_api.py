@@ -12,9 +12,9 @@ from sqlalchemy import select
 from ailab.config import ConfigError, Settings
 from ailab.db.tables import ApiKey
 from ailab.providers.base import Credential
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
-from ailab.services.vault import Vault
+from ailab.services.vault.store import Vault
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.postgres import free_port

@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ailab.config import Settings
 from ailab.errors import AuthError, Forbidden
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
-from ailab.services.sessions import SessionService
+from ailab.services.sessions.service import SessionService
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login or an API token")
 

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ailab.api.deps import authenticate
 from ailab.api.routes import chat, gateway
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 
 Handler = Callable[[Request, Principal], Awaitable[Response | None]]

@@ -1,6 +1,6 @@
 """``ai-lab bench``: the LLM benchmark of ``POST /benchmark/llm`` from the command line.
 
-Runs the same engine (``services/benchmark.py``) on this machine's providers, shows a progress bar,
+Runs the same engine (``services/monitoring/benchmark.py``) on this machine's providers, shows a progress bar,
 prints a table per model and stores the run (it belongs to no user; admins see it in the API).
 Exit code 1 when every iteration failed.
 """
@@ -15,14 +15,14 @@ from rich.table import Table
 
 from ailab.cli.common import console, fail, run_with_services
 from ailab.db.tables import BenchmarkRun
-from ailab.services.benchmark import (
+from ailab.services.container import Services
+from ailab.services.monitoring.benchmark import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
     MAX_ITERATIONS,
     MAX_TOKENS,
     BenchmarkParams,
 )
-from ailab.services.container import Services
 
 
 def _fmt(stats: dict[str, float] | None, key: str) -> str:

@@ -18,10 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ailab.cli.common import console, fail, run_with_services
 from ailab.errors import NotFound
-from ailab.services.auth import ADMIN_NAME
+from ailab.services.auth.accounts import ADMIN_NAME
 from ailab.services.container import Services
-from ailab.services.importer import ImportReport, LegacyImporter
-from ailab.services.legacy_formats import ProgressFn
+from ailab.services.legacy.formats import ProgressFn
+from ailab.services.legacy.importer import ImportReport, LegacyImporter
 
 app = typer.Typer(help="Bring data in from other installations.", no_args_is_help=True)
 

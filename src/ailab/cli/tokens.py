@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, run_with_core, table_console
-from ailab.services.auth import ADMIN_NAME
+from ailab.services.auth.accounts import ADMIN_NAME
 from ailab.services.container import CoreServices
 
 app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)

@@ -17,20 +17,20 @@ from ailab.metrics import Metrics
 from ailab.providers.plugin import ProviderContext
 from ailab.providers.plugins import Plugins
 from ailab.providers.registry import ProviderRegistry
-from ailab.services.agents import AgentCatalog
-from ailab.services.auth import AuthService
-from ailab.services.benchmark import BenchmarkService
-from ailab.services.chat import ChatService
-from ailab.services.direct import DirectPipeline
-from ailab.services.gateway import Gateway
-from ailab.services.health import HealthCheck
+from ailab.services.auth.accounts import AuthService
+from ailab.services.auth.throttle import RedisThrottle
+from ailab.services.chat.agents import AgentCatalog
+from ailab.services.chat.direct import DirectPipeline
+from ailab.services.chat.pipelines import Pipelines
+from ailab.services.chat.service import ChatService
+from ailab.services.gateway.service import Gateway
 from ailab.services.masterkey import load_master_keys
-from ailab.services.monitoring import Monitor, model_probe
-from ailab.services.pipelines import Pipelines
-from ailab.services.sessions import SessionService
+from ailab.services.monitoring.benchmark import BenchmarkService
+from ailab.services.monitoring.health import HealthCheck
+from ailab.services.monitoring.monitor import Monitor, model_probe
+from ailab.services.sessions.service import SessionService
 from ailab.services.shared import connect_redis
-from ailab.services.throttle import RedisThrottle
-from ailab.services.vault import Vault
+from ailab.services.vault.store import Vault
 
 
 @dataclass

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ailab.errors import AILabError
 from ailab.providers.base import Provider
 from ailab.providers.registry import LIST_MODELS_TIMEOUT_S, ProviderRegistry
-from ailab.services.pipeline_completions import PIPELINE_PREFIX
-from ailab.services.turns import PipelineLookup
+from ailab.services.chat.turns import PipelineLookup
+from ailab.services.gateway.pipelines import PIPELINE_PREFIX
 
 
 @dataclass(frozen=True, slots=True)

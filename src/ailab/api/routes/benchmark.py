@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.schemas.benchmark import BenchmarkBody, RunList, RunOut, RunStarted
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
-from ailab.services.benchmark import (
+from ailab.services.monitoring.benchmark import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
     MAX_ITERATIONS,

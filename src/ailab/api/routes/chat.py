@@ -23,10 +23,10 @@ from ailab.api.schemas.chat import ChatBody, ChatReply, FinalEvent, TurnUsage
 from ailab.api.schemas.common import COMMON_PROBLEMS, event_stream, problems
 from ailab.api.sse import DONE, DirectStreamResponse, sse_event
 from ailab.errors import AILabError
-from ailab.services.auth import Principal
-from ailab.services.chat import ChatInput, ChatService, PreparedTurn
+from ailab.services.auth.accounts import Principal
+from ailab.services.chat.service import ChatInput, ChatService, PreparedTurn
+from ailab.services.chat.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 from ailab.services.container import Services
-from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
 
 router = APIRouter(tags=["chat"], responses=problems(*COMMON_PROBLEMS, 404))
 log = logging.getLogger("ailab.chat")

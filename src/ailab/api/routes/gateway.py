@@ -21,7 +21,7 @@ from ailab.api.openapi import json_body
 from ailab.api.schemas.common import event_stream
 from ailab.api.schemas.openai import ChatCompletion, ChatCompletionRequest, ModelList, OpenAIProblem
 from ailab.api.sse import DirectStreamResponse
-from ailab.services.auth import Principal
+from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 
 _ERRORS = (400, 401, 403, 404, 413, 415, 422, 429, 500, 502, 503, 504)

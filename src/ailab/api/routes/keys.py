@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path
 from ailab.api.deps import AdminUser, ServicesDep
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 from ailab.api.schemas.keys import KeyCreate, KeyDeleted, KeyList, KeyOut, KeyStored, KeyTest
-from ailab.services.vault import Vault
+from ailab.services.vault.store import Vault
 
 router = APIRouter(tags=["api-keys"], responses=problems(*COMMON_PROBLEMS, 404, 409))
 ServiceName = Annotated[str, Path(max_length=64, description="a service name, e.g. openai")]

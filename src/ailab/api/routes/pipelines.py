@@ -1,7 +1,7 @@
 """Pipelines and agents, configured at run time: ``/pipelines`` and ``/agents``.
 
 Reads are open to every signed-in user; writes need the admin role. Bodies are the definitions of
-``services/agents/definitions.py`` (the read-only fields of a GET answer are ignored, so an object can be
+``services/chat/agents/definitions.py`` (the read-only fields of a GET answer are ignored, so an object can be
 fetched, edited and PUT back). Invalid definitions answer 422, a taken name or a protected built-in 409.
 """
 
@@ -23,7 +23,7 @@ from ailab.api.schemas.pipelines import (
     PipelineList,
     PipelineOut,
 )
-from ailab.services.agents.definitions import NAME_PATTERN
+from ailab.services.chat.agents.definitions import NAME_PATTERN
 
 router = APIRouter(tags=["pipelines"], responses=problems(*COMMON_PROBLEMS, 404, 409))
 

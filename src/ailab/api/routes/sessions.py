@@ -21,8 +21,8 @@ from ailab.api.schemas.sessions import (
     SessionOut,
     SessionUpdate,
 )
-from ailab.services.session_export import SessionExport
-from ailab.services.sessions import SESSION_ID_PATTERN
+from ailab.services.sessions.export import SessionExport
+from ailab.services.sessions.service import SESSION_ID_PATTERN
 
 router = APIRouter(tags=["sessions"], responses=problems(*COMMON_PROBLEMS, 404, 409))
 

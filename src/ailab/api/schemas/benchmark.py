@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from ailab.api.schemas.common import Out, Timestamp
-from ailab.services.benchmark import MAX_CONCURRENCY, MAX_ITERATIONS, MAX_MODELS, MAX_PROMPT_CHARS, MAX_TOKENS
+from ailab.services.monitoring.benchmark import (
+    MAX_CONCURRENCY,
+    MAX_ITERATIONS,
+    MAX_MODELS,
+    MAX_PROMPT_CHARS,
+    MAX_TOKENS,
+)
 
 ModelId = Annotated[str, Field(min_length=1, max_length=255)]
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ailab.services.sessions import SESSION_ID_PATTERN
+from ailab.services.sessions.service import SESSION_ID_PATTERN
 
 MAX_MESSAGE_CHARS = 200_000
 

@@ -1,6 +1,6 @@
 """``/v1``: OpenAI's shapes, as the official SDKs read them.
 
-The request is :class:`~ailab.services.completion_request.ChatCompletionRequest` (validated by the gateway
+The request is :class:`~ailab.services.gateway.request.ChatCompletionRequest` (validated by the gateway
 itself, on the fast lane too). Answers passed through from a backend that speaks OpenAI's wire keep every
 field it sent, so these models allow extra fields.
 """
@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ailab.services.completion_request import ChatCompletionRequest
+from ailab.services.gateway.request import ChatCompletionRequest
 
 __all__ = ["ChatCompletion", "ChatCompletionRequest", "ModelList", "OpenAIProblem"]
 

@@ -1,4 +1,4 @@
-"""``/pipelines`` and ``/agents``: definitions as data (see ``services/agents/definitions.py``).
+"""``/pipelines`` and ``/agents``: definitions as data (see ``services/chat/agents/definitions.py``).
 
 A request body is a definition; the read-only fields of a GET answer (``builtin``, ``kind``, ``editable``,
 timestamps) are accepted and ignored, so an object can be fetched, edited and PUT back. On PUT the name
@@ -12,8 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, model_validator
 
 from ailab.api.schemas.common import Timestamp
-from ailab.services.agents.catalog import AgentView, PipelineView
-from ailab.services.agents.definitions import END, AgentSpec, Name, PipelineSpec, Route
+from ailab.services.chat.agents.catalog import AgentView, PipelineView
+from ailab.services.chat.agents.definitions import END, AgentSpec, Name, PipelineSpec, Route
 
 
 class _ReadOnly(BaseModel):

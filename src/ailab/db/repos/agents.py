@@ -1,7 +1,7 @@
 """Queries on agent definitions and pipelines (tables ``agent_definitions`` and ``pipelines``).
 
 Both keep their whole definition in one JSON ``config`` column keyed by ``name``; validation happens in
-``services/agents/definitions.py`` before anything is written. Agent steps (``agent_states``) are in
+``services/chat/agents/definitions.py`` before anything is written. Agent steps (``agent_states``) are in
 ``repos/sessions.py``.
 """
 

@@ -25,7 +25,7 @@ and can be neither edited nor deleted.
 
 from __future__ import annotations
 
-from ailab.services.agents.definitions import AgentSpec, PipelineSpec, Route
+from ailab.services.chat.agents.definitions import AgentSpec, PipelineSpec, Route
 
 AGENTS_PIPELINE = "agents"
 DIRECT_PIPELINE = "direct"

@@ -10,7 +10,7 @@ Two kinds of bearer credentials are accepted everywhere:
   revocable; they survive a password change but not a disabled or deleted user.
 
 Passwords are hashed with Argon2id, off the event loop. Login attempts are counted per user name and per
-address before they are checked (:mod:`ailab.services.throttle`): a locked name is refused, an address
+address before they are checked (:mod:`ailab.services.auth.throttle`): a locked name is refused, an address
 over its limit is slowed down, one attempt at a time. Verified credentials are cached for a few seconds so the
 gateway's hot path does not query the database per request; every change made through this service
 (revoke, disable, delete, new password, new role) clears the cache at once, and other processes (the CLI,
@@ -41,8 +41,8 @@ from ailab.db.engine import Database
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
 from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAttempts
+from ailab.services.auth.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 from ailab.services.masterkey import derive_key
-from ailab.services.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 
 ADMIN_NAME = "admin"
 API_TOKEN_PREFIX = "ailab_"  # noqa: S105 - a prefix, not a secret

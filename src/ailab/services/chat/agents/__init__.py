@@ -9,7 +9,7 @@
   ``PipelineLookup`` that serves ``direct``, ``agents`` and the pipelines defined at run time.
 """
 
-from ailab.services.agents.catalog import AgentCatalog
-from ailab.services.agents.engine import AgentPipeline, Bounds, StepRecord
+from ailab.services.chat.agents.catalog import AgentCatalog
+from ailab.services.chat.agents.engine import AgentPipeline, Bounds, StepRecord
 
 __all__ = ["AgentCatalog", "AgentPipeline", "Bounds", "StepRecord"]

@@ -24,8 +24,8 @@ from typing import Any
 
 from ailab.errors import AILabError, InvalidInput, ModelNotFound, NotFound
 from ailab.providers.base import ChatRequest
-from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error
-from ailab.services.turns import AgentStart, ChatPipeline, Decision, Delta, Final, PipelineLookup, Turn
+from ailab.services.chat.turns import AgentStart, ChatPipeline, Decision, Delta, Final, PipelineLookup, Turn
+from ailab.services.gateway.chunks import DONE, ChunkWriter, completion, sse_error
 
 PIPELINE_PREFIX = "pipeline/"
 

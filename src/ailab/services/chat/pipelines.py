@@ -1,7 +1,7 @@
 """The pipelines ``/chat`` can run, by name.
 
-:class:`Pipelines` is the server's :class:`~ailab.services.turns.PipelineLookup`: built-in pipelines
-(``direct`` here; ``agents`` from ``services/agents``) are registered at start with :meth:`register`.
+:class:`Pipelines` is the server's :class:`~ailab.services.chat.turns.PipelineLookup`: built-in pipelines
+(``direct`` here; ``agents`` from ``services/chat/agents``) are registered at start with :meth:`register`.
 Pipelines defined at run time (stored in the database) are added by a lookup that wraps this one, so
 the chat service only ever sees the protocol.
 """
@@ -9,7 +9,7 @@ the chat service only ever sees the protocol.
 from __future__ import annotations
 
 from ailab.errors import NotFound
-from ailab.services.turns import ChatPipeline
+from ailab.services.chat.turns import ChatPipeline
 
 
 class Pipelines:

@@ -1,8 +1,8 @@
 """The contract between ``/chat`` and the pipelines that produce an answer.
 
 A chat turn is: store the user's message, run a pipeline, stream its events to the client, store the
-final answer. The chat service (``services/chat.py``) does the storing and the streaming; a pipeline
-(``direct``: one model; ``agents``: CEO -> Worker/QA/Reflection, see ``services/agents``) only turns a
+final answer. The chat service (``services/chat/service.py``) does the storing and the streaming; a pipeline
+(``direct``: one model; ``agents``: CEO -> Worker/QA/Reflection, see ``services/chat/agents``) only turns a
 :class:`Turn` into :data:`PipelineEvent` values. Events map one to one onto the SSE events of the
 public contract (``delta``, ``agent_start``, ``decision``, ``agent_end``, ``final``).
 """

@@ -40,7 +40,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import imports as repo
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import utcnow
-from ailab.services.legacy_formats import (
+from ailab.services.legacy.formats import (
     LegacyData,
     LegacyMessage,
     LegacyMetric,

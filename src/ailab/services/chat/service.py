@@ -35,8 +35,16 @@ from ailab.db.repos import sessions as repo
 from ailab.errors import AILabError, InvalidInput, NotFound
 from ailab.providers.base import ChatMessage, Provider
 from ailab.providers.registry import ProviderRegistry
-from ailab.services.sessions import SessionService, new_session_id
-from ailab.services.turns import AgentStart, ChatPipeline, Delta, Final, PipelineEvent, PipelineLookup, Turn
+from ailab.services.chat.turns import (
+    AgentStart,
+    ChatPipeline,
+    Delta,
+    Final,
+    PipelineEvent,
+    PipelineLookup,
+    Turn,
+)
+from ailab.services.sessions.service import SessionService, new_session_id
 
 log = logging.getLogger("ailab.chat")
 HISTORY_LIMIT = 200  # messages read back as context before trimming to the window

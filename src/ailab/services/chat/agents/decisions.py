@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ailab.services.agents.definitions import END, AgentSpec, Route
-from ailab.services.agents.routing import parse_decision
+from ailab.services.chat.agents.definitions import END, AgentSpec, Route
+from ailab.services.chat.agents.routing import parse_decision
 
 DECISION_KEY = "next"
 DECISION_MAX_TOKENS = 32  # {"next": "Reflection"} is about ten tokens; a grammar leaves no room to ramble

@@ -46,7 +46,7 @@ from ailab.db.repos import sessions as session_repo
 from ailab.db.tables import AgentDefinition, Pipeline
 from ailab.errors import Conflict, InvalidInput, NotFound
 from ailab.providers.registry import ProviderRegistry
-from ailab.services.agents.builtin import (
+from ailab.services.chat.agents.builtin import (
     BUILTIN_AGENT_NAMES,
     BUILTIN_AGENTS,
     BUILTIN_PIPELINE,
@@ -54,15 +54,15 @@ from ailab.services.agents.builtin import (
     DIRECT_PIPELINE,
     SUPERSEDED_DEFAULTS,
 )
-from ailab.services.agents.definitions import (
+from ailab.services.chat.agents.definitions import (
     AgentSpec,
     PipelineSpec,
     check_agents_exist,
     parse_agent,
     parse_pipeline,
 )
-from ailab.services.agents.engine import AgentPipeline, Bounds, StepRecord
-from ailab.services.turns import ChatPipeline, PipelineLookup
+from ailab.services.chat.agents.engine import AgentPipeline, Bounds, StepRecord
+from ailab.services.chat.turns import ChatPipeline, PipelineLookup
 
 SEED_FILE = "pipelines.yaml"
 READ_ONLY_FIELDS = ("builtin", "kind", "editable", "created_at", "updated_at")

@@ -10,7 +10,7 @@ Two paths, chosen per provider once:
 - **translation** for the others (local, anthropic, gemini, cohere, ollama...): their
   :class:`ChatResult` / :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON.
 
-Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``pipeline_completions.py``).
+Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``gateway/pipelines.py``).
 
 The hot path writes nothing to the database: each request is timed by a
 :class:`~ailab.providers.timing.GenerationTimer`, whose one record goes to the registry's observers
@@ -41,10 +41,10 @@ from ailab.providers.base import (
 from ailab.providers.http import error_message, scrub
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
-from ailab.services.completion_chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
-from ailab.services.completion_request import BadRequest, validate_request
-from ailab.services.pipeline_completions import PipelineCompletions, pipeline_name, to_turn
-from ailab.services.turns import PipelineLookup
+from ailab.services.chat.turns import PipelineLookup
+from ailab.services.gateway.chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
+from ailab.services.gateway.pipelines import PipelineCompletions, pipeline_name, to_turn
+from ailab.services.gateway.request import BadRequest, validate_request
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"

@@ -50,7 +50,7 @@ from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Provider, 
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.repetition import RepetitionGuard
 from ailab.providers.timing import GenerationTimer
-from ailab.services.agents.decisions import (
+from ailab.services.chat.agents.decisions import (
     AGENT,
     DECISION_MAX_TOKENS,
     DEFAULT,
@@ -61,10 +61,10 @@ from ailab.services.agents.decisions import (
     label,
     read_decision,
 )
-from ailab.services.agents.definitions import END, AgentSpec, PipelineSpec, Route
-from ailab.services.agents.routing import answer_text, has_answer_marker, protocol_lines
-from ailab.services.direct import model_id_of
-from ailab.services.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent, Turn
+from ailab.services.chat.agents.definitions import END, AgentSpec, PipelineSpec, Route
+from ailab.services.chat.agents.routing import answer_text, has_answer_marker, protocol_lines
+from ailab.services.chat.direct import model_id_of
+from ailab.services.chat.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent, Turn
 
 DONE, CUT_OFF, TIMEOUT, ERROR = "done", "cut_off", "timeout", "error"
 WORK, ANSWER, BRIEF = "work", "answer", "brief"  # what a step writes
@@ -204,7 +204,7 @@ def _add(first: Usage | None, second: Usage | None) -> Usage | None:
 
 
 class AgentPipeline:
-    """A :class:`~ailab.services.turns.ChatPipeline` that runs a graph of agents (see module docstring)."""
+    """A :class:`~ailab.services.chat.turns.ChatPipeline` running a graph of agents (see the module)."""
 
     def __init__(
         self,

@@ -44,7 +44,7 @@ from ailab.errors import AILabError, InvalidInput, NotFound, TooManyRunning
 from ailab.providers.base import ChatMessage, ChatRequest, Provider
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer, error_label
-from ailab.services.monitoring import default_model_id
+from ailab.services.monitoring.monitor import default_model_id
 
 log = logging.getLogger("ailab.benchmark")
 DEFAULT_PROMPT = "Explain in two sentences what a benchmark measures."

@@ -13,7 +13,7 @@ from contextlib import aclosing
 from ailab.providers.base import ChatMessage, ChatRequest, Provider, Usage
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
-from ailab.services.turns import Delta, Final, PipelineEvent, Turn
+from ailab.services.chat.turns import Delta, Final, PipelineEvent, Turn
 
 
 async def model_id_of(provider: Provider, model: str) -> str:

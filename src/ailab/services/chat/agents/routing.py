@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from ailab.services.agents.definitions import END
+from ailab.services.chat.agents.definitions import END
 
 _MARKERS = (
     r"next|next\s+agent|decide|decision|route|routing|delegate|delegate\s+to|assign|assign\s+to|handoff"

@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from ailab.services.sessions import SESSION_ID_PATTERN
+from ailab.services.sessions.service import SESSION_ID_PATTERN
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Column widths of our tables (PostgreSQL enforces them; SQLite would not).

@@ -20,7 +20,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
 from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.errors import Conflict, InvalidInput, NotFound
-from ailab.services.session_export import EXPORT_FORMAT, SessionExport
+from ailab.services.sessions.export import EXPORT_FORMAT, SessionExport
 
 # What the API serves as a session id (path parameters, /chat's session_id); everything that stores a
 # session keeps to it, or the session could be stored but never read or deleted.

@@ -1,0 +1,1 @@
+"""A ``/chat`` turn and the pipelines that answer it: ``direct`` and the agent engine."""

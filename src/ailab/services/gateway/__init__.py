@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API: requests checked, passed through or translated, and pipelines as models."""

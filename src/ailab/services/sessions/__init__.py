@@ -1,0 +1,1 @@
+"""Chat sessions: their messages and agent steps, listing, export and import."""
