@@ -12,7 +12,7 @@ from ailab.cli.common import fail, load_settings
 from ailab.config import ConfigError
 from ailab.logs import configure_logging
 from ailab.metrics import prepare_multiprocess_dir
-from ailab.services.vault.store import check_stored_keys
+from ailab.services.vault.startup import check_stored_keys
 
 
 def serve(
