@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ailab.services.container import Services
-from ailab.services.monitoring.monitor import monitor_performance
+from ailab.services.monitoring.performance import monitor_performance
 from tests.monitoring.helpers import scrape, value
 
 COUNT = "ailab_function_duration_seconds_count"

@@ -16,10 +16,8 @@ One :class:`Monitor` per process (built by ``build_services``) owns three things
   ``metrics_retention_days`` once an hour. When the buffer is full, new samples are dropped and counted
   (``ailab_performance_history_dropped_total``); a failed write puts the batch back while there is room.
 
-``@monitor_performance("name")`` needs a sink and there is no global one: pass ``sink=monitor``, or let
-it find the monitor *active in the current context* (a ``ContextVar``), which the API sets for every
-request (``MonitorContextMiddleware``) and the CLI sets with ``with monitor.activate():``. Outside any
-active monitor the function simply runs unmeasured.
+The parts live beside this module: ``system.py`` (the sampler), ``history.py`` (the writer) and
+``performance.py`` (``@monitor_performance``, which reports to the monitor active in the context).
 """
 
 from __future__ import annotations
@@ -27,20 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
-import inspect
 import logging
 import os
-import threading
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
-
-import psutil
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict
+from typing import Any
 
 from ailab.config import Settings
 from ailab.db.engine import Database
@@ -48,320 +38,13 @@ from ailab.db.repos import metrics as metrics_repo
 from ailab.db.tables import utcnow
 from ailab.metrics import Metrics
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.services.monitoring.history import HistoryWriter
+from ailab.services.monitoring.performance import PerformanceDecorator, active_sink, monitor_performance
+from ailab.services.monitoring.system import MB, SystemSample, SystemSampler
 
 log = logging.getLogger("ailab.monitoring")
-P = ParamSpec("P")
-R = TypeVar("R")
-MB = 1024 * 1024
-MAX_BUFFERED_SAMPLES = 50_000
-MAX_BATCH = 5_000
-RETENTION_EVERY_S = 3600.0
-# Retention applies to what this monitor writes; imported v2 history ("legacy") is the user's to keep.
-RETAINED_KINDS = ("http", "llm", "function")
 FIRST_SAMPLE_WAIT_S = 5.0
 SECTIONS = {"http": "endpoints", "llm": "models", "function": "functions", "legacy": "legacy"}
-
-
-# --- @monitor_performance ------------------------------------------------------------------------
-
-
-class PerformanceSink(Protocol):
-    """Where :func:`monitor_performance` reports a call."""
-
-    def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None: ...
-
-
-_active_sink: ContextVar[PerformanceSink | None] = ContextVar("ailab_performance_sink", default=None)
-
-
-class _PerformanceDecorator:
-    def __init__(self, name: str, sink: PerformanceSink | None) -> None:
-        self.name = name
-        self.sink = sink
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        name, fixed = self.name, self.sink
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                sink = fixed or _active_sink.get()
-                if sink is None:
-                    return await fn(*args, **kwargs)
-                start, ok = time.perf_counter(), False
-                try:
-                    result = await fn(*args, **kwargs)
-                    ok = True
-                    return result
-                finally:
-                    sink.observe_function(name, time.perf_counter() - start, ok=ok)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def sync_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            sink = fixed or _active_sink.get()
-            if sink is None:
-                return fn(*args, **kwargs)
-            start, ok = time.perf_counter(), False
-            try:
-                result = fn(*args, **kwargs)
-                ok = True
-                return result
-            finally:
-                sink.observe_function(name, time.perf_counter() - start, ok=ok)
-
-        return sync_wrapper
-
-
-def monitor_performance(name: str, *, sink: PerformanceSink | None = None) -> _PerformanceDecorator:
-    """Time every call of a sync or async function as ``name`` (histogram + stored history).
-
-    ``sink`` fixes where calls are reported; without it, each call reports to the monitor active in its
-    context (see the module docstring) or, when there is none, runs unmeasured. A call that raises is
-    recorded with ``ok=False`` and the exception propagates unchanged.
-    """
-    return _PerformanceDecorator(name, sink)
-
-
-# --- system samples ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GpuSample:
-    name: str
-    utilization_percent: float
-    memory_used_mb: float
-    memory_total_mb: float
-    temperature_c: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class SystemSample:
-    """One reading of the machine and this process."""
-
-    cpu_usage_percent: float
-    memory_usage_percent: float
-    memory_used_mb: float
-    memory_total_mb: float
-    disk_usage_percent: float
-    disk_used_gb: float
-    disk_total_gb: float
-    process_rss_mb: float
-    process_cpu_percent: float
-    gpus: list[GpuSample] = field(default_factory=list)
-    sampled_at: float = 0.0  # unix time
-
-
-class Nvml:
-    """GPUs through NVML (nvidia-ml-py). Missing library, driver or GPU all mean: no GPUs."""
-
-    def __init__(self) -> None:
-        self._nvml: Any = None
-        self._tried = False
-        self._lock = threading.Lock()
-
-    def _init(self) -> Any:
-        if self._tried:
-            return self._nvml
-        self._tried = True
-        try:
-            import pynvml  # optional at run time: a machine without the driver has no libnvidia-ml
-
-            pynvml.nvmlInit()
-        except Exception as exc:  # noqa: BLE001 - no NVML is a normal machine, not an error
-            log.debug("NVML unavailable: %s", exc)
-            return None
-        self._nvml = pynvml
-        return pynvml
-
-    def sample(self) -> list[GpuSample]:
-        """One reading per GPU (blocking: call it in a thread)."""
-        with self._lock:
-            nvml = self._init()
-            if nvml is None:
-                return []
-            try:
-                return [self._one(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
-            except Exception as exc:  # noqa: BLE001 - a GPU fallen off the bus must not break /metrics
-                log.warning("NVML read failed: %s", exc)
-                return []
-
-    @staticmethod
-    def _one(nvml: Any, index: int) -> GpuSample:
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        name = nvml.nvmlDeviceGetName(handle)
-        memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-        try:
-            utilization = float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-        except nvml.NVMLError:  # not supported on some (MIG, vGPU) devices
-            utilization = 0.0
-        try:
-            temperature: float | None = float(
-                nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
-            )
-        except nvml.NVMLError:
-            temperature = None
-        return GpuSample(
-            name=name.decode() if isinstance(name, bytes) else str(name),
-            utilization_percent=utilization,
-            memory_used_mb=round(memory.used / MB, 1),
-            memory_total_mb=round(memory.total / MB, 1),
-            temperature_c=temperature,
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._nvml is not None:
-                with contextlib.suppress(Exception):
-                    self._nvml.nvmlShutdown()
-                self._nvml = None
-
-
-class SystemSampler:
-    """Reads the machine in a thread every ``interval`` seconds and keeps the last reading."""
-
-    def __init__(self, data_dir: Path, interval: float) -> None:
-        self.data_dir = data_dir
-        self.interval = interval
-        self.latest: SystemSample | None = None
-        self.ready = asyncio.Event()
-        self.nvml = Nvml()
-        self._process = psutil.Process()
-        psutil.cpu_percent(interval=None)  # the first call only sets the baseline
-        self._process.cpu_percent(interval=None)
-
-    def read(self) -> SystemSample:
-        """Take one sample now (blocking: NVML and the file system; call it in a thread)."""
-        memory = psutil.virtual_memory()
-        try:
-            disk = psutil.disk_usage(str(self.data_dir))
-            disk_values = (float(disk.percent), disk.used / 1024**3, disk.total / 1024**3)
-        except OSError:
-            disk_values = (0.0, 0.0, 0.0)
-        return SystemSample(
-            cpu_usage_percent=float(psutil.cpu_percent(interval=None)),
-            memory_usage_percent=float(memory.percent),
-            memory_used_mb=round((memory.total - memory.available) / MB, 1),
-            memory_total_mb=round(memory.total / MB, 1),
-            disk_usage_percent=disk_values[0],
-            disk_used_gb=round(disk_values[1], 2),
-            disk_total_gb=round(disk_values[2], 2),
-            process_rss_mb=round(self._process.memory_info().rss / MB, 1),
-            process_cpu_percent=float(self._process.cpu_percent(interval=None)),
-            gpus=self.nvml.sample(),
-            sampled_at=time.time(),
-        )
-
-    async def sample(self) -> SystemSample:
-        """Take a sample in a thread and keep it as the latest."""
-        self.latest = await asyncio.to_thread(self.read)
-        self.ready.set()
-        return self.latest
-
-    async def run(self, on_sample: Callable[[SystemSample], None], stop: asyncio.Event) -> None:
-        """Sample until ``stop`` is set; a failing sample is logged and retried next time."""
-        while not stop.is_set():
-            try:
-                on_sample(await self.sample())
-            except Exception:
-                log.exception("system sample failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
-
-
-# --- stored history ------------------------------------------------------------------------------
-
-
-class HistoryWriter:
-    """Buffers samples in memory and writes them to ``performance_metrics`` in batches."""
-
-    def __init__(
-        self,
-        db: Database,
-        *,
-        flush_seconds: float,
-        retention_days: int,
-        on_drop: Callable[[int], None],
-        max_buffered: int = MAX_BUFFERED_SAMPLES,
-    ) -> None:
-        self.db = db
-        self.flush_seconds = flush_seconds
-        self.retention = dt.timedelta(days=retention_days)
-        self.max_buffered = max_buffered
-        self.on_drop = on_drop
-        self.dropped = 0
-        self._buffer: deque[dict[str, Any]] = deque()
-        self._flush_lock = asyncio.Lock()
-        self._last_retention = 0.0
-
-    def __len__(self) -> int:
-        return len(self._buffer)
-
-    def add(self, kind: str, name: str, value_ms: float, *, ok: bool, extra: dict[str, Any]) -> None:
-        """Queue one sample (thread-safe, never blocks; dropped and counted when the buffer is full)."""
-        if len(self._buffer) >= self.max_buffered:
-            self.dropped += 1
-            self.on_drop(1)
-            return
-        self._buffer.append(
-            {
-                "kind": kind,
-                "name": name[:255],
-                "value": value_ms,
-                "ok": ok,
-                "extra": extra,
-                "created_at": utcnow(),
-            }
-        )
-
-    async def flush(self) -> int:
-        """Write everything buffered now; returns the number of rows written."""
-        written = 0
-        async with self._flush_lock:
-            while self._buffer:
-                batch = [self._buffer.popleft() for _ in range(min(MAX_BATCH, len(self._buffer)))]
-                try:
-                    await self.db.run_write(metrics_repo.insert_samples, batch)
-                except Exception as exc:  # noqa: BLE001 - keep serving; retry the batch on the next flush
-                    room = self.max_buffered - len(self._buffer)
-                    self._buffer.extendleft(reversed(batch[:room]))
-                    if len(batch) > room:
-                        self.dropped += len(batch) - room
-                        self.on_drop(len(batch) - room)
-                    log.warning("writing %d performance samples failed: %s", len(batch), type(exc).__name__)
-                    break
-                written += len(batch)
-        return written
-
-    async def apply_retention(self) -> int:
-        """Delete samples older than the retention period; returns how many."""
-        self._last_retention = time.monotonic()
-        # Not a transaction function: on SQLite a large delete would queue requests' lookups behind it.
-        async with self.db.write() as session:
-            return await metrics_repo.delete_before(session, utcnow() - self.retention, RETAINED_KINDS)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``flush_seconds`` (and apply retention hourly) until ``stop``; then flush once more."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.flush_seconds)
-            try:
-                await self.flush()
-                if time.monotonic() - self._last_retention >= RETENTION_EVERY_S:
-                    await self.apply_retention()
-            except Exception:
-                log.exception("performance history maintenance failed")
-
-
-# --- the monitor ---------------------------------------------------------------------------------
 
 
 def _stats(group: metrics_repo.GroupSummary) -> dict[str, Any]:
@@ -427,13 +110,13 @@ class Monitor:
     @contextlib.contextmanager
     def activate(self) -> Iterator[Monitor]:
         """Make this monitor the sink of ``@monitor_performance`` in the current context."""
-        token = _active_sink.set(self)
+        token = active_sink.set(self)
         try:
             yield self
         finally:
-            _active_sink.reset(token)
+            active_sink.reset(token)
 
-    def track(self, name: str) -> _PerformanceDecorator:
+    def track(self, name: str) -> PerformanceDecorator:
         """``@monitor.track("name")``: :func:`monitor_performance` bound to this monitor."""
         return monitor_performance(name, sink=self)
 
