@@ -49,9 +49,8 @@ from ailab.services.legacy.formats import (
     ProgressFn,
     map_legacy_role,
     metric_value,
-    plan_sources,
-    read_sources,
 )
+from ailab.services.legacy.sources import plan_sources, read_sources
 
 __all__ = ["ImportReport", "LegacyImporter", "Problem", "Tally", "fingerprint", "map_legacy_role"]
 
