@@ -15,8 +15,8 @@ import pytest
 from ailab.config import Settings
 from ailab.providers import anthropic, azure, cohere, gemini, huggingface, ollama, openai, openai_compat
 from ailab.providers.base import ChatMessage, ChatRequest, Credential, CredentialStore
-from ailab.providers.http import RemoteProvider
 from ailab.providers.plugin import ProviderPlugin
+from ailab.providers.remote import RemoteProvider
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.base import FakeServer
 from tests.fakes.cohere_server import FakeCohere

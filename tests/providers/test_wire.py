@@ -18,16 +18,9 @@ from ailab.errors import (
 from ailab.providers import anthropic, cohere, gemini, ollama
 from ailab.providers import openai_wire as wire
 from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Usage
-from ailab.providers.http import (
-    LineDecoder,
-    SSEDecoder,
-    SSEEvent,
-    error_message,
-    origin,
-    retry_after_seconds,
-    scrub,
-    status_error,
-)
+from ailab.providers.sse import LineDecoder, SSEDecoder, SSEEvent
+from ailab.providers.transport import origin
+from ailab.providers.upstream_errors import error_message, retry_after_seconds, scrub, status_error
 
 MESSAGES = [
     ChatMessage("system", "Rule one."),

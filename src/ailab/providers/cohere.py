@@ -28,8 +28,8 @@ from ailab.providers.base import (
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
-from ailab.providers.http import Endpoint, TranslatingProvider
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
+from ailab.providers.remote import Endpoint, TranslatingProvider
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:

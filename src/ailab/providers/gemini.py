@@ -32,8 +32,9 @@ from ailab.providers.base import (
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
-from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
+from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.upstream_errors import status_error
 
 API_PREFIX = "/v1beta"
 MAX_MODEL_PAGES = 10

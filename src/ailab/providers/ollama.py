@@ -26,8 +26,9 @@ from ailab.providers.base import (
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_REQUIRED, CredentialFormat
-from ailab.providers.http import Endpoint, TranslatingProvider, status_error
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
+from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.upstream_errors import status_error
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from ailab.providers.base import (
     UpstreamResponse,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
-from ailab.providers.http import Endpoint, ResponseBody, TranslatingProvider
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
+from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.transport import ResponseBody
 
 
 class OpenAIWireProvider(TranslatingProvider):

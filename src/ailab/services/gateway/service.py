@@ -38,9 +38,9 @@ from ailab.providers.base import (
     UpstreamResponse,
     Usage,
 )
-from ailab.providers.http import error_message, scrub
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
+from ailab.providers.upstream_errors import error_message, scrub
 from ailab.services.chat.turns import PipelineLookup
 from ailab.services.gateway.chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
 from ailab.services.gateway.pipelines import PipelineCompletions, pipeline_name, to_turn

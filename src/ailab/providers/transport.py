@@ -1,0 +1,284 @@
+"""The HTTP transport of the remote providers: one pooled aiohttp session each.
+
+Sessions. Every remote provider owns one :class:`HttpClient`, which creates its ``aiohttp.ClientSession``
+lazily, inside the running event loop, on first use (a session cannot be built at import time nor shared
+between loops). The pooled connector keeps connections to the upstream alive between requests, which is
+what makes the gateway's pass-through fast. Timeouts come from ``provider_timeout_seconds``: the connect
+phase gets a short one of its own (an unreachable host should fail in seconds, not minutes); a streamed
+answer may last long but each read must arrive within the timeout; a whole non-streamed answer must too.
+Errors become :class:`~ailab.errors.ProviderError` subclasses (``upstream_errors.py``).
+
+Redirects. No upstream call follows one: a 3xx is a ProviderUnavailable naming where it pointed (only
+its origin). Following it would send the key headers and the prompt to that place.
+
+Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
+once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
+every request, which costs more than the gateway's whole budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from ailab.errors import (
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from ailab.providers.sse import LineDecoder, SSEDecoder, SSEEvent
+from ailab.providers.upstream_errors import ErrorHook, error_message, scrub, status_error
+
+CONNECT_TIMEOUT_S = 10.0
+POOL_LIMIT = 256
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``: enough to say where, never a path, query or user info."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an invalid URL"
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY`` unless ``NO_PROXY`` exempts it)."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme)
+    if proxy is None or (parts.hostname and urllib.request.proxy_bypass(parts.hostname)):
+        return None
+    return proxy
+
+
+class HttpClient:
+    """One provider's pooled aiohttp session, created lazily in the running loop, with error mapping."""
+
+    def __init__(self, provider: str, timeout_s: float, *, error_hook: ErrorHook | None = None) -> None:
+        self.provider = provider
+        self.timeout_s = timeout_s
+        self._connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
+        self._error_hook = error_hook
+        # A whole non-streamed answer must arrive within the timeout, not just each read of it.
+        self._whole = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=self._connect_s, sock_read=timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proxies: dict[str, str | None] = {}  # by upstream origin
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session of the running loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=POOL_LIMIT, ttl_dns_cache=300),
+                # Streams may last long; each read must still come within the timeout.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._connect_s, sock_read=self.timeout_s
+                ),
+                raise_for_status=False,
+            )
+            self._loop = loop
+        return self._session
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url`` from the environment (looked up once per origin), or None."""
+        key = url[: url.find("/", url.find("//") + 2)] if "//" in url else url
+        if key not in self._proxies:
+            self._proxies[key] = env_proxy(url)
+        return self._proxies[key]
+
+    @contextmanager
+    def mapped(self, url: str, proxy: str | None = None) -> Iterator[None]:
+        """Turn transport failures inside the block into ProviderUnavailable / ProviderTimeout."""
+        try:
+            yield
+        except TimeoutError as exc:  # aiohttp's own timeouts subclass TimeoutError
+            raise ProviderTimeout(
+                f"{self.provider} did not answer within {self.timeout_s:g}s ({origin(url)})"
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise ProviderUnavailable(f"{self.provider}: invalid base URL ({origin(url)})") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            detail = type(exc).__name__
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                detail = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+                if isinstance(exc, aiohttp.ClientProxyConnectionError) and proxy is not None:
+                    detail = f"cannot connect to the proxy {origin(proxy)}: {exc.os_error.strerror}"
+            raise ProviderUnavailable(f"{self.provider} unreachable at {origin(url)} ({detail})") from exc
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> aiohttp.ClientResponse:
+        """Send a request and return the response, whatever its status (the caller releases it)."""
+        data = None
+        all_headers = dict(headers)
+        if body is not None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            all_headers["Content-Type"] = "application/json"
+        kwargs: dict[str, Any] = {} if stream else {"timeout": self._whole}
+        proxy = self.proxy_for(url)
+        if proxy is not None:
+            kwargs["proxy"] = proxy
+        with self.mapped(url, proxy):
+            # Redirects are never followed: aiohttp would carry the key headers (x-api-key, api-key,
+            # x-goog-api-key) and the prompt to wherever the Location points. A 3xx is an error.
+            return await self.session().request(
+                method, url, data=data, headers=all_headers, params=params, allow_redirects=False, **kwargs
+            )
+
+    async def error_for(self, response: aiohttp.ClientResponse, secret: str | None) -> ProviderError:
+        """Read an error answer and map it; releases the response."""
+        if 300 <= response.status < 400:
+            response.release()
+            location = response.headers.get("Location", "")
+            target = origin(location) if urlsplit(location).hostname else "another path of the same server"
+            return ProviderUnavailable(
+                f"{self.provider} answered {response.status}, a redirect to {target}: AI-Lab follows no "
+                "redirects (they would carry the key and the prompt along); set the base URL to the final "
+                "address"
+            )
+        try:
+            with self.mapped(str(response.url)):
+                body = await response.read()
+        finally:
+            response.release()
+        if self._error_hook is not None:
+            special = self._error_hook(response.status, body, scrub(error_message(body), secret))
+            if special is not None:
+                return special
+        message = scrub(error_message(body), secret)
+        return status_error(self.provider, response.status, message, response.headers.get("Retry-After"))
+
+    @asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool = False,
+        secret: str | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A 2xx response (a non-2xx one is raised as a ProviderError), closed when the block exits.
+
+        Leaving the block before the body was read (a client that went away) closes the connection
+        instead of returning it to the pool, so the upstream stops generating.
+        """
+        response = await self.send(method, url, headers=headers, body=body, params=params, stream=stream)
+        if response.status >= 300:
+            raise await self.error_for(response, secret)
+        try:
+            yield response
+        finally:
+            if response.content.is_eof():
+                response.release()
+            else:
+                response.close()
+
+    async def json(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        secret: str | None = None,
+    ) -> Any:
+        """Send a request and return its decoded JSON answer."""
+        async with self.open(method, url, headers=headers, body=body, params=params, secret=secret) as resp:
+            with self.mapped(url):
+                raw = await resp.read()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ProviderUnavailable(f"{self.provider} answered with invalid JSON") from exc
+
+    async def sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
+        """The events of a streamed answer; transport failures mid-stream are mapped too."""
+        decoder = SSEDecoder()
+        url = str(response.url)
+        with self.mapped(url):
+            async for chunk in response.content.iter_any():
+                for event in decoder.feed(chunk):
+                    yield event
+        for event in decoder.flush():
+            yield event
+
+    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The lines of a newline-delimited JSON answer; transport failures mid-stream are mapped."""
+        decoder = LineDecoder()
+        with self.mapped(str(response.url)):
+            async for chunk in response.content.iter_any():
+                for line in decoder.feed(chunk):
+                    yield line
+        for line in decoder.flush():
+            yield line
+
+    async def aclose(self) -> None:
+        """Close the session (and its pooled connections)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+class ResponseBody:
+    """A raw upstream body as an async iterator of bytes, for pass-through.
+
+    ``aclose()`` releases the upstream connection; it is called automatically at the end of the body,
+    and a consumer that stops early (or never starts) must call it (``contextlib.aclosing`` does).
+    """
+
+    def __init__(self, client: HttpClient, response: aiohttp.ClientResponse) -> None:
+        self._client = client
+        self._response = response
+        self._done = False
+
+    def __aiter__(self) -> ResponseBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # Not ``response.closed``: aiohttp marks a response closed as soon as the whole body has
+        # arrived in its buffer, before it was read.
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            with self._client.mapped(str(self._response.url)):
+                chunk = await self._response.content.readany()
+        except BaseException:
+            self._done = True
+            self._response.close()
+            raise
+        if not chunk:
+            self._done = True
+            self._response.release()
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection (closing it when the body was not read to the end)."""
+        self._done = True
+        if self._response.content.is_eof():
+            self._response.release()
+        else:
+            self._response.close()
