@@ -10,6 +10,8 @@ import pytest
 
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import ChatMessage, Usage
+from ailab.providers.plugin import ProviderPlugin, ProviderSettings
+from ailab.providers.plugins import Plugins
 from ailab.providers.registry import GenerationRecord
 from ailab.services.chat.agents.definitions import AgentSpec, PipelineSpec, parse_pipeline
 from ailab.services.chat.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
@@ -157,6 +159,20 @@ async def test_a_backend_that_refuses_the_schema_is_asked_in_plain_text(store: S
     assert refused.response_schema is not None
     assert plain.response_schema is None
     assert "Reply with one line: NEXT: <Worker|END>" in plain.messages[0].content
+
+
+async def test_a_backend_whose_plugin_declares_no_schema_output_is_asked_in_plain_text_at_once(
+    store: Store,
+) -> None:
+    provider = ScriptedProvider([Reply("PLAN: go"), Reply("42")], decisions=["NEXT: Worker", "NEXT: END"])
+    provider.refuse_schema = True  # it would refuse: it is never asked
+    pipeline = build(provider, store)
+    plugin = ProviderPlugin(name=NAME, settings=ProviderSettings, factory=lambda *_: None)
+    pipeline.providers.plugins = Plugins({NAME: plugin}, {})  # Capabilities() : no json_schema
+    events = await collect(pipeline, store.turn())
+    assert decisions(events) == [("CEO", "Worker"), ("Worker", "CEO"), ("CEO", "end")]
+    assert all(r.response_schema is None for r in provider.requests)
+    assert "Reply with one line: NEXT: <Worker|END>" in provider.requests[0].messages[0].content
 
 
 async def test_a_decision_that_is_not_allowed_takes_the_default_route(store: Store) -> None:

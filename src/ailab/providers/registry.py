@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ailab.errors import ModelNotFound
 from ailab.providers.base import CredentialStore, ModelInfo, Provider
-from ailab.providers.plugin import ProviderContext
+from ailab.providers.plugin import Capabilities, ProviderContext
 from ailab.providers.plugins import Plugins
 
 LOCAL_PROVIDER = "local"
@@ -134,6 +134,12 @@ class ProviderRegistry:
         raise ModelNotFound(
             f"unknown model {model_id!r}: use '<provider>/<model>' with a configured provider ({known})"
         )
+
+    def capabilities(self, provider: str) -> Capabilities | None:
+        """What the plugin behind ``provider`` declares its models can do; None when it was not built
+        from a plugin (then nothing is assumed either way)."""
+        plugin = self.plugins.plugins.get(provider)
+        return plugin.capabilities if plugin is not None else None
 
     async def list_models(self) -> list[tuple[str, ModelInfo]]:
         """Every model of every provider as ``(provider name, model)``, asked concurrently.

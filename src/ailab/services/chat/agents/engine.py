@@ -395,6 +395,19 @@ class AgentPipeline:
             response_schema=ResponseSchema("route", decision_schema(route.next), "who acts next"),
             requester=turn.owner_id,
         )
+        capabilities = self.providers.capabilities(provider.name)
+        if capabilities is not None and not capabilities.json_schema:
+            # The plugin says its models cannot hold to a schema: ask in plain text at once, not after
+            # a refused call.
+            as_text = decision_prompt(route, self.agents, answered=answered, as_text=True)
+            request = replace(
+                request,
+                messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{as_text}"), *messages],
+                response_schema=None,
+            )
+            return read_decision(
+                await self._decision_call(provider, request, deadline, step), route, list(self.agents)
+            )
         try:
             text = await self._decision_call(provider, request, deadline, step)
         except (ProviderAuthError, ModelNotFound):
