@@ -315,7 +315,7 @@ class BenchmarkService:
                 timer.take(chunk)
         except Exception as exc:  # noqa: BLE001 - a broken backend fails the iteration, not the run
             timer.finish(exc)
-            message = exc.message if isinstance(exc, AILabError) else type(exc).__name__
+            message = exc.message if isinstance(exc, AILabError) else "internal error"
             return Iteration(
                 iteration=index,
                 ok=False,

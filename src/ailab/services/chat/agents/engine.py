@@ -395,32 +395,24 @@ class AgentPipeline:
             response_schema=ResponseSchema("route", decision_schema(route.next), "who acts next"),
             requester=turn.owner_id,
         )
+
+        def in_plain_text() -> ChatRequest:
+            as_text = decision_prompt(route, self.agents, answered=answered, as_text=True)
+            system = ChatMessage("system", f"{step.agent.system_prompt}\n\n{as_text}")
+            return replace(request, messages=[system, *messages], response_schema=None)
+
         capabilities = self.providers.capabilities(provider.name)
         if capabilities is not None and not capabilities.json_schema:
-            # The plugin says its models cannot hold to a schema: ask in plain text at once, not after
-            # a refused call.
-            as_text = decision_prompt(route, self.agents, answered=answered, as_text=True)
-            request = replace(
-                request,
-                messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{as_text}"), *messages],
-                response_schema=None,
-            )
-            return read_decision(
-                await self._decision_call(provider, request, deadline, step), route, list(self.agents)
-            )
+            # Its plugin says its models cannot hold to a schema: plain text at once, not after a refusal.
+            text = await self._decision_call(provider, in_plain_text(), deadline, step)
+            return read_decision(text, route, list(self.agents))
         try:
             text = await self._decision_call(provider, request, deadline, step)
         except (ProviderAuthError, ModelNotFound):
             raise  # the step itself would fail the same way
         except ProviderError as exc:  # e.g. a server that does not take the schema: ask in plain text
             log.info("%s refused a structured decision (%s); asking in plain text", step.model, exc.message)
-            prompt = decision_prompt(route, self.agents, answered=answered, as_text=True)
-            plain = replace(
-                request,
-                messages=[ChatMessage("system", f"{step.agent.system_prompt}\n\n{prompt}"), *messages],
-                response_schema=None,
-            )
-            text = await self._decision_call(provider, plain, deadline, step)
+            text = await self._decision_call(provider, in_plain_text(), deadline, step)
         return read_decision(text, route, list(self.agents))
 
     async def _decision_call(
