@@ -5,6 +5,7 @@
   printed, only when no PostgreSQL can be reached or started; failed instead under ``CI=true``).
 - ``settings`` / ``make_settings``: Settings on a fresh data dir, auth on, a fixed admin password.
 - ``app_client`` (context factory) and ``client``: an httpx client on the ASGI app, as admin.
+- ``cheap_password_hashing`` (automatic): argon2id with small parameters in this process.
 - ``fast_lane``: whether that app serves its hot routes through the fast lane (production's way);
   tests/gateway and tests/chat run their tests both ways (ids ``fast-lane`` and ``routed``).
 - ``upstream`` and ``upstream_client``: a recording OpenAI-compatible upstream, and the app (SQLite)
@@ -23,11 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from cryptography.fernet import Fernet
 
 from ailab.app import create_app
 from ailab.config import Settings
 from ailab.db.migrate import upgrade
+from ailab.services.auth import accounts
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
@@ -36,6 +39,17 @@ from tests.support.provider_settings import configure, fold
 from tests.support.unavailable import unavailable
 
 ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with small parameters in the test processes: the same code and hash format, but every
+    app a test starts signs its admin in, and the production cost (~0.1 s a hash) made up a third of the
+    quick suite's time. Servers started as processes, and tests/auth/test_passwords.py, keep the real cost."""
+    real = accounts.PASSWORD_HASHER
+    accounts.PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts.PASSWORD_HASHER = real
 
 
 @pytest.fixture(scope="session")
