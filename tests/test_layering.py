@@ -20,7 +20,7 @@ FORBIDDEN = {
 # What each part of services/ may import of the others. A change here is a change of the architecture
 # (docs/architecture.md): the container, which wires everything, is the only module that sees them all.
 SERVICE_DEPENDENCIES = {
-    "auth": {"masterkey", "shared"},
+    "auth": {"masterkey"},
     "vault": {"masterkey"},
     "sessions": set(),
     "chat": {"sessions"},

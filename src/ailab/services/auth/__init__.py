@@ -1,1 +1,1 @@
-"""Users, passwords, sessions' tokens and API tokens, and the login throttle."""
+"""Users, passwords, access and API tokens, and the login throttle."""
