@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, insert, or_, select, update
@@ -179,6 +180,68 @@ def append_message(
     }
     message_id = conn.execute(_INSERT_MESSAGE, values).scalar_one()
     return Message(id=message_id, **values)  # not attached to any ORM session: a plain value
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append (to the session of ``owner_id`` when it is given)."""
+
+    session_id: str
+    role: str
+    content: str
+    owner_id: object = _ANY_OWNER
+    thought_process: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: str = "complete"
+    created_at: dt.datetime | None = None
+
+
+_INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
+
+
+def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message | None]:
+    """Append messages to any sessions in two statements' worth of work: one number reservation per
+    session (taken in session-id order, so concurrent batches never wait on each other in a cycle),
+    one insert for them all. A session's messages are numbered in the order given; an item whose
+    session (of its owner) does not exist gets None."""
+    counts: dict[tuple[str, object], int] = {}
+    for item in items:
+        key = (item.session_id, item.owner_id)
+        counts[key] = counts.get(key, 0) + 1
+    firsts = {
+        key: reserve_seqs(conn, key[0], count, owner_id=key[1])
+        for key, count in sorted(counts.items(), key=lambda entry: entry[0][0])
+    }
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    placed: list[int | None] = []  # each item's row index, or None
+    for item in items:
+        key = (item.session_id, item.owner_id)
+        first = firsts[key]
+        if first is None:
+            placed.append(None)
+            continue
+        firsts[key] = first + 1
+        placed.append(len(rows))
+        rows.append(
+            {
+                "session_id": item.session_id,
+                "seq": first,
+                "role": item.role,
+                "content": item.content,
+                "thought_process": item.thought_process,
+                "model": item.model,
+                "prompt_tokens": item.prompt_tokens,
+                "completion_tokens": item.completion_tokens,
+                "status": item.status,
+                "created_at": item.created_at or now,
+            }
+        )
+    ids = list(conn.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
+    # Plain values, not attached to any ORM session.
+    return [None if index is None else Message(id=ids[index], **rows[index]) for index in placed]
 
 
 async def append_messages(db: AsyncSession, session_id: str, messages: Sequence[dict[str, Any]]) -> int:

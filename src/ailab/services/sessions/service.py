@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 
 from ailab.db.engine import Database
+from ailab.db.group_commit import GroupCommit
 from ailab.db.repos import sessions as repo
 from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.errors import Conflict, InvalidInput, NotFound
@@ -71,6 +72,8 @@ class SessionService:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Appends arrive in bursts (many writers, one database): they share transactions.
+        self._appends: GroupCommit[repo.NewMessage, Message | None] = GroupCommit(db, repo.append_many)
 
     async def create(
         self, owner_id: str | None, title: str = "", session_id: str | None = None
@@ -134,10 +137,9 @@ class SessionService:
     async def append(
         self, owner_id: str | None, session_id: str, role: str, content: str, **fields: Any
     ) -> Message:
-        """Append a message to the owner's session."""
-        row = await self._db.run_write(
-            repo.append_message, session_id, role=role, content=content, owner_id=owner_id, **fields
-        )
+        """Append a message to the owner's session; returns once it is committed (with the appends
+        that arrived beside it, :class:`~ailab.db.group_commit.GroupCommit`)."""
+        row = await self._appends.run(repo.NewMessage(session_id, role, content, owner_id=owner_id, **fields))
         if row is None:
             raise NotFound(f"session {session_id!r} not found")
         return row
