@@ -5,7 +5,8 @@
     .venv/bin/python bench/storage.py --pg-dsn postgresql://postgres@127.0.0.1:5432/postgres
 
 Each writer appends through the same service the API uses (appends that arrive together share one
-transaction, ``db/group_commit.py``; numbers allocated under each session's row lock). Reads fetch a 200-message history by keyset, as the chat view does.
+transaction, ``db/group_commit.py``; numbers allocated under each session's row lock). Reads fetch a
+200-message history by keyset, as the chat view does.
 """
 
 from __future__ import annotations
