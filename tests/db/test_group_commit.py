@@ -112,15 +112,26 @@ async def test_append_many_numbers_each_session_in_order_and_skips_missing_or_fo
 ) -> None:
     service = SessionService(db)
     mine, other = (await service.create(None, "x")).id, (await service.create(None, "y")).id
-    items = [new(other, "o1"), new(mine, "m1"), new("missing", "z"), new(mine, "m2"), new(other, "o2")]
+    theirs = (await service.create(None, "z")).id
+    foreign = repo.NewMessage(theirs, "user", "not yours", owner_id="someone-else")
+    items = [
+        new(other, "o1"),
+        new(mine, "m1"),
+        new("missing", "z"),
+        foreign,
+        new(mine, "m2"),
+        new(other, "o2"),
+    ]
     rows = await db.run_write(repo.append_many, items)
     assert [(r.session_id, r.seq, r.content) if r else None for r in rows] == [
         (other, 0, "o1"),
         (mine, 0, "m1"),
         None,
+        None,  # a session of another owner is not touched: its numbering goes on from 0
         (mine, 1, "m2"),
         (other, 1, "o2"),
     ]
+    assert (await service.append(None, theirs, "user", "first")).seq == 0
     wrong_owner = repo.NewMessage(mine, "user", "intruder", owner_id="someone-else")
     assert await db.run_write(repo.append_many, [wrong_owner]) == [None]
     assert await stored(any_database_url, mine) == [(0, "m1"), (1, "m2")]

@@ -12,7 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.tables import AgentState, ChatSession, Message, utcnow
@@ -201,6 +214,38 @@ class NewMessage:
 _INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
 
 
+def _reserve_all(
+    conn: Connection, counts: dict[tuple[str, object], int]
+) -> dict[tuple[str, object], int | None]:
+    """The first reserved number of each ``(session, owner)``, or None where there is no such session.
+
+    On PostgreSQL, one statement for all the sessions: it locks their rows in id order (a sub-select
+    ``ORDER BY id FOR UPDATE``), so batches in flight at once never wait on each other in a cycle, and
+    adds each session's count. Elsewhere (SQLite has one writer anyway), or when one session comes with
+    two owners, one reservation per session in id order.
+    """
+    ordered = sorted(counts.items(), key=lambda entry: entry[0][0])
+    sids = {sid for sid, _ in counts}
+    if conn.dialect.name != "postgresql" or len(counts) == 1 or len(sids) != len(counts):
+        return {key: reserve_seqs(conn, key[0], count, owner_id=key[1]) for key, count in ordered}
+    wanted = [
+        SESSIONS.c.id == sid
+        if owner is _ANY_OWNER
+        else and_(SESSIONS.c.id == sid, SESSIONS.c.owner_id.is_not_distinct_from(owner))
+        for (sid, owner), _ in ordered
+    ]
+    locked = select(SESSIONS.c.id).where(or_(*wanted)).order_by(SESSIONS.c.id).with_for_update().subquery()
+    increment = case({sid: count for (sid, _), count in ordered}, value=SESSIONS.c.id)
+    statement = (
+        update(SESSIONS)
+        .where(SESSIONS.c.id == locked.c.id)
+        .values(next_seq=SESSIONS.c.next_seq + increment, updated_at=utcnow())
+        .returning(SESSIONS.c.id, SESSIONS.c.next_seq)
+    )
+    ends = {sid: int(end) for sid, end in conn.execute(statement)}
+    return {key: (ends[key[0]] - count if key[0] in ends else None) for key, count in ordered}
+
+
 def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message | None]:
     """Append messages to any sessions in two statements' worth of work: one number reservation per
     session (taken in session-id order, so concurrent batches never wait on each other in a cycle),
@@ -210,10 +255,7 @@ def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message |
     for item in items:
         key = (item.session_id, item.owner_id)
         counts[key] = counts.get(key, 0) + 1
-    firsts = {
-        key: reserve_seqs(conn, key[0], count, owner_id=key[1])
-        for key, count in sorted(counts.items(), key=lambda entry: entry[0][0])
-    }
+    firsts = _reserve_all(conn, counts)
     now = utcnow()
     rows: list[dict[str, Any]] = []
     placed: list[int | None] = []  # each item's row index, or None
