@@ -179,18 +179,19 @@ def append_message(
     seq = reserve_seqs(conn, session_id, owner_id=owner_id)
     if seq is None:
         return None
-    values = {
-        "session_id": session_id,
-        "seq": seq,
-        "role": role,
-        "content": content,
-        "thought_process": thought_process,
-        "model": model,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "status": status,
-        "created_at": created_at or utcnow(),
-    }
+    item = NewMessage(
+        session_id,
+        role,
+        content,
+        owner_id,
+        thought_process,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        status,
+        created_at,
+    )
+    values = _row(item, seq, utcnow())
     message_id = conn.execute(_INSERT_MESSAGE, values).scalar_one()
     return Message(id=message_id, **values)  # not attached to any ORM session: a plain value
 
@@ -212,6 +213,22 @@ class NewMessage:
 
 
 _INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
+
+
+def _row(item: NewMessage, seq: int, now: dt.datetime) -> dict[str, Any]:
+    """The ``messages`` row of ``item`` as message ``seq`` of its session."""
+    return {
+        "session_id": item.session_id,
+        "seq": seq,
+        "role": item.role,
+        "content": item.content,
+        "thought_process": item.thought_process,
+        "model": item.model,
+        "prompt_tokens": item.prompt_tokens,
+        "completion_tokens": item.completion_tokens,
+        "status": item.status,
+        "created_at": item.created_at or now,
+    }
 
 
 def _reserve_all(
@@ -247,10 +264,9 @@ def _reserve_all(
 
 
 def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message | None]:
-    """Append messages to any sessions in two statements' worth of work: one number reservation per
-    session (taken in session-id order, so concurrent batches never wait on each other in a cycle),
-    one insert for them all. A session's messages are numbered in the order given; an item whose
-    session (of its owner) does not exist gets None."""
+    """Append messages to any sessions: their numbers reserved together (:func:`_reserve_all`), then one
+    insert for them all. A session's messages are numbered in the order given; an item whose session
+    (of its owner) does not exist gets None."""
     counts: dict[tuple[str, object], int] = {}
     for item in items:
         key = (item.session_id, item.owner_id)
@@ -267,20 +283,7 @@ def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message |
             continue
         firsts[key] = first + 1
         placed.append(len(rows))
-        rows.append(
-            {
-                "session_id": item.session_id,
-                "seq": first,
-                "role": item.role,
-                "content": item.content,
-                "thought_process": item.thought_process,
-                "model": item.model,
-                "prompt_tokens": item.prompt_tokens,
-                "completion_tokens": item.completion_tokens,
-                "status": item.status,
-                "created_at": item.created_at or now,
-            }
-        )
+        rows.append(_row(item, first, now))
     ids = list(conn.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
     # Plain values, not attached to any ORM session.
     return [None if index is None else Message(id=ids[index], **rows[index]) for index in placed]
