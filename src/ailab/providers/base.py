@@ -188,6 +188,14 @@ class SupportsOpenAIForward(Protocol):
         ...
 
 
+async def close_stream(stream: object) -> None:
+    """Close an async iterator that can be closed (async generators can): for a provider's stream, or a
+    pipeline's events, that is what stops the generation behind it."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 def sampling_fields(
     request: ChatRequest,
     *,

@@ -33,7 +33,7 @@ def error_label(error: BaseException | str | None) -> str | None:
 class GenerationTimer:
     """Times one generation from its request to its end; :meth:`finish` records it, once.
 
-    Feed it what the provider sends (:meth:`take` for a chunk, :meth:`text` and :meth:`tokens` for
+    Feed it what the provider sends (:meth:`take` for a chunk; :meth:`first` and :meth:`tokens` for
     paths that see raw bytes). The usage a provider reports wins; without one, each text chunk counts as
     one completion token.
     """
@@ -71,10 +71,15 @@ class GenerationTimer:
         self.chunks = 0
         self.usage: Usage | None = None
 
-    def text(self) -> None:
-        """A piece of text arrived: the first one sets the time to first token."""
+    def first(self) -> None:
+        """The answer began (the time to first token), without counting a token: raw bytes passed on
+        whose tokens the provider's usage will count."""
         if self.first_at is None:
             self.first_at = self._clock()
+
+    def text(self) -> None:
+        """A piece of text arrived: the first one sets the time to first token."""
+        self.first()
         self.chunks += 1
 
     def take(self, chunk: ChatChunk) -> str:

@@ -160,11 +160,11 @@ class HttpClient:
                 body = await response.read()
         finally:
             response.release()
+        message = scrub(error_message(body), secret)
         if self._error_hook is not None:
-            special = self._error_hook(response.status, body, scrub(error_message(body), secret))
+            special = self._error_hook(response.status, body, message)
             if special is not None:
                 return special
-        message = scrub(error_message(body), secret)
         return status_error(self.provider, response.status, message, response.headers.get("Retry-After"))
 
     @asynccontextmanager

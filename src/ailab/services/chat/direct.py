@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
-from ailab.providers.base import ChatMessage, ChatRequest, Provider, Usage
+from ailab.providers.base import ChatMessage, ChatRequest, Provider, Usage, close_stream
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.chat.turns import Delta, Final, PipelineEvent, Turn
@@ -69,9 +69,7 @@ class Generation:
                         self.parts.append(chunk.delta)
                         yield chunk.delta
             finally:
-                aclose = getattr(chunks, "aclose", None)  # stops the provider's generation
-                if aclose is not None:
-                    await aclose()
+                await close_stream(chunks)  # stops the provider's generation
         except BaseException as exc:
             error = exc
             raise

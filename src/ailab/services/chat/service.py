@@ -33,7 +33,7 @@ from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
 from ailab.errors import AILabError, InvalidInput, NotFound
-from ailab.providers.base import ChatMessage, Provider
+from ailab.providers.base import ChatMessage, Provider, close_stream
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.chat.turns import (
     AgentStart,
@@ -258,10 +258,8 @@ class ChatService:
     async def _finish(
         self, events: AsyncIterator[PipelineEvent], prepared: PreparedTurn, partial: str
     ) -> None:
-        aclose = getattr(events, "aclose", None)  # async generators have it; stops a running generation
         try:
-            if aclose is not None:
-                await aclose()
+            await close_stream(events)  # stops a running generation
         except Exception:
             log.exception("closing the pipeline of session %s failed", prepared.session_id)
         final = prepared.final

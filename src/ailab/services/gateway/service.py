@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -37,6 +36,7 @@ from ailab.providers.base import (
     SupportsOpenAIForward,
     UpstreamResponse,
     Usage,
+    close_stream,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
@@ -245,7 +245,7 @@ class Gateway:
         try:
             async for chunk in body:
                 if timer.first_at is None:  # bytes, not counted as tokens: the usage event says
-                    timer.first_at = time.perf_counter()
+                    timer.first()
                 data = tail + chunk if tail else chunk
                 end = data.rfind(b"\n\n") + 2
                 if end == 1:  # no complete event yet
@@ -268,9 +268,7 @@ class Gateway:
             yield sse_error(exc.message, exc.code, exc.status)
             yield DONE
         finally:
-            aclose = getattr(body, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_stream(body)
             timer.finish(error)
 
     @staticmethod
@@ -334,9 +332,7 @@ class Gateway:
             yield sse_error(exc.message, exc.code, exc.status)
             yield DONE
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await close_stream(stream)
             timer.finish(error)
 
 

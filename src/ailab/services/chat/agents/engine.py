@@ -46,7 +46,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from ailab.errors import AILabError, ModelNotFound, ProviderAuthError, ProviderError
-from ailab.providers.base import ChatChunk, ChatMessage, ChatRequest, Provider, ResponseSchema, Usage
+from ailab.providers.base import (
+    ChatChunk,
+    ChatMessage,
+    ChatRequest,
+    Provider,
+    ResponseSchema,
+    Usage,
+    close_stream,
+)
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.repetition import RepetitionGuard
 from ailab.providers.timing import GenerationTimer
@@ -326,16 +334,16 @@ class AgentPipeline:
         except (GeneratorExit, asyncio.CancelledError) as exc:
             step.status = CUT_OFF
             failed = self._save_failed(turn, step, "cut off by the client", exc)
-            await self._finish(self._close(stream), failed)
+            await self._finish(close_stream(stream), failed)
             raise
         except Exception as exc:
             step.status = ERROR
             reason = exc.message if isinstance(exc, AILabError) else type(exc).__name__
-            await self._finish(self._close(stream), self._save_failed(turn, step, f"error: {reason}", exc))
+            await self._finish(close_stream(stream), self._save_failed(turn, step, f"error: {reason}", exc))
             raise
         finally:
             step.ended = self._clock()
-        await self._close(stream)
+        await close_stream(stream)
         if step.timer is not None:  # a step cut by the turn's time budget still produced its text
             step.timer.finish()
 
@@ -538,13 +546,6 @@ class AgentPipeline:
     async def _save(self, record: StepRecord) -> None:
         if record.session_id is not None:  # a stateless turn (the OpenAI-compatible API) keeps none
             await self.store.save(record)
-
-    @staticmethod
-    async def _close(stream: AsyncIterator[ChatChunk] | None) -> None:
-        """Close the provider stream: that is what stops the generation."""
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
     async def _finish(self, *cleanups: Awaitable[None]) -> None:
         """Run the cleanups in order to the end, even while this task is being cancelled."""
