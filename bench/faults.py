@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402 - the repo's own fakes
 from tests.support import postgres  # noqa: E402
-from tests.support.server import LiveServer, run_server  # noqa: E402
+from tests.support.server import LiveServer, run_server, stored_messages  # noqa: E402
 
 PASSWORD = "bench-admin-password"
 
@@ -62,22 +62,6 @@ async def token(base_url: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=base_url) as client:
         login = await client.post("/auth/login", json={"username": "admin", "password": PASSWORD})
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-
-async def stored_messages(base_url: str, headers: dict[str, str]) -> list[str]:
-    stored: list[str] = []
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
-        for session in (await client.get("/sessions", params={"limit": 200})).json()["items"]:
-            after: int | None = -1
-            while after is not None:
-                page = (
-                    await client.get(
-                        f"/sessions/{session['id']}/messages", params={"after": after, "limit": 1000}
-                    )
-                ).json()
-                stored += [m["content"] for m in page["items"]]
-                after = page["next_after"]
-    return stored
 
 
 async def write(

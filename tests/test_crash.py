@@ -14,7 +14,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.server import run_server
+from tests.support.server import run_server, stored_messages
 
 pytestmark = pytest.mark.slow  # starts server processes
 
@@ -73,18 +73,7 @@ async def test_kill_9_mid_write_loses_and_doubles_nothing_acknowledged(
     assert len(acknowledged) >= 40 * WRITERS
 
     with run_server(env, log_path=tmp_path / "second.log") as server:  # the same database, restarted
-        stored: list[str] = []
-        async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as client:
-            for session in (await client.get("/sessions", params={"limit": 200})).json()["items"]:
-                after = -1
-                while after is not None:
-                    page = (
-                        await client.get(
-                            f"/sessions/{session['id']}/messages", params={"after": after, "limit": 1000}
-                        )
-                    ).json()
-                    stored += [m["content"] for m in page["items"]]
-                    after = page["next_after"]
+        stored = await stored_messages(server.base_url, headers)
     assert [content for content, n in Counter(stored).items() if n > 1] == []
     missing = set(acknowledged) - set(stored)
     assert missing == set(), f"{len(missing)} acknowledged messages lost"

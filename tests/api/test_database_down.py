@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from ailab.config import Settings
@@ -16,10 +15,7 @@ from tests.support.tcpproxy import TcpProxy
 async def test_unreachable_database_is_503(
     postgres_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
 ) -> None:
-    url = make_url(postgres_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy, proxied = await TcpProxy.in_front_of(postgres_url)
     async with app_client(make_settings(database_url=proxied)) as client:
         sid = (await client.post("/sessions", json={"title": "x"})).json()["id"]
         assert (await client.get("/health/ready")).status_code == 200

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
-from sqlalchemy.engine import make_url
 
 from ailab.config import Settings
 from tests.chat.conftest import parse_sse
@@ -23,10 +22,7 @@ WRITERS = 16
 async def test_writers_through_a_database_outage_lose_and_double_nothing_acknowledged(
     postgres_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
 ) -> None:
-    url = make_url(postgres_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy, proxied = await TcpProxy.in_front_of(postgres_url)
     acknowledged: list[str] = []
     statuses: Counter[int] = Counter()
     enough_before, enough_during, restored = asyncio.Event(), asyncio.Event(), asyncio.Event()

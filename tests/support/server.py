@@ -69,3 +69,20 @@ def wait_ready(server: LiveServer) -> None:
                 pass
             time.sleep(0.05)  # polling interval of a readiness probe, not a synchronisation
     raise RuntimeError(f"server not ready after {READY_TIMEOUT_S}s:\n{server.log()}")
+
+
+async def stored_messages(base_url: str, headers: dict[str, str]) -> list[str]:
+    """The content of every message of the caller's sessions (up to 200 sessions), page by page."""
+    stored: list[str] = []
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
+        for session in (await client.get("/sessions", params={"limit": 200})).json()["items"]:
+            after: int | None = -1
+            while after is not None:
+                page = (
+                    await client.get(
+                        f"/sessions/{session['id']}/messages", params={"after": after, "limit": 1000}
+                    )
+                ).json()
+                stored += [m["content"] for m in page["items"]]
+                after = page["next_after"]
+    return stored

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from sqlalchemy.engine import make_url
+
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; ``cut()`` closes the listener and every connection."""
@@ -14,6 +16,14 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @classmethod
+    async def in_front_of(cls, database_url: str) -> tuple[TcpProxy, str]:
+        """A started proxy to the database of ``database_url``, and that URL pointed at the proxy."""
+        url = make_url(database_url)
+        proxy = cls(url.host or "127.0.0.1", url.port or 5432)
+        await proxy.start()
+        return proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
 
     async def start(self) -> None:
         """Listen (on the same port again after a ``cut()``)."""
