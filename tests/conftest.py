@@ -35,6 +35,7 @@ from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
+from tests.support import redis as redis_support
 from tests.support.provider_settings import configure, fold
 from tests.support.unavailable import unavailable
 
@@ -67,6 +68,21 @@ def pg_server() -> Iterator[postgres.PostgresServer | str]:
     yield server
     if isinstance(server, postgres.PostgresServer):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[redis_support.ThrowawayRedis | str | None]:
+    """The test Redis: the one on 127.0.0.1:6379, a throwaway one, or None."""
+    found = redis_support.find_or_start_redis()
+    yield found
+    if isinstance(found, redis_support.ThrowawayRedis):
+        found.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: redis_support.ThrowawayRedis | str | None) -> str:
+    """The URL of the test Redis (skips, or fails under CI, when there is none)."""
+    return redis_support.redis_url_of(redis_server)
 
 
 @pytest.fixture(scope="session")

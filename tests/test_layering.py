@@ -27,6 +27,7 @@ SERVICE_DEPENDENCIES = {
     "gateway": {"chat"},
     "monitoring": set(),
     "legacy": {"sessions"},
+    "runs": {"chat"},
     "masterkey": set(),
     "shared": set(),
     "model_install": set(),

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     graceful_shutdown_seconds: float = Field(30.0, ge=0)
     # What several replicas must share (login counts; later runs and limits): redis://host:6379/0
     redis_url: str = ""
+    redis_prefix: str = Field(
+        "ailab", min_length=1, max_length=64
+    )  # keys of one deployment in a shared Redis
     # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated IPs or networks, "*" for any):
     # behind a reverse proxy every client would otherwise be the proxy's address.
     forwarded_allow_ips: str = ""
@@ -63,6 +66,10 @@ class Settings(BaseSettings):
     default_pipeline: str = "agents"
     agent_max_steps: int = Field(6, ge=1, le=100)
     agent_time_budget_seconds: float = Field(300.0, gt=0)
+
+    # Runs (a /chat turn outlives its request)
+    max_runs_per_user: int = Field(4, ge=1, le=1000)  # concurrent runs; past it /chat answers 429
+    run_events_retention_seconds: float = Field(600.0, ge=0)  # events kept for replay after a run ends
 
     # Monitoring
     benchmark_max_running: int = Field(2, ge=1, le=100)  # per user, waiting and background runs together

@@ -16,6 +16,7 @@ from ailab.config import ConfigError, Settings
 from ailab.services.auth.accounts import Principal
 from ailab.services.chat.agents.builtin import BUILTIN_AGENTS
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
+from tests.chat.conftest import parse_sse
 from tests.conftest import AppClientFactory, bearer
 
 EXAMPLE = Path(__file__).with_name("pipelines.example.yaml")
@@ -29,16 +30,6 @@ REVIEW = {
     "routes": {"Writer": ["Critic"], "Critic": {"next": ["Writer", "end"], "default": "end"}},
     "max_steps": 4,
 }
-
-
-def parse_sse(text: str) -> list[Any]:
-    events: list[Any] = []
-    for block in text.split("\n\n"):
-        if block.strip():
-            assert block.startswith("data: "), block
-            data = block[len("data: ") :]
-            events.append(data if data == "[DONE]" else orjson.loads(data))
-    return events
 
 
 async def names(client: httpx.AsyncClient, what: str) -> list[str]:

@@ -22,8 +22,7 @@ from ailab.services.chat.agents.decisions import (
 )
 from ailab.services.chat.agents.definitions import AgentSpec, Route
 from tests.agents.scripted import NAME, Reply, ScriptedProvider
-from tests.agents.test_api import parse_sse
-from tests.chat.conftest import stream_then_hang_up
+from tests.chat.conftest import parse_sse, stream_then_hang_up
 from tests.conftest import AppClientFactory
 from tests.support.provider_settings import fold, make_provider
 
@@ -92,7 +91,7 @@ async def test_agents_on_the_embedded_model_stream_and_store_their_steps(
         assert messages[1]["thought_process"] == final["thought_process"]
 
 
-async def test_hanging_up_mid_pipeline_stops_the_generation_and_keeps_the_steps(
+async def test_a_hang_up_leaves_the_pipeline_running_and_a_cancel_stops_it_keeping_the_steps(
     make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
 ) -> None:
     provider = ScriptedProvider(
@@ -102,20 +101,26 @@ async def test_hanging_up_mid_pipeline_stops_the_generation_and_keeps_the_steps(
         client.services.providers.providers[NAME] = provider  # type: ignore[attr-defined]
         body = {"message": "A story", "model": f"{NAME}/m", "stream": True}
         seen = await stream_then_hang_up(client, body, after_deltas=6)
+        assert provider.active == 1  # the client left; the Worker's generation goes on
+        assert (await client.get(f"/runs/{seen.run_id}")).json()["status"] == "running"
+
+        cancelled = await client.post(f"/runs/{seen.run_id}/cancel")
+        assert cancelled.status_code == 202
+        assert cancelled.json()["status"] == "cancelled"
         assert provider.active == 0  # the Worker's generation was stopped
         assert provider.closed == 2
-        await client.services.chat.wait_idle()  # type: ignore[attr-defined]
 
         assert [e["agent"] for e in of_type(seen.events, "agent_start")] == ["CEO", "Worker"]
-        session_id = (await client.get("/sessions")).json()["items"][0]["id"]
+        session_id = seen.events[0]["session_id"]
         states = (await client.get(f"/sessions/{session_id}/agent-states")).json()["items"]
         assert [(s["agent"], s["status"]) for s in states] == [("CEO", "done"), ("Worker", "cut_off")]
         assert states[1]["output"].startswith("Once upon")
         messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
         assert [(m["role"], m["status"]) for m in messages] == [
             ("user", "complete"),
-            ("assistant", "cut_off"),
+            ("assistant", "cancelled"),
         ]
+        assert messages[1]["content"].startswith("Once upon")
 
 
 ROUTING_REQUESTS = [

@@ -19,7 +19,7 @@ import pytest
 
 from ailab.app import create_app
 from ailab.config import Settings
-from ailab.db.tables import BenchmarkRun
+from ailab.db.tables import BenchmarkRun, Run
 from ailab.services.container import Services
 from tests.auth.conftest import Account
 
@@ -66,9 +66,32 @@ async def own_benchmark_run(client: httpx.AsyncClient, a: Account) -> Owned:
     return Owned(run_id, f"/benchmark/runs/{run_id}")
 
 
+async def own_chat_run(client: httpx.AsyncClient, a: Account) -> Owned:
+    """A finished run of A in one of A's sessions, stored as a /chat turn stores one."""
+    services: Services = client.services  # type: ignore[attr-defined]
+    session = await own_session(client, a)
+    me = (await client.get("/auth/me", headers=a.headers)).json()
+    run_id = str(uuid.uuid4())
+    async with services.db.write() as db:
+        db.add(
+            Run(
+                id=run_id,
+                session_id=session.id,
+                owner_id=me["id"],
+                status="done",
+                pipeline="direct",
+                model=f"local/{MARK}",
+                instance_id="elsewhere/1/1",
+                last_event_id=2,
+            )
+        )
+    return Owned(run_id, f"/runs/{run_id}")
+
+
 OWNERS: dict[str, Callable[[httpx.AsyncClient, Account], Awaitable[Owned]]] = {
     "session": own_session,
     "benchmark_run": own_benchmark_run,
+    "chat_run": own_chat_run,
 }
 
 
@@ -98,15 +121,19 @@ PROBES = [
     Probe("GET", "/sessions/{session_id}/messages", "session"),
     Probe("POST", "/sessions/{session_id}/messages", "session", {"role": "user", "content": "intruder"}),
     Probe("GET", "/sessions/{session_id}/agent-states", "session"),
+    Probe("GET", "/sessions/{session_id}/runs", "session"),
     Probe("GET", "/sessions/{session_id}/export", "session", params={"format": "json"}),
     Probe("GET", "/sessions/{session_id}/export", "session", params={"format": "markdown"}),
     Probe("GET", "/conversation/{session_id}", "session"),
     Probe("DELETE", "/conversation/{session_id}", "session"),
     Probe("POST", "/chat", "session", {"message": "intruder", "session_id": "{id}", "pipeline": "direct"}),
     Probe("GET", "/benchmark/runs/{run_id}", "benchmark_run"),
+    Probe("GET", "/runs/{run_id}", "chat_run"),
+    Probe("GET", "/runs/{run_id}/events", "chat_run"),
+    Probe("POST", "/runs/{run_id}/cancel", "chat_run"),
 ]
 # Routes under these prefixes that take an id must all be probed above.
-OWNED_PREFIXES = ("/sessions/{", "/conversation/{", "/benchmark/runs/{")
+OWNED_PREFIXES = ("/sessions/{", "/conversation/{", "/benchmark/runs/{", "/runs/{")
 # Listings of a user's own objects, with the route that shows A's object there (the control).
 LISTINGS = {"/sessions": "session", "/benchmark/runs": "benchmark_run", "/auth/tokens": "token"}
 

@@ -21,7 +21,6 @@ from ailab.services.auth.throttle import ADDRESS_DELAY_S
 from ailab.services.masterkey import derive_key
 from tests.auth.conftest import PASSWORD_A, Account, login
 from tests.conftest import ADMIN_PASSWORD, AppClientFactory
-from tests.support.redis import REDIS_URL, redis_or_skip
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -389,12 +388,10 @@ async def test_credentials_on_both_databases(
 
 
 async def test_replicas_share_the_login_counts_through_redis(
-    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory, redis_url: str
 ) -> None:
-    client = await redis_or_skip()
-    await client.aclose()
     settings = make_settings(
-        database_url=database_url, login_max_failures=3, login_lockout_seconds=600, redis_url=REDIS_URL
+        database_url=database_url, login_max_failures=3, login_lockout_seconds=600, redis_url=redis_url
     )
     name = f"user-{uuid.uuid4().hex[:12]}"  # the shared Redis may hold other tests' counts
     wrong = {"username": name, "password": "not-the-password"}

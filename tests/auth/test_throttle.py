@@ -29,7 +29,7 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[type]:
     if request.param == "memory":
         yield lambda limit, window: MemoryThrottle(limit, window, clock=Clock())
         return
-    client = await redis_or_skip()
+    client = await redis_or_skip(request.getfixturevalue("redis_url"))
     prefix = f"ailab-test-{uuid.uuid4().hex}"
     yield lambda limit, window: RedisThrottle(client, limit, window, prefix=prefix)
     keys = [key async for key in client.scan_iter(f"{prefix}:*")]

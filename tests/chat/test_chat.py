@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from ailab.config import Settings
 from ailab.providers.local import LocalProvider
-from tests.chat.conftest import parse_sse, stream_then_hang_up
+from tests.chat.conftest import parse_sse, sse_events, stream_then_hang_up
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -88,6 +87,7 @@ async def test_earlier_turns_reach_the_upstream_as_context(
         "error": None,
         "thought_process": None,
         "session_id": first.json()["session_id"],
+        "run_id": first.headers["X-Run-Id"],
         "model": model,
         "usage": first.json()["usage"],
     }
@@ -214,48 +214,66 @@ async def test_model_failure_after_the_turn_started_is_stored_as_error(
     assert events[-1] == "[DONE]"
 
 
-async def test_hang_up_mid_stream_stops_the_upstream_and_stores_the_partial_answer(
+async def test_a_client_that_hangs_up_does_not_stop_the_run_and_resumes_it_by_last_event_id(
     upstream_client: httpx.AsyncClient, upstream: FakeOpenAI
 ) -> None:
-    services = upstream_client.services  # type: ignore[attr-defined]
-    upstream.stall_after = 2  # two pieces, then nothing until released (never, here)
+    upstream.stall_after = 2  # two pieces, then nothing until released
     seen = await stream_then_hang_up(
         upstream_client,
         {"message": "count to three", "model": "openai-compat/echo", "pipeline": "direct", "stream": True},
         after_deltas=2,
     )
     assert seen.status == 200
-    assert [e["delta"] for e in seen.events] == ["echo: ", "count "]
-    await asyncio.wait_for(upstream.disconnected.wait(), timeout=10)
-    await services.chat.wait_idle()
-    sessions = (await upstream_client.get("/sessions")).json()["items"]
-    rows = await messages_of(upstream_client, sessions[0]["id"])
-    assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "cut_off")]
-    assert rows[1]["content"] == "echo: count "
+    assert seen.headers["x-run-id"] == seen.run_id
+    assert seen.deltas == ["echo: ", "count "]
+    assert not upstream.disconnected.is_set()  # the run still reads the upstream
+    run = (await upstream_client.get(f"/runs/{seen.run_id}")).json()
+    assert run["status"] == "running" and run["session_id"] == seen.events[0]["session_id"]
+
+    upstream.release.set()
+    last_id = seen.ids[-1]
+    assert last_id is not None
+    resumed = await upstream_client.get(
+        f"/runs/{seen.run_id}/events", headers={"Last-Event-ID": str(last_id)}
+    )
+    assert resumed.status_code == 200
+    events = sse_events(resumed.text)
+    assert events[0][0] == last_id + 1  # no gap, no repeat
+    rest = [e for _, e in events if isinstance(e, dict) and e["type"] == "delta"]
+    assert "".join(seen.deltas) + "".join(e["delta"] for e in rest) == "echo: count to three"
+    assert events[-2][1]["type"] == "final" and events[-1][1] == "[DONE]"
+
+    run = (await upstream_client.get(f"/runs/{seen.run_id}")).json()
+    assert run["status"] == "done" and run["last_event_id"] == events[-2][0]
+    rows = await messages_of(upstream_client, run["session_id"])
+    assert [(m["role"], m["status"], m["content"]) for m in rows] == [
+        ("user", "complete", "count to three"),
+        ("assistant", "complete", "echo: count to three"),
+    ]
 
 
 @pytest.mark.slow  # the embedded model
-async def test_hang_up_stops_the_embedded_model(client: httpx.AsyncClient) -> None:
+async def test_cancel_stops_the_embedded_model_within_a_token(client: httpx.AsyncClient) -> None:
     services = client.services  # type: ignore[attr-defined]
     local = services.providers.providers["local"]
     assert isinstance(local, LocalProvider)
-    seen = await stream_then_hang_up(
-        client,
-        {
-            "message": "Write a very long story about a dragon.",
-            "pipeline": "direct",
-            "max_tokens": 400,
-            "stream": True,
-        },
-        after_deltas=3,
-    )
-    await services.chat.wait_idle()
+    body = {"message": "Write a very long story about a dragon.", "pipeline": "direct", "max_tokens": 400}
+    seen = await stream_then_hang_up(client, {**body, "stream": True}, after_deltas=3)
+    cancelled = await client.post(f"/runs/{seen.run_id}/cancel")
+    assert cancelled.status_code == 202
+    assert cancelled.json()["status"] == "cancelled"
     # The next request runs only after the worker thread is free again: the first generation stopped.
     after = await client.post("/chat", json={"message": "Hi", "pipeline": "direct", "max_tokens": 2})
     assert after.json()["status"] == "success"
     stopped_at = local.tokens_generated - after.json()["usage"]["completion_tokens"]
-    assert stopped_at < 40, f"generation ran on for {stopped_at} tokens after the hang-up"
-    sessions = (await client.get("/sessions")).json()["items"]
-    cut = [m for s in sessions for m in await messages_of(client, s["id"]) if m["status"] == "cut_off"]
-    assert len(cut) == 1 and cut[0]["role"] == "assistant"
-    assert cut[0]["content"] == "".join(e["delta"] for e in seen.events if e["type"] == "delta")
+
+    replay = sse_events((await client.get(f"/runs/{seen.run_id}/events")).text)
+    deltas = [e["delta"] for _, e in replay if isinstance(e, dict) and e["type"] == "delta"]
+    produced = "".join(deltas)
+    # Generation stopped within a token of the last one it sent (a delta holds at least one token).
+    assert len(deltas) <= stopped_at <= len(deltas) + 2, (stopped_at, len(deltas))
+    session_id = seen.events[0]["session_id"]
+    assert replay[-2][1] == {"type": "cancelled", "response": produced, "session_id": session_id}
+    rows = await messages_of(client, session_id)
+    assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "cancelled")]
+    assert rows[1]["content"] == produced

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any
 
-import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def sse_event(payload: Any) -> bytes:
-    """One ``data: {json}`` event."""
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 class DirectStreamResponse(StreamingResponse):
@@ -37,8 +29,10 @@ class DirectStreamResponse(StreamingResponse):
         *,
         status_code: int = 200,
         media_type: str = "text/event-stream",
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(chunks, status_code=status_code, media_type=media_type, headers=SSE_HEADERS)
+        all_headers = SSE_HEADERS if headers is None else {**SSE_HEADERS, **headers}
+        super().__init__(chunks, status_code=status_code, media_type=media_type, headers=all_headers)
         self._chunks = chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -113,8 +113,38 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(255), default=None)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
-    status: Mapped[str] = mapped_column(String(16), default="complete")  # complete | cut_off | error
+    status: Mapped[str] = mapped_column(
+        String(16), default="complete"
+    )  # complete | cut_off | cancelled | error
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """A ``/chat`` turn as a task of the server: it outlives the request that started it.
+
+    ``instance_id`` names the process that executes it (host, pid, process start); ``lease_until`` is
+    renewed by that process while it lives, so another one can tell a run whose server died.
+    """
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_session_created", "session_id", "created_at"),
+        Index("ix_runs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | done | cancelled | failed
+    pipeline: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(255), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    instance_id: Mapped[str] = mapped_column(String(160))
+    lease_until: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)  # the id of its last SSE event
+    answer_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # messages.id of the answer
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class AgentState(Base):

@@ -28,6 +28,7 @@ from ailab.services.masterkey import load_master_keys
 from ailab.services.monitoring.benchmark import BenchmarkService
 from ailab.services.monitoring.health import HealthCheck
 from ailab.services.monitoring.monitor import Monitor, model_probe
+from ailab.services.runs.service import RunService
 from ailab.services.sessions.service import SessionService
 from ailab.services.shared import connect_redis
 from ailab.services.vault.store import Vault
@@ -47,6 +48,7 @@ class Services:
     # /chat's pipelines by name: `direct` (static Pipelines) and the stored agent pipelines; also /pipelines.
     pipelines: AgentCatalog
     chat: ChatService
+    runs: RunService  # /chat turns as server tasks: follow, cancel, list
     gateway: Gateway
     monitor: Monitor  # system sampler, Prometheus metrics, performance history
     benchmarks: BenchmarkService
@@ -107,7 +109,9 @@ async def build_services(settings: Settings) -> Services:
     redis = await connect_redis(settings.redis_url) if settings.redis_url else None
     throttle = None
     if redis is not None:
-        throttle = RedisThrottle(redis, settings.login_max_failures, settings.login_lockout_seconds)
+        throttle = RedisThrottle(
+            redis, settings.login_max_failures, settings.login_lockout_seconds, prefix=settings.redis_prefix
+        )
     db = Database(
         settings.sqlalchemy_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
@@ -132,6 +136,7 @@ async def build_services(settings: Settings) -> Services:
         vault=vault,
         pipelines=pipelines,
         chat=chat,
+        runs=RunService(db, chat, settings, redis),
         gateway=Gateway(providers, pipelines),
         monitor=monitor,
         benchmarks=BenchmarkService(db, providers, max_running=settings.benchmark_max_running),
@@ -149,6 +154,8 @@ async def build_services(settings: Settings) -> Services:
     services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     services.closers.append(services.benchmarks.aclose)
+    await services.runs.start()  # fails the runs a previous process left behind
+    services.closers.append(services.runs.aclose)  # closed first: stops runs, stores their answers
     if redis is not None:
         services.closers.insert(0, redis.aclose)  # closed after everything that may use it
     return services

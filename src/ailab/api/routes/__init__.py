@@ -16,6 +16,7 @@ from ailab.api.routes import (
     keys,
     metrics,
     pipelines,
+    runs,
     sessions,
     users,
 )
@@ -29,6 +30,7 @@ PROTECTED: list[APIRouter] = [
     auth.protected_router,
     users.router,
     chat.router,
+    runs.router,
     metrics.router,
     benchmark.router,
     pipelines.router,

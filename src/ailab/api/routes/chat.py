@@ -4,14 +4,11 @@ Refusals before anything is stored answer the usual ``{"detail"}`` 4xx (422 bad 
 model or pipeline or another user's session). A failure of the model once the turn has
 started (its user message is stored) answers the seed's shape with ``"status": "error"`` and the error's
 HTTP status (502 upstream failure or its refusal of AI-Lab's key, 504 timeout, 429 throttled, 503 with
-``Retry-After`` when the embedded model is busy); in a stream it is an ``error`` event.
+``Retry-After`` when the embedded model is busy); in a stream it is an ``error`` event. A user at the
+limit of concurrent runs gets 429 with ``Retry-After`` before anything is stored.
 """
 
 from __future__ import annotations
-
-import logging
-from collections.abc import AsyncGenerator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,34 +16,23 @@ from pydantic import ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.errors import request_id, retry_after_header
-from ailab.api.schemas.chat import ChatBody, ChatReply, FinalEvent, TurnUsage
+from ailab.api.schemas.chat import ChatBody, ChatReply, TurnUsage
 from ailab.api.schemas.common import COMMON_PROBLEMS, event_stream, problems
-from ailab.api.sse import DONE, DirectStreamResponse, sse_event
-from ailab.errors import AILabError
+from ailab.api.sse import DirectStreamResponse
 from ailab.services.auth.accounts import Principal
-from ailab.services.chat.service import ChatInput, ChatService, PreparedTurn
-from ailab.services.chat.turns import AgentEnd, AgentStart, Decision, Delta, Final, PipelineEvent
+from ailab.services.chat.service import ChatInput
+from ailab.services.chat.turns import Final
 from ailab.services.container import Services
 
 router = APIRouter(tags=["chat"], responses=problems(*COMMON_PROBLEMS, 404))
-log = logging.getLogger("ailab.chat")
 STREAM_DOC = (
-    "With `stream: true`: Server-Sent Events, one JSON object per `data:` line (`agent_start`, `delta`, "
-    "`decision`, `agent_end`, then `final` or `error`), then `data: [DONE]`."
+    "With `stream: true`: Server-Sent Events, each with an `id:` (a sequence) and one JSON object on its "
+    "`data:` line: `run` first (`run_id`, `session_id`), then `agent_start`, `delta`, `decision`, "
+    "`agent_end`, and at the end `final`, `error` or `cancelled`; then `data: [DONE]`. Reconnect with "
+    "`GET /runs/{id}/events` and `Last-Event-ID`."
 )
-
-
-def event_payload(event: PipelineEvent, session_id: str) -> dict[str, Any]:
-    """The public SSE shape of a pipeline event."""
-    if isinstance(event, Delta):
-        return {"type": "delta", "delta": event.text, "agent": event.agent}
-    if isinstance(event, AgentStart):
-        return {"type": "agent_start", "agent": event.agent}
-    if isinstance(event, Decision):
-        return {"type": "decision", "agent": event.agent, "next": event.next}
-    if isinstance(event, AgentEnd):
-        return {"type": "agent_end", "agent": event.agent}
-    return final_payload(event, session_id)
+RUN_ID_HEADER = "X-Run-Id"
+REPLY_STATUS = {"complete": "success", "cancelled": "cancelled"}
 
 
 def _usage(final: Final) -> TurnUsage:
@@ -58,45 +44,19 @@ def _usage(final: Final) -> TurnUsage:
     )
 
 
-def final_payload(final: Final, session_id: str) -> dict[str, Any]:
-    """The ``final`` event."""
-    event = FinalEvent(
-        type="final",
-        response=final.response,
-        session_id=session_id,
-        model=final.model,
-        thought_process=final.thought_process,
-        usage=_usage(final),
-        ttft_ms=final.ttft_ms,
-        tokens_per_second=final.tokens_per_second,
-    )
-    return event.model_dump()
-
-
-async def _event_stream(chat: ChatService, prepared: PreparedTurn) -> AsyncGenerator[bytes, None]:
-    session_id = prepared.session_id
-    try:
-        async for event in chat.run(prepared):
-            yield sse_event(event_payload(event, session_id))
-    except AILabError as exc:
-        yield sse_event({"type": "error", "error": exc.message, "session_id": session_id})
-    except Exception:
-        log.exception("chat stream of session %s failed", session_id)
-        yield sse_event({"type": "error", "error": "internal server error", "session_id": session_id})
-    yield DONE
-
-
 @router.post(
     "/chat",
     response_model=ChatReply,
     responses={
         200: event_stream(STREAM_DOC),
+        429: {"description": "too many runs of this user in progress (`Retry-After`)"},
         502: {"model": ChatReply, "description": "the model failed once the turn had started"},
         504: {"model": ChatReply, "description": "the model did not answer in time"},
     },
 )
 async def chat(body: ChatBody, request: Request, user: CurrentUser, services: ServicesDep) -> Response:
-    """One turn: JSON ``{"response", "status", "error", "thought_process", "session_id"}`` or SSE."""
+    """One turn, as a run (header ``X-Run-Id``): JSON ``{"response", "status", "error", "thought_process",
+    "session_id", "run_id"}`` or SSE."""
     return await answer(body, request, user, services)
 
 
@@ -117,7 +77,10 @@ async def chat_fast_lane(request: Request, user: Principal) -> Response | None:
 
 
 async def answer(body: ChatBody, request: Request, user: Principal, services: Services) -> Response:
-    """Run one turn for ``user`` and answer it (SSE when ``body.stream``)."""
+    """Start one turn for ``user`` as a run and answer it (SSE when ``body.stream``).
+
+    The run is the server's: a client that hangs up stops reading, not the run (``/runs/{id}``).
+    """
     data = ChatInput(
         message=body.message,
         session_id=body.session_id,
@@ -126,26 +89,28 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         max_tokens=body.max_tokens,
         temperature=body.temperature,
     )
-    prepared = await services.chat.prepare(user.id, data, request_id(request))
+    run = await services.runs.begin(user.id, data, request_id(request))
+    headers = {RUN_ID_HEADER: run.id}
     if body.stream:
-        return DirectStreamResponse(_event_stream(services.chat, prepared))
+        return DirectStreamResponse(run.events.follow(0), headers=headers)
+    await services.runs.wait(run)
+    prepared = run.prepared
     status = 200
-    headers: dict[str, str] = {}
-    try:
-        async for _ in services.chat.run(prepared):
-            pass
-    except AILabError as exc:
-        status = exc.status
-        headers = retry_after_header(exc)  # throttled upstream, or the embedded model's queue is full
-    if prepared.status != "complete" and status == 200:
+    if run.failure is not None:
+        status = run.failure.status
+        headers |= retry_after_header(
+            run.failure
+        )  # throttled upstream, or the embedded model's queue is full
+    elif prepared.status not in ("complete", "cancelled"):
         status = 502
     final = prepared.final
     reply = ChatReply(
-        response=final.response if final is not None else "",
-        status="success" if prepared.status == "complete" else "error",
+        response=final.response if final is not None else prepared.answer,
+        status=REPLY_STATUS.get(prepared.status, "error"),
         error=prepared.error,
         thought_process=final.thought_process if final is not None else None,
         session_id=prepared.session_id,
+        run_id=run.id,
         **({"model": final.model, "usage": _usage(final)} if final is not None else {}),
     )
     return JSONResponse(reply.model_dump(exclude_unset=True), status_code=status, headers=headers)

@@ -33,13 +33,15 @@ class TurnUsage(BaseModel):
 
 
 class ChatReply(BaseModel):
-    """A whole turn (``stream: false``). A turn that failed once started has ``status: error``."""
+    """A whole turn (``stream: false``). A turn that failed once started has ``status: error``; one
+    cancelled through ``POST /runs/{id}/cancel`` has ``cancelled`` and what was produced."""
 
     response: str
-    status: Literal["success", "error"]
+    status: Literal["success", "error", "cancelled"]
     error: str | None
     thought_process: str | None
     session_id: str
+    run_id: str
     model: str | None = None
     usage: TurnUsage | None = None
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ailab.db.repos.runs import RunEnd, finish_runs
 from ailab.db.tables import AgentState, ChatSession, Message, utcnow
 
 SESSIONS = cast(Table, ChatSession.__table__)
@@ -210,6 +211,7 @@ class NewMessage:
     completion_tokens: int | None = None
     status: str = "complete"
     created_at: dt.datetime | None = None
+    run_end: RunEnd | None = None  # the run this message answers, ended in the same transaction
 
 
 _INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
@@ -265,8 +267,8 @@ def _reserve_all(
 
 def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message | None]:
     """Append messages to any sessions: their numbers reserved together (:func:`_reserve_all`), then one
-    insert for them all. A session's messages are numbered in the order given; an item whose session
-    (of its owner) does not exist gets None."""
+    insert for them all, and the runs they answer ended. A session's messages are numbered in the order
+    given; an item whose session (of its owner) does not exist gets None."""
     counts: dict[tuple[str, object], int] = {}
     for item in items:
         key = (item.session_id, item.owner_id)
@@ -285,6 +287,14 @@ def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message |
         placed.append(len(rows))
         rows.append(_row(item, first, now))
     ids = list(conn.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
+    finish_runs(
+        conn,
+        [
+            (item.run_end, ids[index])
+            for item, index in zip(items, placed, strict=True)
+            if item.run_end and index is not None
+        ],
+    )
     # Plain values, not attached to any ORM session.
     return [None if index is None else Message(id=ids[index], **rows[index]) for index in placed]
 

@@ -10,8 +10,9 @@ The order is what makes a turn safe to interrupt:
    earlier messages are then trimmed to what fits the window beside the message;
 4. the pipeline runs; its events go to the caller as they come, with no database write per token;
 5. the answer is stored once, when the pipeline ends: ``complete``, ``error`` (what was produced before
-   the failure) or ``cut_off`` (the client went away; the pipeline is closed, which stops generation).
-   That last write runs in its own task, shielded from the cancellation that ended the request.
+   the failure), ``cancelled`` (its run was cancelled) or ``cut_off`` (its consumer went away; the
+   pipeline is closed, which stops generation), with the end of the turn's run in the same transaction.
+   That last write runs in its own task, shielded from the cancellation that ended the consumer.
 
 A turn therefore always stores exactly two messages, whatever the pipeline.
 """
@@ -19,10 +20,11 @@ A turn therefore always stores exactly two messages, whatever the pipeline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -32,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from ailab.config import Settings
 from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
+from ailab.db.repos.runs import CANCELLED, DONE, FAILED, NewRun, RunEnd, insert_run
 from ailab.errors import AILabError, InvalidInput, NotFound
 from ailab.providers.base import ChatMessage, Provider, close_stream
 from ailab.providers.registry import ProviderRegistry
@@ -85,9 +88,23 @@ class PreparedTurn:
     pipeline: ChatPipeline
     turn: Turn
     final: Final | None = None
-    status: str = "cut_off"
+    status: str = "cut_off"  # complete | error | cut_off | cancelled
     error: str | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
+    answer: str = ""  # the stored answer: the final response, or what was produced before the end
+    run_id: str | None = None
+    # The run's events so far (its stored record gets the id of its last event: the end's own, next).
+    events_emitted: Callable[[], int] = lambda: 0
+
+    def run_end(self) -> RunEnd | None:
+        """How the run of this turn ended, to store with its answer."""
+        if self.run_id is None:
+            return None
+        if self.status == "complete":
+            return RunEnd(self.run_id, DONE, None, self.events_emitted())  # its final event is out
+        status = CANCELLED if self.status == "cancelled" else FAILED
+        error = self.error or ("cancelled" if status == CANCELLED else "interrupted")
+        return RunEnd(self.run_id, status, error, self.events_emitted() + 1)
 
 
 async def fit_history(
@@ -135,9 +152,16 @@ async def fit_history(
 
 
 def open_turn(
-    conn: Connection, owner_id: str | None, session_id: str | None, title: str, message: str
+    conn: Connection,
+    owner_id: str | None,
+    session_id: str | None,
+    title: str,
+    message: str,
+    *,
+    run: NewRun | None = None,
 ) -> tuple[str, list[ChatMessage]]:
-    """Transaction function: the session (created when new), its recent context, the user's message.
+    """Transaction function: the session (created when new), its recent context, the user's message
+    (and the turn's run, when it is one).
 
     Raises NotFound for another user's session; IntegrityError when a new session id was created
     concurrently (the caller tries again: then it exists).
@@ -149,9 +173,13 @@ def open_turn(
         new_id = session_id or new_session_id()
         repo.insert_session(conn, session_id=new_id, owner_id=owner_id, title=title)
         repo.append_message(conn, new_id, role="user", content=message)
+        if run is not None:
+            insert_run(conn, run, session_id=new_id, owner_id=owner_id)
         return new_id, []
     recent = repo.recent_messages(conn, found.id, HISTORY_LIMIT)
     repo.append_message(conn, found.id, role="user", content=message)
+    if run is not None:
+        insert_run(conn, run, session_id=found.id, owner_id=owner_id)
     return found.id, [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
 
 
@@ -174,12 +202,20 @@ class ChatService:
         self._windows: OrderedDict[str, int] = OrderedDict()  # bounded: model names come from callers
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def prepare(self, owner_id: str | None, data: ChatInput, request_id: str) -> PreparedTurn:
-        """Check the request, trim the context and store the user's message."""
+    async def prepare(
+        self, owner_id: str | None, data: ChatInput, request_id: str, run: NewRun | None = None
+    ) -> PreparedTurn:
+        """Check the request, trim the context and store the user's message (with ``run``, the turn's
+        run: its pipeline and model are filled in here)."""
         if not data.message.strip():
             raise InvalidInput("message must not be empty")
-        pipeline = await self._pipelines.resolve(data.pipeline or self._settings.default_pipeline)
+        pipeline_name = data.pipeline or self._settings.default_pipeline
+        pipeline = await self._pipelines.resolve(pipeline_name)
         provider, model = self._providers.resolve(data.model)
+        if run is not None:
+            run = dataclasses.replace(
+                run, pipeline=pipeline_name, model=data.model or f"{provider.name}/{model}"
+            )
         title = " ".join(data.message.split())[:80]
         window = await self._context_window(provider, model)
         fit = functools.partial(
@@ -188,9 +224,9 @@ class ChatService:
         await fit([], data.message)  # refuses a message that cannot fit before anything is stored
         args = (owner_id, data.session_id, title, data.message)
         try:
-            session_id, history = await self._db.run_write(open_turn, *args)
+            session_id, history = await self._db.run_write(open_turn, *args, run=run)
         except IntegrityError:  # the same new session id was created concurrently: now it exists
-            session_id, history = await self._db.run_write(open_turn, *args)
+            session_id, history = await self._db.run_write(open_turn, *args, run=run)
         if history:
             try:
                 history = await fit(history, data.message)
@@ -206,7 +242,13 @@ class ChatService:
             max_tokens=data.max_tokens,
             temperature=data.temperature,
         )
-        return PreparedTurn(owner_id=owner_id, session_id=session_id, pipeline=pipeline, turn=turn)
+        return PreparedTurn(
+            owner_id=owner_id,
+            session_id=session_id,
+            pipeline=pipeline,
+            turn=turn,
+            run_id=run.id if run is not None else None,
+        )
 
     async def _context_window(self, provider: Provider, model: str) -> int:
         key = f"{provider.name}/{model}"
@@ -263,17 +305,19 @@ class ChatService:
         except Exception:
             log.exception("closing the pipeline of session %s failed", prepared.session_id)
         final = prepared.final
+        prepared.answer = final.response if final is not None else partial
         try:
             await self._sessions.append(
                 prepared.owner_id,
                 prepared.session_id,
                 "assistant",
-                final.response if final is not None else partial,
+                prepared.answer,
                 thought_process=final.thought_process if final is not None else None,
                 model=final.model if final is not None else prepared.turn.model,
                 prompt_tokens=final.usage.prompt_tokens if final is not None else None,
                 completion_tokens=final.usage.completion_tokens if final is not None else None,
                 status=prepared.status,
+                run_end=prepared.run_end(),
             )
         except NotFound:
             log.info("session %s was deleted before its answer could be stored", prepared.session_id)
