@@ -1,4 +1,5 @@
-"""Gateway benchmark: AI-Lab's /v1/chat/completions against a bare pass-through and LiteLLM's proxy.
+"""Gateway benchmark: AI-Lab's /v1/chat/completions against a bare pass-through and LiteLLM's proxy, and
+AI-Lab's own ``/chat`` (a stored turn, run as a server task) on the same upstream.
 
 Starts, each as its own process with one worker on 127.0.0.1:
 
@@ -9,9 +10,12 @@ Starts, each as its own process with one worker on 127.0.0.1:
 - LiteLLM's proxy from its own venv ``bench/.venvs/litellm`` (skipped, with the reason, if missing);
 
 then loads each with the same aiohttp client, JSON and streaming, at each concurrency, for a bounded
-time and number of requests, and prints req/s, p50/p99 and the p50 each adds over the upstream itself::
+time and number of requests, and prints req/s, p50/p99 and the p50 each adds over the upstream itself.
+``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
+runs AI-Lab from another checkout's ``src`` (a before/after comparison on the same machine)::
 
     .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm]
+        [--targets ai-lab "ai-lab /chat"] [--ailab-src /path/to/other/checkout/src]
 """
 
 from __future__ import annotations
@@ -47,9 +51,30 @@ def free_port() -> int:
 @dataclass
 class Target:
     name: str
-    url: str  # .../chat/completions
+    url: str  # .../chat/completions, or AI-Lab's /chat
     model: str
     headers: dict[str, str] = field(default_factory=dict)
+    chat: bool = False  # AI-Lab's own /chat body instead of OpenAI's
+
+
+def request_body(target: Target, stream: bool) -> bytes:
+    """The JSON body of one request to ``target``."""
+    if target.chat:
+        message = MESSAGES[-1]["content"]
+        return orjson.dumps(
+            {
+                "message": message,
+                "model": target.model,
+                "pipeline": "direct",
+                "max_tokens": 32,
+                "stream": stream,
+            }
+        )
+    payload: dict[str, object] = {"model": target.model, "messages": MESSAGES, "max_tokens": 32}
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    return orjson.dumps(payload)
 
 
 @dataclass
@@ -94,11 +119,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
 async def run_cell(
     target: Target, stream: bool, concurrency: int, duration: float, max_requests: int
 ) -> Cell:
-    payload: dict[str, object] = {"model": target.model, "messages": MESSAGES, "max_tokens": 32}
-    if stream:
-        payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
-    body = orjson.dumps(payload)
+    body = request_body(target, stream)
     headers = {"Content-Type": "application/json", **target.headers}
     cell = Cell()
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -160,7 +181,21 @@ class Processes:
                     process.kill()
 
 
-def start_all(procs: Processes, skip_litellm: bool) -> tuple[list[Target], list[str]]:
+def admin_token(port: int) -> str:
+    """An access token of the admin (``/chat`` takes a login, not an API token)."""
+
+    async def login() -> str:
+        async with aiohttp.ClientSession() as session:
+            body = {"username": "admin", "password": ADMIN_PASSWORD}
+            async with session.post(f"http://127.0.0.1:{port}/auth/login", json=body) as r:
+                return str((await r.json())["access_token"])
+
+    return asyncio.run(login())
+
+
+def start_all(
+    procs: Processes, skip_litellm: bool, ailab_src: str | None = None
+) -> tuple[list[Target], list[str]]:
     notes: list[str] = []
     python = sys.executable
     upstream_port = free_port()
@@ -181,7 +216,11 @@ def start_all(procs: Processes, skip_litellm: bool) -> tuple[list[Target], list[
         AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
         AILAB_OPENAI_COMPAT_BASE_URL=upstream,
         AILAB_WORKERS="1",
+        AILAB_MAX_RUNS_PER_USER="1000",  # one user drives every /chat at once here
     )
+    if ailab_src:
+        env["PYTHONPATH"] = ailab_src  # before the editable install's path: that checkout's ailab runs
+        notes.append(f"AI-Lab from {ailab_src}")
     cli = str(Path(python).with_name("ai-lab"))
     process, log = procs.start("ailab", [cli, "serve"], env)
     wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
@@ -197,6 +236,10 @@ def start_all(procs: Processes, skip_litellm: bool) -> tuple[list[Target], list[
             "openai-compat/gpt-4o-mini",
             {"Authorization": f"Bearer {token}"},
         )
+    )
+    admin = {"Authorization": f"Bearer {admin_token(port)}"}
+    targets.append(
+        Target("ai-lab /chat", f"http://127.0.0.1:{port}/chat", "openai-compat/gpt-4o-mini", admin, chat=True)
     )
 
     # The same, with AILAB_AUTH=off: no token at all.
@@ -278,12 +321,16 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per cell at most")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--targets", nargs="+", help="only these targets (and the upstream)")
+    parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
     procs = Processes(workdir)
     try:
-        targets, notes = start_all(procs, args.skip_litellm)
+        targets, notes = start_all(procs, args.skip_litellm, args.ailab_src)
+        if args.targets:
+            targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
         results: dict[tuple[str, str, int], Cell] = {}
         for mode in ("json", "stream"):
             for concurrency in args.concurrency:

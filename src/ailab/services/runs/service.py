@@ -52,7 +52,7 @@ log = logging.getLogger("ailab.runs")
 LEASE_S = 30.0  # how long a run's process is believed alive without renewing (other hosts only)
 MAINTAIN_EVERY_S = 5.0  # lease renewal and the sweep for runs of dead processes
 MAX_EVENTS_PER_RUN = 50_000
-MAX_ENDED_KEPT = 1_000  # ended runs whose events stay in memory for replay (the newest)
+MAX_ENDED_KEPT = 500  # ended runs whose events stay in memory for replay (the newest)
 INTERRUPTED = "interrupted: the server process running it stopped"
 SHUT_DOWN = "interrupted: the server shut down"
 # The end of a run failed by a sweep: its last events are unknown, so its end gets an id after any of them.
@@ -101,7 +101,7 @@ class RunService:
         else:
             self._limits = MemoryRunLimits(settings.max_runs_per_user)
         self._active: dict[str, LocalRun] = {}
-        self._ended: OrderedDict[str, LocalRun] = OrderedDict()
+        self._ended: OrderedDict[str, RunEvents] = OrderedDict()  # only the events: the turn is stored
         self._maintainer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -162,7 +162,7 @@ class RunService:
             if self._bus is not None:
                 self._bus.end(run.id, run.events.last_seq)
             self._active.pop(run.id, None)
-            self._ended[run.id] = run
+            self._ended[run.id] = run.events
             self._forget_expired()
             await self._limits.release(run.user_key, run.id)
 
@@ -175,7 +175,7 @@ class RunService:
         horizon = asyncio.get_running_loop().time() - self._retention_s
         while self._ended:
             oldest = next(iter(self._ended.values()))
-            if len(self._ended) <= MAX_ENDED_KEPT and oldest.events.finished_at > horizon:
+            if len(self._ended) <= MAX_ENDED_KEPT and oldest.finished_at > horizon:
                 break
             self._ended.popitem(last=False)
 
@@ -201,9 +201,10 @@ class RunService:
 
     async def events(self, run: Run, after: int) -> AsyncGenerator[bytes, None]:
         """The run's SSE frames after event ``after``, then live ones up to ``[DONE]``."""
-        local = self._active.get(run.id) or self._ended.get(run.id)
-        if local is not None:
-            return local.events.follow(after)
+        active = self._active.get(run.id)
+        kept = active.events if active is not None else self._ended.get(run.id)
+        if kept is not None:
+            return kept.follow(after)
         if self._bus is not None:
             return self._follow_shared(run, after)
         return self._follow_stored(run, after)
@@ -303,6 +304,7 @@ class RunService:
     async def _maintain_forever(self) -> None:
         while True:
             await asyncio.sleep(MAINTAIN_EVERY_S)  # a periodic duty, not a synchronisation
+            self._forget_expired()
             try:
                 await self._renew()
                 await self.sweep()

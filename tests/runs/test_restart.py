@@ -1,0 +1,60 @@
+"""``kill -9`` of the server while a run streams: at the next start that run is failed, never left
+"running", its turn keeps two messages, and its events still end (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.chat.conftest import sse_events
+from tests.conftest import ADMIN_PASSWORD
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support.server import run_server
+
+pytestmark = pytest.mark.slow  # starts server processes
+
+
+async def test_a_restart_marks_the_run_it_interrupted_failed(
+    any_database_url: str, tmp_path: Path, upstream: FakeOpenAI
+) -> None:
+    env = {
+        "AILAB_DATA_DIR": str(tmp_path / "data"),
+        "AILAB_DATABASE_URL": any_database_url,
+        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
+        "AILAB_OPENAI_COMPAT_BASE_URL": upstream.base_url,
+        "AILAB_OPENAI_COMPAT_API_KEY": "sk-test",
+    }
+    upstream.stall_after = 1  # the run holds after its first piece, until the server dies
+    body = {"message": "hold on", "model": "openai-compat/echo", "pipeline": "direct", "stream": True}
+    with run_server(env, log_path=tmp_path / "first.log") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            login = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            async with client.stream("POST", "/chat", json=body, headers=headers) as response:
+                run_id = response.headers["X-Run-Id"]
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and orjson.loads(line[6:])["type"] == "delta":
+                        break
+            assert (await client.get(f"/runs/{run_id}", headers=headers)).json()["status"] == "running"
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=30)
+
+    with run_server(env, log_path=tmp_path / "second.log") as server:  # the same database, restarted
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as client:
+            run = (await client.get(f"/runs/{run_id}")).json()
+            assert run["status"] == "failed" and "interrupted" in run["error"], run
+            messages = (await client.get(f"/sessions/{run['session_id']}/messages")).json()["items"]
+            assert [(m["role"], m["status"]) for m in messages] == [
+                ("user", "complete"),
+                ("assistant", "error"),
+            ]
+            events = sse_events((await client.get(f"/runs/{run_id}/events")).text, consecutive=False)
+            assert [e["type"] if isinstance(e, dict) else e for _, e in events] == ["run", "error", "[DONE]"]
+            running = await client.get(f"/sessions/{run['session_id']}/runs", params={"status": "running"})
+            assert running.json()["items"] == []
