@@ -1,11 +1,12 @@
 """Two replicas under load, one killed: throughput, latency and whether anything acknowledged is lost.
 
 Two ``ai-lab serve`` processes share one PostgreSQL database, one master key and one Redis (a key prefix
-of their own). ``--sessions`` concurrent sessions (half on each replica) alternate appends
-(``POST /sessions/{id}/messages``) and streamed runs (``POST /chat`` with ``stream: true`` against a fake
-OpenAI-compatible upstream that echoes, in this process) for ``--duration`` seconds. Halfway through,
-replica B is killed with SIGKILL and started again (same settings, a new port); its clients get
-transport errors until it answers again. After the load:
+of their own). ``--sessions`` concurrent sessions (half on each replica, each on a connection of its own)
+alternate appends (``POST /sessions/{id}/messages``) and streamed runs (``POST /chat`` with ``stream:
+true`` against a fake OpenAI-compatible upstream that echoes, in this process) for ``--duration``
+seconds. Halfway through, replica B is killed with SIGKILL and started again (same settings, a new
+port); its clients' requests in progress fail, and a client refused a connection waits until B answers
+again. After the load:
 
 - every acknowledged append (201) and the user message of every started run (200 with ``X-Run-Id``) is
   stored exactly once; every run whose stream reached ``final`` has that answer stored once;
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import shutil
@@ -58,8 +60,9 @@ from tests.support.server import LiveServer, run_server  # noqa: E402
 PASSWORD = "bench-admin-password"
 MODEL = "openai-compat/echo"
 RUNNING_WAIT_S = 40.0  # a lease (30 s) and a sweep (every 5 s) at most
-DOWN_RETRY_S = 0.2  # a client of a replica that refuses connections tries again after this
 CHECK_CONCURRENCY = 16
+TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Replica:
     workdir: Path
     live: LiveServer | None = None
     starts: int = 0
+    up: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while it is killed and restarting
     _manager: AbstractContextManager[LiveServer] | None = None
 
     @property
@@ -89,11 +93,13 @@ class Replica:
         self.starts += 1
         self.live = await asyncio.to_thread(manager.__enter__)
         self._manager = manager
+        self.up.set()
         return time.monotonic() - started
 
     async def kill(self) -> None:
         assert self.live is not None
         assert self._manager is not None
+        self.up.clear()
         self.live.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(self.live.process.wait, 30)
         await asyncio.to_thread(self._manager.__exit__, None, None, None)
@@ -164,8 +170,8 @@ async def stream_run(
                 if not line.startswith("data: "):
                     continue
                 if line == "data: [DONE]":
-                    done = True
-                    break
+                    done = True  # read on to the end: a response read whole leaves its connection reusable
+                    continue
                 event = orjson.loads(line[6:])
                 kind = event.get("type")
                 if kind == "delta" and not first_delta:
@@ -191,19 +197,29 @@ async def stream_run(
 
 
 async def session_loop(
-    client: httpx.AsyncClient, replica: Replica, index: int, session: str, deadline: float, load: Load
+    headers: dict[str, str], replica: Replica, index: int, session: str, deadline: float, load: Load
 ) -> None:
-    """Alternate appends and runs on one session until ``deadline``."""
+    """Alternate appends and runs on one session until ``deadline``, on a connection of its own (one
+    pool of hundreds of connections costs httpx more CPU than the requests themselves)."""
     tag = uuid.uuid4().hex[:8]
     number = 0
-    while time.monotonic() < deadline:
-        number += 1
-        if (number + index) % 2:
-            reached = await append(client, replica, session, f"s{index} append {number} {tag}", load)
-        else:
-            reached = await stream_run(client, replica, session, f"s{index} run {number} {tag}", load)
-        if not reached:
-            await asyncio.sleep(DOWN_RETRY_S)  # the replica is down: wait for its restart
+    async with httpx.AsyncClient(headers=headers, timeout=TIMEOUT, limits=ONE_CONNECTION) as client:
+        while time.monotonic() < deadline:
+            number += 1
+            if (number + index) % 2:
+                reached = await append(client, replica, session, f"s{index} append {number} {tag}", load)
+            else:
+                reached = await stream_run(client, replica, session, f"s{index} run {number} {tag}", load)
+            if not reached:
+                await replica.up.wait()  # refused: the replica is down, until its restart
+
+
+async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
+    """How late this process's event loop wakes up (ms): the clients' and the upstream's own queueing."""
+    while not stop.is_set():
+        asked = time.perf_counter()
+        await asyncio.sleep(0.05)  # a probe: how much later than asked the loop comes back
+        lags.append((time.perf_counter() - asked - 0.05) * 1000)
 
 
 async def pages(client: httpx.AsyncClient, base_url: str, session: str) -> list[dict[str, Any]]:
@@ -253,19 +269,19 @@ def row(label: str, count: int, seconds: float, latencies: list[float]) -> str:
 
 
 def log_excerpts(replicas: list[Replica], limit: int = 12) -> list[str]:
-    """Distinct WARNING / ERROR lines and exception lines of the servers' logs."""
-    found: dict[str, int] = {}
+    """Distinct WARNING, ERROR and CRITICAL lines of the servers' logs, and the last line of each
+    traceback (``SomeError: ...``), with how often each came."""
+    found: Counter[str] = Counter()
     for replica in replicas:
         for path in replica.logs:
             if not path.exists():
                 continue
             for line in path.read_text(errors="replace").splitlines():
-                if " WARNING " in line or " ERROR " in line or line.startswith(("Traceback", "  File")):
-                    key = f"{path.name}: {line.split(' ', 2)[-1][:200]}"
-                    found[key] = found.get(key, 0) + 1
-                elif line and not line[0].isspace() and line.split(":")[0].endswith(("Error", "Exception")):
-                    key = f"{path.name}: {line[:200]}"
-                    found[key] = found.get(key, 0) + 1
+                level = line.split()[2] if len(line.split()) > 2 else ""
+                if level in ("WARNING", "ERROR", "CRITICAL"):
+                    found[f"{path.name}: {line.split(' ', 2)[-1][:200]}"] += 1
+                elif line[:1].isalpha() and line.split(":")[0].endswith(("Error", "Exception")):
+                    found[f"{path.name}: {line[:200]}"] += 1
     lines = [f"{text} (x{n})" if n > 1 else text for text, n in found.items()]
     if len(lines) > limit:
         lines[limit:] = [f"... and {len(lines) - limit} more distinct lines"]
@@ -283,6 +299,8 @@ async def bench(args: argparse.Namespace, database_url: str, redis_url: str, wor
         "AILAB_MAX_RUNS_PER_USER": str(args.max_runs),
         "AILAB_OPENAI_COMPAT_API_KEY": "sk-bench-replicas",
     }
+    # The upstream's streams to the killed replica break; aiohttp logs each with a traceback.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     async with FakeOpenAI(any_key=True, models=["echo"], echo=True, record=False) as upstream:
         shared["AILAB_OPENAI_COMPAT_BASE_URL"] = upstream.base_url
         replicas = [
@@ -304,9 +322,7 @@ async def bench(args: argparse.Namespace, database_url: str, redis_url: str, wor
 
 async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
     a, b = replicas
-    limits = httpx.Limits(max_connections=args.sessions + 50, max_keepalive_connections=args.sessions + 50)
-    timeout = httpx.Timeout(60.0, connect=5.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:  # set-up and checks
         login = await client.post(
             f"{a.base_url}/auth/login", json={"username": "admin", "password": PASSWORD}
         )
@@ -320,10 +336,13 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
             sessions.append(created.json()["id"])
 
         load = Load()
+        lags: list[float] = []
+        stop_probe = asyncio.Event()
+        probe = asyncio.create_task(loop_lag(lags, stop_probe))
         began = time.monotonic()
         deadline = began + args.duration
         clients = [
-            asyncio.create_task(session_loop(client, replicas[i % 2], i, s, deadline, load))
+            asyncio.create_task(session_loop(dict(client.headers), replicas[i % 2], i, s, deadline, load))
             for i, s in enumerate(sessions)
         ]
         await asyncio.sleep(args.duration * args.kill_at)
@@ -333,6 +352,8 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
         restart_s = await b.start()
         await asyncio.gather(*clients)
         elapsed = time.monotonic() - began
+        stop_probe.set()
+        await probe
 
         # Runs left running: the restart failed the killed process's runs; a lease ends within 30 s.
         waited_from = time.monotonic()
@@ -375,6 +396,10 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
     print(row("appends (201)", len(load.append_ms), elapsed, load.append_ms))
     print(row("runs to [DONE]", len(load.run_ms), elapsed, load.run_ms))
     print(row("runs to first delta", len(load.first_delta_ms), elapsed, load.first_delta_ms))
+    print(
+        f"  event loop lag of this process (clients, upstream): p50 {percentile(lags, 0.5):.1f} ms, "
+        f"p99 {percentile(lags, 0.99):.1f} ms"
+    )
     print(f"errors: {sum(load.errors.values()) or 'none'}")
     for kind, count in sorted(load.errors.items(), key=lambda item: -item[1]):
         print(f"  {count:>7}  {kind}")

@@ -292,7 +292,9 @@ class RunService:
             prepared.status = "cancelled"
         else:
             prepared.status, prepared.error = "error", error
-        run.task.cancel()
+        # Soon, not now: a task cancelled before its first step would never reach its clean-up, and its
+        # first step is already queued, so this comes after it.
+        asyncio.get_running_loop().call_soon(run.task.cancel)
 
     async def _on_cancel_request(self, run_id: str) -> None:
         local = self._active.get(run_id)
