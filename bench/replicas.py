@@ -15,10 +15,10 @@ again. After the load:
 
 it prints requests, req/s, p50 and p99 per kind of request (a run: until ``[DONE]``; also until its first
 ``delta``), errors by kind, lost and duplicated messages and runs left running, and exits with 1 when
-one of the last three is not 0. The per-user limit of concurrent runs is raised (``--max-runs``), as
-every session belongs to the admin. PostgreSQL: the one on 127.0.0.1:5432 (``AILAB_TEST_PG_DSN``), else
-a throwaway cluster; Redis: the one on 127.0.0.1:6379 (``AILAB_TEST_REDIS_URL``), else a throwaway
-``redis-server``::
+one of the last three is not 0, or when a start of the killed replica failed (it is tried twice). The
+per-user limit of concurrent runs is raised (``--max-runs``), as every session belongs to the admin.
+PostgreSQL: the one on 127.0.0.1:5432 (``AILAB_TEST_PG_DSN``), else a throwaway cluster; Redis: the one
+on 127.0.0.1:6379 (``AILAB_TEST_REDIS_URL``), else a throwaway ``redis-server``::
 
     .venv/bin/python bench/replicas.py                              # 200 sessions, 20 s
     .venv/bin/python bench/replicas.py --sessions 50 --duration 5   # a quick try
@@ -61,6 +61,7 @@ PASSWORD = "bench-admin-password"
 MODEL = "openai-compat/echo"
 RUNNING_WAIT_S = 40.0  # a lease (30 s) and a sweep (every 5 s) at most
 CHECK_CONCURRENCY = 16
+RESTART_TRIES = 2
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 ONE_CONNECTION = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
@@ -75,6 +76,7 @@ class Replica:
     live: LiveServer | None = None
     starts: int = 0
     up: asyncio.Event = field(default_factory=asyncio.Event)  # cleared while it is killed and restarting
+    gone: bool = False  # it did not start again: its clients stop
     _manager: AbstractContextManager[LiveServer] | None = None
 
     @property
@@ -212,6 +214,8 @@ async def session_loop(
                 reached = await stream_run(client, replica, session, f"s{index} run {number} {tag}", load)
             if not reached:
                 await replica.up.wait()  # refused: the replica is down, until its restart
+                if replica.gone:
+                    return
 
 
 async def loop_lag(lags: list[float], stop: asyncio.Event) -> None:
@@ -320,6 +324,21 @@ async def bench(args: argparse.Namespace, database_url: str, redis_url: str, wor
             _clean_redis(redis_url, prefix)
 
 
+async def restart(replica: Replica, tries: int = RESTART_TRIES) -> tuple[float, list[str]]:
+    """Start a killed replica again: seconds until it answered, and why earlier tries failed."""
+    began = time.monotonic()
+    failures: list[str] = []
+    for _ in range(tries):
+        try:
+            await replica.start()
+            return time.monotonic() - began, failures
+        except RuntimeError as exc:  # it exited at start: its log says why
+            failures.append(f"{replica.name}-{replica.starts - 1}.log: {str(exc).splitlines()[0]}")
+    replica.gone = True
+    replica.up.set()
+    return math.nan, failures
+
+
 async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
     a, b = replicas
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:  # set-up and checks
@@ -349,7 +368,7 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
         acknowledged_before = len(load.appended) + len(load.started)
         await b.kill()
         killed_at = time.monotonic() - began
-        restart_s = await b.start()
+        restart_s, failed_starts = await restart(b)
         await asyncio.gather(*clients)
         elapsed = time.monotonic() - began
         stop_probe.set()
@@ -362,7 +381,7 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
             await asyncio.sleep(1.0)  # polling the sweep's outcome, as a client would
             left = await running_runs(client, a.base_url, sessions)
         running_wait = time.monotonic() - waited_from
-        statuses = await run_statuses(client, b.base_url, sessions)
+        statuses = await run_statuses(client, (a if b.gone else b).base_url, sessions)
         stored = await gather_limited([pages(client, a.base_url, s) for s in sessions])
 
         by_content: Counter[tuple[str, str, str]] = Counter()
@@ -388,10 +407,13 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
         f"{args.sessions} sessions on 2 replicas (PostgreSQL, Redis), {args.duration:.0f} s of load "
         f"({elapsed:.1f} s until the last request ended)"
     )
+    again = "did not start again" if b.gone else f"answering again {restart_s:.1f} s later"
     print(
         f"replica B killed (SIGKILL) at {killed_at:.1f} s, after {acknowledged_before} acknowledged "
-        f"appends and runs; answering again {restart_s:.1f} s later"
+        f"appends and runs; {again}"
     )
+    for failure in failed_starts:
+        print(f"  its restart failed: {failure} (see the log excerpts below)")
     print(f"  {'':<26}{'requests':>9}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     print(row("appends (201)", len(load.append_ms), elapsed, load.append_ms))
     print(row("runs to [DONE]", len(load.run_ms), elapsed, load.run_ms))
@@ -412,7 +434,7 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
         print(f"  {count:>7}  answer seen in the stream (final), run stored as {kind}")
     print(f"duplicated: {duplicated}")
     print(f"runs left running: {left} (polled for {running_wait:.1f} s after the load ended)")
-    return 1 if lost or duplicated or left else 0
+    return 1 if lost or duplicated or left or failed_starts else 0
 
 
 def _clean_redis(url: str, prefix: str) -> None:

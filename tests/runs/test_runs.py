@@ -12,6 +12,8 @@ import pytest
 
 from ailab.config import Settings
 from ailab.services.auth.accounts import Principal
+from ailab.services.chat.service import ChatInput
+from ailab.services.runs.service import fail_with_answers
 from tests.chat.conftest import HangUp, asgi_stream, sse_events, stream_then_hang_up
 from tests.conftest import AppClientFactory, bearer
 from tests.fakes.openai_server import FakeOpenAI
@@ -203,3 +205,29 @@ async def test_a_user_at_the_limit_of_running_runs_gets_429_and_nothing_is_store
         assert (await client.post(f"/runs/{first.run_id}/cancel")).json()["status"] == "cancelled"
         upstream.stall_after = None
         assert (await client.post("/chat", json=chat_body("now"))).json()["status"] == "success"
+
+
+async def test_the_final_event_goes_out_only_once_the_answer_is_stored(client: httpx.AsyncClient) -> None:
+    services = client.services  # type: ignore[attr-defined]
+    admin = await services.auth.local_admin()
+    run = await services.runs.begin(
+        admin.id, ChatInput("count to three", model=MODEL, pipeline="direct"), "r1"
+    )
+    async for chunk in run.events.follow(0):
+        if b'"type":"final"' in chunk:
+            # No await has let the storing task run since the event was written: it ran before.
+            stored = await services.sessions.messages(admin.id, run.session_id)
+            assert [(m.role, m.status, m.content) for m in stored][-1] == (
+                "assistant",
+                "complete",
+                "echo: count to three",
+            )
+            assert (await services.runs.get(admin.id, True, run.id)).status == "done"
+            break
+    else:
+        raise AssertionError("no final event")
+
+
+async def test_a_sweep_that_finds_its_runs_failed_already_changes_nothing(client: httpx.AsyncClient) -> None:
+    services = client.services  # type: ignore[attr-defined]
+    assert await services.db.run_write(fail_with_answers, ["no-such-run"], "interrupted") == 0

@@ -15,14 +15,22 @@ from redis.exceptions import RedisError
 from ailab.config import ConfigError
 
 CONNECT_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 1024
 
 
 async def connect_redis(url: str) -> Any:
     """A Redis client for ``url``, after a ping; ConfigError naming AILAB_REDIS_URL if it fails."""
     try:
-        client = aioredis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S
+        # A blocking pool: past its size a call waits for a connection instead of failing (each follower
+        # of a run on another replica holds one while it waits for events).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=CONNECT_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=CONNECT_TIMEOUT_S,
         )
+        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     except ValueError as exc:
         raise ConfigError(f"AILAB_REDIS_URL is not a Redis URL: {exc}") from None
     try:

@@ -269,6 +269,8 @@ def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message |
     """Append messages to any sessions: their numbers reserved together (:func:`_reserve_all`), then one
     insert for them all, and the runs they answer ended. A session's messages are numbered in the order
     given; an item whose session (of its owner) does not exist gets None."""
+    if not items:
+        return []
     counts: dict[tuple[str, object], int] = {}
     for item in items:
         key = (item.session_id, item.owner_id)

@@ -93,18 +93,20 @@ class PreparedTurn:
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     answer: str = ""  # the stored answer: the final response, or what was produced before the end
     run_id: str | None = None
-    # The run's events so far (its stored record gets the id of its last event: the end's own, next).
+    # The run's events so far (its stored record gets the id of its last event, the one after these).
     events_emitted: Callable[[], int] = lambda: 0
 
     def run_end(self) -> RunEnd | None:
         """How the run of this turn ended, to store with its answer."""
         if self.run_id is None:
             return None
+        # Its last event (final, error or cancelled) goes out once this is stored: it is the next one.
+        last_event_id = self.events_emitted() + 1
         if self.status == "complete":
-            return RunEnd(self.run_id, DONE, None, self.events_emitted())  # its final event is out
+            return RunEnd(self.run_id, DONE, None, last_event_id)
         status = CANCELLED if self.status == "cancelled" else FAILED
         error = self.error or ("cancelled" if status == CANCELLED else "interrupted")
-        return RunEnd(self.run_id, status, error, self.events_emitted() + 1)
+        return RunEnd(self.run_id, status, error, last_event_id)
 
 
 async def fit_history(

@@ -1,7 +1,8 @@
 """Runs: every ``/chat`` turn executes as a task of the server, not of the request that started it.
 
 A run begins when its user message is stored (the run's row in the same transaction) and ends when its
-answer is stored (its end in the same transaction). In between, its events go to a numbered buffer
+answer is stored (its end in the same transaction); its ``final`` event goes out only then, so a client
+that has seen the answer whole has an answer that is stored. In between, its events go to a numbered buffer
 (:class:`~ailab.services.runs.events.RunEvents`) that the starting request and any follower read; a
 client that hangs up only stops reading. ``cancel`` stops the task: the pipeline is closed (the
 provider's stream with it) and what was produced is stored, marked cancelled.
@@ -35,6 +36,7 @@ from ailab.db.repos import sessions as sessions_repo
 from ailab.db.tables import ChatSession, Run, utcnow
 from ailab.errors import AILabError, NotFound
 from ailab.services.chat.service import ChatInput, ChatService, PreparedTurn
+from ailab.services.chat.turns import Final
 from ailab.services.runs.bus import RedisRunBus
 from ailab.services.runs.events import (
     DONE_FRAME,
@@ -140,9 +142,15 @@ class RunService:
 
     async def _execute(self, run: LocalRun) -> None:
         prepared, session_id = run.prepared, run.session_id
+        final: dict[str, Any] | None = None
         try:
             async for event in self._chat.run(prepared):
-                self._emit(run, event_payload(event, session_id))
+                if isinstance(event, Final):  # held back: it goes out once the answer is stored
+                    final = event_payload(event, session_id)
+                else:
+                    self._emit(run, event_payload(event, session_id))
+            if final is not None:
+                self._emit(run, final)
         except asyncio.CancelledError:  # cancel() or shutdown; the answer so far is stored by now
             task = asyncio.current_task()
             if task is not None:
@@ -351,6 +359,8 @@ def fail_with_answers(conn: Connection, run_ids: Sequence[str], error: str) -> i
     """Transaction function: fail these runs if still running, each with an empty answer (``error``),
     so their turn keeps its two messages; returns how many it failed."""
     failed = repo.fail_runs(conn, run_ids, error)
+    if not failed:  # another process failed them first
+        return 0
     answers = sessions_repo.append_many(
         conn, [sessions_repo.NewMessage(row.session_id, "assistant", "", status="error") for row in failed]
     )
