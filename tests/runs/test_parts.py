@@ -29,27 +29,28 @@ async def collect(events: RunEvents, after: int = 0) -> list[bytes]:
 
 async def test_followers_get_every_event_once_from_where_they_start() -> None:
     events = RunEvents()
-    assert events.add(b'"a"') == 1
+    assert events.add({"n": "a"}) == 1
     early = asyncio.create_task(collect(events))
     late = asyncio.create_task(collect(events, after=1))
     await asyncio.sleep(0)  # both followers now wait for the next event
-    assert events.add(b'"b"') == 2
-    assert events.add(b'"c"') == 3
+    assert events.add({"n": "b"}) == 2
+    assert events.add({"n": "c"}) == 3
     events.close(0.0)
-    assert b"".join(await early) == frame(1, b'"a"') + frame(2, b'"b"') + frame(3, b'"c"') + DONE_FRAME
-    assert b"".join(await late) == frame(2, b'"b"') + frame(3, b'"c"') + DONE_FRAME
+    a, b, c = frame(1, b'{"n":"a"}'), frame(2, b'{"n":"b"}'), frame(3, b'{"n":"c"}')
+    assert b"".join(await early) == a + b + c + DONE_FRAME
+    assert b"".join(await late) == b + c + DONE_FRAME
     assert await collect(events, after=3) == [DONE_FRAME]
 
 
 async def test_a_run_with_more_events_than_kept_drops_the_oldest() -> None:
     events = RunEvents(max_events=10)
     for i in range(25):
-        events.add(str(i).encode())
+        events.add({"i": i})
     events.close(0.0)
     assert events.last_seq == 25 and events.first_seq > 1
     replay = b"".join(await collect(events))
-    assert replay.startswith(frame(events.first_seq, str(events.first_seq - 1).encode()))
-    assert replay.endswith(frame(25, b"24") + DONE_FRAME)
+    assert replay.startswith(frame(events.first_seq, b'{"i":%d}' % (events.first_seq - 1)))
+    assert replay.endswith(frame(25, b'{"i":24}') + DONE_FRAME)
 
 
 @pytest.fixture(params=["memory", "redis"])

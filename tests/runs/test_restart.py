@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -58,3 +59,42 @@ async def test_a_restart_marks_the_run_it_interrupted_failed(
             assert [e["type"] if isinstance(e, dict) else e for _, e in events] == ["run", "error", "[DONE]"]
             running = await client.get(f"/sessions/{run['session_id']}/runs", params={"status": "running"})
             assert running.json()["items"] == []
+
+
+async def test_a_json_chat_whose_client_hangs_up_runs_to_its_end_on_a_real_server(
+    tmp_path: Path, upstream: FakeOpenAI, database_url: str
+) -> None:
+    env = {
+        "AILAB_DATA_DIR": str(tmp_path / "data"),
+        "AILAB_DATABASE_URL": database_url,
+        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
+        "AILAB_OPENAI_COMPAT_BASE_URL": upstream.base_url,
+        "AILAB_OPENAI_COMPAT_API_KEY": "sk-test",
+    }
+    with run_server(env, log_path=tmp_path / "server.log") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            login = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+            session_id = (await client.post("/sessions", json={"title": "impatient"})).json()["id"]
+            body = {"message": "wait for it", "model": "openai-compat/echo", "pipeline": "direct"}
+            assert (await client.post("/chat", json=body)).status_code == 200  # the model's window is known
+            upstream.received.clear()
+            upstream.stall_after = 1
+            async with httpx.AsyncClient(base_url=server.base_url, headers=client.headers) as impatient:
+                hung_up = asyncio.create_task(
+                    impatient.post("/chat", json={**body, "session_id": session_id})
+                )
+                await asyncio.wait_for(upstream.received.wait(), 10)  # the model is asked: the run is on
+                hung_up.cancel()  # the client goes away while the upstream holds the answer
+            running = (await client.get(f"/sessions/{session_id}/runs", params={"status": "running"})).json()
+            [run] = running["items"]
+            upstream.release.set()
+            events = sse_events((await client.get(f"/runs/{run['id']}/events")).text)
+            assert events[-2][1]["type"] == "final" and events[-2][1]["response"] == "echo: wait for it"
+            assert (await client.get(f"/runs/{run['id']}")).json()["status"] == "done"
+            messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
+            assert [(m["role"], m["status"], m["content"]) for m in messages] == [
+                ("user", "complete", "wait for it"),
+                ("assistant", "complete", "echo: wait for it"),
+            ]

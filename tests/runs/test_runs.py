@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ailab.config import Settings
+from ailab.db.tables import Run
 from ailab.services.auth.accounts import Principal
 from ailab.services.chat.service import ChatInput
 from ailab.services.runs.service import fail_with_answers
@@ -231,3 +232,19 @@ async def test_the_final_event_goes_out_only_once_the_answer_is_stored(client: h
 async def test_a_sweep_that_finds_its_runs_failed_already_changes_nothing(client: httpx.AsyncClient) -> None:
     services = client.services  # type: ignore[attr-defined]
     assert await services.db.run_write(fail_with_answers, ["no-such-run"], "interrupted") == 0
+
+
+async def test_upkeep_renews_the_lease_of_a_running_run(
+    client: httpx.AsyncClient, upstream: FakeOpenAI
+) -> None:
+    services = client.services  # type: ignore[attr-defined]
+    upstream.stall_after = 1
+    held = await stream_then_hang_up(client, chat_body("hold", stream=True), after_deltas=1)
+    async with services.db.read() as session:
+        before = (await session.get(Run, held.run_id)).lease_until
+    await services.runs.maintain()
+    async with services.db.read() as session:
+        after = (await session.get(Run, held.run_id)).lease_until
+    assert after > before
+    assert (await services.runs.get("-", True, held.run_id)).status == "running"  # alive: not swept
+    assert (await client.post(f"/runs/{held.run_id}/cancel")).json()["status"] == "cancelled"

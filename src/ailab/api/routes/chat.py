@@ -89,11 +89,13 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         max_tokens=body.max_tokens,
         temperature=body.temperature,
     )
-    run = await services.runs.begin(user.id, data, request_id(request))
+    # A stream's run executes in a task of its own (the response's task ends when its client goes); a
+    # JSON answer's in this request's task, which the server lets finish when its client goes.
+    run = await services.runs.begin(user.id, data, request_id(request), background=body.stream)
     headers = {RUN_ID_HEADER: run.id}
     if body.stream:
         return DirectStreamResponse(run.events.follow(0), headers=headers)
-    await services.runs.wait(run)
+    await services.runs.execute_here(run)
     prepared = run.prepared
     status = 200
     if run.failure is not None:

@@ -23,9 +23,9 @@ RUNNING, DONE, CANCELLED, FAILED = "running", "done", "cancelled", "failed"
 STATUSES = (RUNNING, DONE, CANCELLED, FAILED)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewRun:
-    """A run to insert beside its turn's user message."""
+    """A run to insert beside its turn's user message (its pipeline and model known once resolved)."""
 
     id: str
     pipeline: str
@@ -59,8 +59,7 @@ _FINISH_RUN = (
 
 
 def insert_run(conn: Connection, run: NewRun, *, session_id: str, owner_id: str | None) -> None:
-    """Insert a running run of the session."""
-    now = utcnow()
+    """Insert a running run of the session (its end's columns stay NULL until it ends)."""
     conn.execute(
         _INSERT_RUN,
         {
@@ -70,13 +69,10 @@ def insert_run(conn: Connection, run: NewRun, *, session_id: str, owner_id: str 
             "status": RUNNING,
             "pipeline": run.pipeline,
             "model": run.model,
-            "error": None,
             "instance_id": run.instance_id,
             "lease_until": run.lease_until,
             "last_event_id": 0,
-            "answer_id": None,
-            "created_at": now,
-            "finished_at": None,
+            "created_at": utcnow(),
         },
     )
 
@@ -121,12 +117,10 @@ async def answer_of(db: AsyncSession, run: Run) -> Message | None:
     return None if run.answer_id is None else await db.get(Message, run.answer_id)
 
 
-async def renew_leases(
-    db: AsyncSession, instance_id: str, run_ids: Sequence[str], until: dt.datetime
-) -> None:
+def renew_leases(conn: Connection, instance_id: str, run_ids: Sequence[str], until: dt.datetime) -> None:
     """Extend the lease of this process's running runs."""
     if run_ids:
-        await db.execute(
+        conn.execute(
             update(RUNS)
             .where(RUNS.c.id.in_(run_ids), RUNS.c.instance_id == instance_id, RUNS.c.status == RUNNING)
             .values(lease_until=until)

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ailab.db.repos.runs import RunEnd, finish_runs
-from ailab.db.tables import AgentState, ChatSession, Message, utcnow
+from ailab.db.tables import AgentState, ChatSession, Message, Run, utcnow
 
 SESSIONS = cast(Table, ChatSession.__table__)
 MESSAGES = cast(Table, Message.__table__)
@@ -100,6 +100,7 @@ async def delete_session(db: AsyncSession, session_id: str) -> None:
     # Explicit deletes: SQLite only cascades when foreign keys are on, and we don't rely on it.
     await db.execute(delete(Message).where(Message.session_id == session_id))
     await db.execute(delete(AgentState).where(AgentState.session_id == session_id))
+    await db.execute(delete(Run).where(Run.session_id == session_id))
     await db.execute(delete(ChatSession).where(ChatSession.id == session_id))
 
 
@@ -115,6 +116,7 @@ _RESERVE = (
 _RESERVE_OWNED = _RESERVE.where(SESSIONS.c.owner_id.is_not_distinct_from(bindparam("owner")))
 _INSERT_MESSAGE = insert(MESSAGES).returning(MESSAGES.c.id)
 _INSERT_SESSION = insert(SESSIONS)
+_INSERT_FIRST = insert(MESSAGES)
 _FIND_SESSION = select(SESSIONS.c.id, SESSIONS.c.owner_id).where(SESSIONS.c.id == bindparam("sid"))
 _RECENT_MESSAGES = (
     select(MESSAGES.c.role, MESSAGES.c.content)
@@ -134,6 +136,17 @@ def insert_session(conn: Connection, *, session_id: str, owner_id: str | None, t
     now = utcnow()
     values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": 0}
     conn.execute(_INSERT_SESSION, {**values, "created_at": now, "updated_at": now})
+
+
+def start_session(
+    conn: Connection, *, session_id: str, owner_id: str | None, title: str, first: NewMessage
+) -> None:
+    """Insert a session with its first message (numbered 0: nothing to reserve in a session that is new;
+    an existing id raises IntegrityError)."""
+    now = utcnow()
+    values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": 1}
+    conn.execute(_INSERT_SESSION, {**values, "created_at": now, "updated_at": now})
+    conn.execute(_INSERT_FIRST, _row(first, 0, now))
 
 
 def recent_messages(conn: Connection, session_id: str, limit: int) -> list[tuple[str, str]]:

@@ -20,7 +20,6 @@ A turn therefore always stores exactly two messages, whatever the pipeline.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections import OrderedDict
@@ -173,8 +172,8 @@ def open_turn(
         raise NotFound(f"session {session_id!r} not found")
     if found is None:  # a new session has no history to read
         new_id = session_id or new_session_id()
-        repo.insert_session(conn, session_id=new_id, owner_id=owner_id, title=title)
-        repo.append_message(conn, new_id, role="user", content=message)
+        first = repo.NewMessage(new_id, "user", message)
+        repo.start_session(conn, session_id=new_id, owner_id=owner_id, title=title, first=first)
         if run is not None:
             insert_run(conn, run, session_id=new_id, owner_id=owner_id)
         return new_id, []
@@ -215,9 +214,7 @@ class ChatService:
         pipeline = await self._pipelines.resolve(pipeline_name)
         provider, model = self._providers.resolve(data.model)
         if run is not None:
-            run = dataclasses.replace(
-                run, pipeline=pipeline_name, model=data.model or f"{provider.name}/{model}"
-            )
+            run.pipeline, run.model = pipeline_name, data.model or f"{provider.name}/{model}"
         title = " ".join(data.message.split())[:80]
         window = await self._context_window(provider, model)
         fit = functools.partial(

@@ -73,35 +73,34 @@ def cancelled_payload(response: str, session_id: str) -> dict[str, Any]:
 class RunEvents:
     """The numbered events of one run, for its followers.
 
-    At most ``max_events`` are kept: past that the oldest go (a follower that asks for them starts at
-    the oldest kept; the ``final`` event carries the whole answer anyway).
+    An event is kept as its payload and turned into its SSE frame when a follower first reads it (a run
+    that nobody follows, a JSON ``/chat``, never pays for it). At most ``max_events`` are kept: past that
+    the oldest go (a follower that asks for them starts at the oldest kept; the ``final`` event carries
+    the whole answer anyway).
     """
 
-    __slots__ = ("_frames", "_max", "_waiters", "done", "finished_at", "first_seq")
+    __slots__ = ("_items", "_max", "_waiters", "done", "finished_at", "first_seq", "last_seq")
 
     def __init__(self, max_events: int = 50_000) -> None:
-        self._frames: list[bytes] = []  # frame i has id first_seq + i
+        self._items: list[dict[str, Any] | bytes] = []  # item i is event first_seq + i
         self._max = max_events
         self._waiters: list[asyncio.Future[None]] = []
         self.first_seq = 1
+        self.last_seq = 0  # the id of the newest event (0 before the first)
         self.done = False
         self.finished_at = 0.0
 
-    @property
-    def last_seq(self) -> int:
-        """The id of the newest event (0 before the first)."""
-        return self.first_seq + len(self._frames) - 1
-
-    def add(self, data: bytes) -> int:
-        """Append an event (its JSON) and wake the followers; returns its id."""
-        seq = self.last_seq + 1
-        self._frames.append(frame(seq, data))
-        if len(self._frames) > self._max:
-            dropped = len(self._frames) - self._max // 2  # drop in halves: appends stay O(1) amortised
-            del self._frames[:dropped]
+    def add(self, payload: dict[str, Any]) -> int:
+        """Append an event and wake the followers; returns its id."""
+        self.last_seq += 1
+        self._items.append(payload)
+        if len(self._items) > self._max:
+            dropped = len(self._items) - self._max // 2  # drop in halves: appends stay O(1) amortised
+            del self._items[:dropped]
             self.first_seq += dropped
-        self._wake()
-        return seq
+        if self._waiters:
+            self._wake()
+        return self.last_seq
 
     def close(self, now: float) -> None:
         """The run has ended: followers get ``[DONE]`` once they have read everything."""
@@ -115,18 +114,24 @@ class RunEvents:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def _frames(self, start: int) -> bytes:
+        """The frames of the kept events from index ``start`` on, serialising those not yet serialised."""
+        items = self._items
+        for index in range(start, len(items)):
+            item = items[index]
+            if not isinstance(item, bytes):
+                items[index] = frame(self.first_seq + index, orjson.dumps(item))
+        return b"".join(items[start:])  # type: ignore[arg-type]  # all bytes by now
+
     async def follow(self, after: int = 0) -> AsyncGenerator[bytes, None]:
         """The frames after event ``after``, as they come, then ``[DONE]``; what is ready at once goes
         out together (one write for a burst of tokens)."""
         sent = after
         while True:
-            start = max(sent + 1 - self.first_seq, 0)
-            if start < len(self._frames):
-                chunk = (
-                    b"".join(self._frames[start:]) if start < len(self._frames) - 1 else self._frames[start]
-                )
+            if sent < self.last_seq:
+                start = max(sent + 1 - self.first_seq, 0)
                 sent = self.last_seq
-                yield chunk
+                yield self._frames(start)
                 continue
             if self.done:
                 yield DONE_FRAME
@@ -134,8 +139,3 @@ class RunEvents:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
-
-
-def payload_bytes(payload: dict[str, Any]) -> bytes:
-    """The JSON of an event."""
-    return orjson.dumps(payload)

@@ -23,7 +23,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -71,8 +71,9 @@ class LocalRun:
     user_key: str
     prepared: PreparedTurn
     events: RunEvents
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[Any] | None = None  # what executes it (cancelled to stop it)
     failure: AILabError | None = None  # why it failed, for a JSON reply's status
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # its answer is stored, its events closed
 
     @property
     def session_id(self) -> str:
@@ -113,8 +114,11 @@ class RunService:
             await self._bus.start(self._on_cancel_request)
         self._maintainer = asyncio.create_task(self._maintain_forever(), name="runs-maintainer")
 
-    async def begin(self, owner_id: str | None, data: ChatInput, request_id: str) -> LocalRun:
-        """Store the turn's user message and its run, and start executing it.
+    async def begin(
+        self, owner_id: str | None, data: ChatInput, request_id: str, *, background: bool = True
+    ) -> LocalRun:
+        """Store the turn's user message and its run, and start executing it in a task of its own (or,
+        with ``background=False``, when the caller calls :meth:`execute_here`).
 
         Raises TooManyRunning (429) when the user is at the limit, before anything is stored.
         """
@@ -131,14 +135,24 @@ class RunService:
         prepared.events_emitted = lambda: run.events.last_seq
         self._emit(run, run_payload(run_id, prepared.session_id))
         self._active[run_id] = run
-        run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
+        if background:
+            run.task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
         return run
 
+    async def execute_here(self, run: LocalRun) -> None:
+        """Execute a run begun with ``background=False`` in the calling task, to its end.
+
+        For a request whose server does not cancel it when its client goes away (a JSON answer under
+        uvicorn): the run then outlives the connection all the same, one task cheaper. A cancel or a
+        shutdown cancels this task; the run ends as it would in its own, and this returns normally.
+        """
+        run.task = asyncio.current_task()
+        await self._execute(run)
+
     def _emit(self, run: LocalRun, payload: dict[str, Any]) -> None:
-        data = orjson.dumps(payload)
-        seq = run.events.add(data)
+        seq = run.events.add(payload)
         if self._bus is not None:
-            self._bus.publish(run.id, seq, data)
+            self._bus.publish(run.id, seq, orjson.dumps(payload))
 
     async def _execute(self, run: LocalRun) -> None:
         prepared, session_id = run.prepared, run.session_id
@@ -166,6 +180,7 @@ class RunService:
             log.exception("run %s of session %s failed", run.id, session_id)
             self._emit(run, error_payload("internal server error", session_id))
         finally:
+            run.ended.set()
             run.events.close(asyncio.get_running_loop().time())
             if self._bus is not None:
                 self._bus.end(run.id, run.events.last_seq)
@@ -176,8 +191,7 @@ class RunService:
 
     async def wait(self, run: LocalRun) -> None:
         """Until the run has ended and its answer is stored; the caller's cancellation leaves it running."""
-        assert run.task is not None
-        await asyncio.shield(run.task)
+        await run.ended.wait()
 
     def _forget_expired(self) -> None:
         horizon = asyncio.get_running_loop().time() - self._retention_s
@@ -300,9 +314,15 @@ class RunService:
             prepared.status = "cancelled"
         else:
             prepared.status, prepared.error = "error", error
+        task = run.task
+
+        def cancel() -> None:
+            if not run.ended.is_set():  # the task may go on to other work once the run has ended
+                task.cancel()
+
         # Soon, not now: a task cancelled before its first step would never reach its clean-up, and its
         # first step is already queued, so this comes after it.
-        asyncio.get_running_loop().call_soon(run.task.cancel)
+        asyncio.get_running_loop().call_soon(cancel)
 
     async def _on_cancel_request(self, run_id: str) -> None:
         local = self._active.get(run_id)
@@ -314,20 +334,25 @@ class RunService:
     async def _maintain_forever(self) -> None:
         while True:
             await asyncio.sleep(MAINTAIN_EVERY_S)  # a periodic duty, not a synchronisation
-            self._forget_expired()
             try:
-                await self._renew()
-                await self.sweep()
+                await self.maintain()
             except Exception:  # a database or Redis outage: try again next time
                 log.warning("renewing run leases failed", exc_info=True)
+
+    async def maintain(self) -> None:
+        """One round of upkeep (every few seconds): forget expired events, renew this process's leases,
+        fail the runs of processes that are gone."""
+        self._forget_expired()
+        await self._renew()
+        await self.sweep()
 
     async def _renew(self) -> None:
         active = list(self._active.values())
         if not active:
             return
         until = utcnow() + dt.timedelta(seconds=LEASE_S)
-        async with self._db.write() as session:
-            await repo.renew_leases(session, self._instance, [run.id for run in active], until)
+        # A transaction function: on SQLite it joins the one writer thread instead of contending with it.
+        await self._db.run_write(repo.renew_leases, self._instance, [run.id for run in active], until)
         await self._limits.renew([(run.user_key, run.id) for run in active], LEASE_S)
 
     async def sweep(self) -> int:
@@ -350,7 +375,7 @@ class RunService:
         active = list(self._active.values())
         for run in active:
             self._stop(run, SHUT_DOWN)
-        await asyncio.gather(*(run.task for run in active if run.task is not None), return_exceptions=True)
+        await asyncio.gather(*(run.ended.wait() for run in active))
         if self._bus is not None:
             await self._bus.aclose()
 

@@ -37,12 +37,14 @@ def upgrade() -> None:
         sa.Column("answer_id", sa.BigInteger()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_runs_session_created", "runs", ["session_id", "created_at"])
-    op.create_index("ix_runs_status", "runs", ["status"])
+    running = sa.text("status = 'running'")
+    op.create_index("ix_runs_running", "runs", ["status"], sqlite_where=running, postgresql_where=running)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_runs_status", table_name="runs")
+    op.drop_index("ix_runs_running", table_name="runs")
     op.drop_index("ix_runs_session_created", table_name="runs")
     op.drop_table("runs")
