@@ -6,6 +6,7 @@ median time to first token and decoding rate (completion tokens over the time af
 measured by the client, and the ratio AI-Lab / raw::
 
     .venv/bin/python bench/local.py [--rounds 15] [--max-tokens 128] [--threads 2] [--client socket]
+        [--ailab-src /path/to/other/checkout/src]
 
 The default client writes HTTP/1.1 requests on one kept-alive socket and reads the event lines, as a
 load generator would: a Python HTTP library's own cost per request would be counted against the
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--client", choices=("socket", "aiohttp"), default="socket")
+    parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
     args = parser.parse_args()
     model = default_model_path()
     if model is None:
@@ -186,6 +188,8 @@ def main() -> None:
         AILAB_LOCAL_THREADS=str(args.threads),
         AILAB_LOCAL_CONTEXT=str(args.context),
     )
+    if args.ailab_src:
+        env["PYTHONPATH"] = args.ailab_src  # before the editable install's path: that checkout's ailab runs
     with open(workdir / "server.log", "wb") as log:
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("ai-lab")), "serve"],
