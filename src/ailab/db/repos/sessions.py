@@ -301,7 +301,10 @@ def append_many(conn: Connection, items: Sequence[NewMessage]) -> list[Message |
         firsts[key] = first + 1
         placed.append(len(rows))
         rows.append(_row(item, first, now))
-    ids = list(conn.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
+    if len(rows) == 1:  # the usual group: the bulk insert's ordered RETURNING costs more for one row
+        ids = [conn.execute(_INSERT_MESSAGE, rows[0]).scalar_one()]
+    else:
+        ids = list(conn.execute(_INSERT_MESSAGES, rows).scalars()) if rows else []
     finish_runs(
         conn,
         [
