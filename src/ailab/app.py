@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
         version=__version__,
         summary="Self-hosted AI workbench: chat sessions, agents, model backends, OpenAI-compatible API.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/routes/web.py from this package's files, not from a CDN
     )
     install_error_handlers(app)
     openapi.install(app)

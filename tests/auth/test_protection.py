@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 
 from ailab.services.masterkey import derive_key
 
-PUBLIC_PATHS = {"/", "/auth/login", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"}
+PUBLIC_PATHS = {"/", "/auth/login", "/auth/session", "/auth/logout", "/docs", "/openapi.json", "/redoc"}
 METHODS = ("get", "post", "put", "patch", "delete")
 # Routes every build must have, so the walk cannot pass by finding nothing.
 MUST_BE_PROTECTED = {

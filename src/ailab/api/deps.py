@@ -18,6 +18,9 @@ from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 from ailab.services.sessions.service import SessionService
 
+SESSION_COOKIE = "ailab_session"  # a signed-in browser's session (httpOnly, SameSite=Strict)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+JSON_TYPE = "application/json"
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login or an API token")
 
 
@@ -54,12 +57,35 @@ async def authenticate(services: Services, scheme: str | None, credential: str |
     return await services.auth.authenticate(credential)
 
 
+async def authenticate_cookie(
+    services: Services, method: str, content_type: str | None, cookie: str
+) -> Principal:
+    """Who a browser session cookie stands for (when no Authorization header came).
+
+    A request that changes something must be JSON: another site's page can make a browser send its
+    cookie with a form or a simple request, never with ``Content-Type: application/json`` (that needs
+    a CORS preflight this server does not grant), so this refuses cross-site request forgery.
+    """
+    if services.settings.auth == "off":
+        return await services.auth.local_admin()
+    if method not in SAFE_METHODS and (content_type or "").partition(";")[0].strip().lower() != JSON_TYPE:
+        raise Forbidden("a change made with the session cookie must be sent as application/json")
+    return await services.auth.authenticate(cookie)
+
+
 async def require_user(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The authenticated caller; 401 without valid credentials (the admin when auth is off)."""
+    """The authenticated caller: a bearer credential, else the browser session cookie; 401 without
+    valid credentials (the admin when auth is off)."""
     if credentials is None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await authenticate_cookie(
+                services, request.method, request.headers.get("content-type"), cookie
+            )
         return await authenticate(services, None, None)
     return await authenticate(services, credentials.scheme, credentials.credentials)
 

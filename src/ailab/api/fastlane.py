@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ailab.api.deps import authenticate
+from ailab.api.deps import SESSION_COOKIE, authenticate, authenticate_cookie
 from ailab.api.routes import chat, gateway
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
@@ -52,6 +52,18 @@ _ROUTES: dict[tuple[str, str], _Route] = {
 }
 
 
+async def _caller(services: Services, scope: Scope, request: Request) -> Principal:
+    """The caller, by its Authorization header, else its browser session cookie (as the routes do)."""
+    scheme, credential = _authorization(scope)
+    if scheme is None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            return await authenticate_cookie(
+                services, scope["method"], request.headers.get("content-type"), cookie
+            )
+    return await authenticate(services, scheme, credential)
+
+
 def _authorization(scope: Scope) -> tuple[str | None, str | None]:
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -77,7 +89,7 @@ class FastLane:
         services: Services = scope["app"].state.services
         request = Request(scope, receive)
         try:
-            user = await authenticate(services, *_authorization(scope))
+            user = await _caller(services, scope, request)
             response = await route.handler(request, user)
         except Exception as exc:
             handler = _handler_for(scope["app"].exception_handlers, exc)

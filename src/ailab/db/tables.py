@@ -87,6 +87,10 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # "api": made by its owner, lives until revoked; "browser": a signed-in browser's (its cookie), ends
+    # at sign-out or at expires_at, and is not listed among the API tokens.
+    kind: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class ChatSession(Base):

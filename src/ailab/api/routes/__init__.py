@@ -19,9 +19,10 @@ from ailab.api.routes import (
     runs,
     sessions,
     users,
+    web,
 )
 
-PUBLIC: list[APIRouter] = [health.router, auth.router]
+PUBLIC: list[APIRouter] = [health.router, auth.router, web.router]
 PROTECTED: list[APIRouter] = [
     gateway.router,  # first: the hot path, matched before every other protected route
     sessions.router,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from ailab.api.deps import CurrentUser, ServicesDep
+from ailab.api.deps import SESSION_COOKIE, CurrentUser, ServicesDep
 from ailab.api.schemas.auth import (
     ApiTokenList,
     ApiTokenOut,
@@ -38,6 +38,35 @@ async def login(body: LoginRequest, request: Request, services: ServicesDep) -> 
     address = request.client.host if request.client else None
     token = await services.auth.login(body.username, body.password, address)
     return TokenResponse(access_token=token, expires_in=services.settings.access_token_ttl_seconds)
+
+
+@router.post("/auth/session", responses=problems(401, 429))
+async def open_session(body: LoginRequest, request: Request, response: Response, services: ServicesDep) -> Me:
+    """Sign a browser in: the session is an httpOnly, SameSite=Strict cookie that the server accepts
+    beside bearer credentials (a change made with it must be sent as JSON). 401 and 429 as ``/auth/login``."""
+    address = request.client.host if request.client else None
+    token = await services.auth.open_browser_session(body.username, body.password, address)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=services.settings.access_token_ttl_seconds,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return Me.model_validate(await services.auth.get_user(body.username))
+
+
+@router.post("/auth/logout", status_code=204)
+async def close_session(request: Request, services: ServicesDep) -> Response:
+    """Sign a browser out: its session ends on the server at once and its cookie is cleared."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await services.auth.close_browser_session(cookie)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 @protected_router.get("/auth/me")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ailab import __version__
 from ailab.api.deps import ServicesDep, authenticate
+from ailab.api.routes import web
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 from ailab.api.schemas.health import About, Health, Live, Ready
 from ailab.errors import AuthError
@@ -25,10 +26,14 @@ FEATURES = [
 ]
 
 
-@router.get("/")
-async def root() -> About:
-    """Name, version and features of this server."""
-    return About(name="AI-Lab", version=__version__, features=FEATURES, docs="/docs")
+@router.get("/", response_model=About)
+async def root(request: Request) -> Response:
+    """Name, version and features of this server (a browser asking for HTML gets the web UI)."""
+    if web.wants_page(request):
+        return web.page()
+    return JSONResponse(
+        About(name="AI-Lab", version=__version__, features=FEATURES, docs="/docs").model_dump()
+    )
 
 
 @router.get("/health/live")

@@ -20,7 +20,14 @@ TOKENS = cast(Table, ApiToken.__table__)
 _CREDENTIAL_USER = select(USERS.c.id, USERS.c.name, USERS.c.role, USERS.c.disabled, USERS.c.updated_at)
 _USER_BY_ID = _CREDENTIAL_USER.where(USERS.c.id == bindparam("uid"))
 _USER_BY_TOKEN = (
-    _CREDENTIAL_USER.add_columns(TOKENS.c.id.label("token_id"), TOKENS.c.revoked_at, TOKENS.c.last_used_at)
+    _CREDENTIAL_USER.add_columns(
+        TOKENS.c.id.label("token_id"),
+        TOKENS.c.revoked_at,
+        TOKENS.c.last_used_at,
+        TOKENS.c.kind,
+        TOKENS.c.expires_at,
+        TOKENS.c.created_at.label("token_created_at"),
+    )
     .join_from(TOKENS, USERS, TOKENS.c.user_id == USERS.c.id)
     .where(TOKENS.c.token_hash == bindparam("hash"))
 )
@@ -32,8 +39,8 @@ def find_credential_user(conn: Connection, user_id: str) -> Row[*tuple[Any, ...]
 
 
 def find_token_user(conn: Connection, token_hash: str) -> Row[*tuple[Any, ...]] | None:
-    """The user columns of :func:`find_credential_user` plus ``token_id, revoked_at, last_used_at``
-    of the API token with this hash."""
+    """The user columns of :func:`find_credential_user` plus ``token_id, revoked_at, last_used_at, kind,
+    expires_at, token_created_at`` of the token with this hash."""
     return conn.execute(_USER_BY_TOKEN, {"hash": token_hash}).first()
 
 
@@ -94,10 +101,11 @@ async def get_token(db: AsyncSession, token_id: str) -> ApiToken | None:
 
 
 async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[tuple[ApiToken, str]]:
-    """API tokens with their owner's name, of one user or of all, oldest first."""
+    """API tokens (not browser sessions) with their owner's name, of one user or of all, oldest first."""
     query = (
         select(ApiToken, User.name)
         .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.kind == "api")
         .order_by(ApiToken.created_at, ApiToken.id)
     )
     if user_id is not None:
@@ -108,3 +116,12 @@ async def list_tokens(db: AsyncSession, user_id: str | None = None) -> Sequence[
 def touch_token(conn: Connection, token_id: str, when: dt.datetime) -> None:
     """Record when an API token was last used."""
     conn.execute(update(TOKENS).where(TOKENS.c.id == token_id).values(last_used_at=when))
+
+
+def revoke_browser_session(conn: Connection, token_hash: str, when: dt.datetime) -> None:
+    """End a browser session (a token of kind ``browser``) by its hash."""
+    conn.execute(
+        update(TOKENS)
+        .where(TOKENS.c.token_hash == token_hash, TOKENS.c.kind == "browser", TOKENS.c.revoked_at.is_(None))
+        .values(revoked_at=when)
+    )

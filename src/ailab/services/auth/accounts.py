@@ -158,6 +158,10 @@ class AuthService:
         name is locked (without checking the password); an address over its limit is slowed down, never
         refused. :class:`AuthError` on a wrong name or password or a disabled user.
         """
+        return self.issue_access_token(principal_of(await self._admit(name, password, address)))
+
+    async def _admit(self, name: str, password: str, address: str | None) -> User:
+        """The user whose password this is, through the login throttle (see :meth:`login`)."""
         admission = await self.throttle.begin(name, address)
         if admission.name_wait > 0:
             raise TooManyAttempts("too many failed logins; try again later", retry_after=admission.name_wait)
@@ -170,7 +174,36 @@ class AuthService:
         if user is None:
             raise AuthError("invalid user name or password")
         await self.throttle.succeeded(name, address)
-        return self.issue_access_token(principal_of(user))
+        return user
+
+    async def open_browser_session(self, name: str, password: str, address: str | None = None) -> str:
+        """Check a password as :meth:`login` does and open a browser session: a token of kind
+        ``browser`` (for an httpOnly cookie) that ends at :meth:`close_browser_session` or after the
+        access-token lifetime."""
+        await self._admit(name, password, address)
+        plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        async with self._db.write() as session:
+            user = await users_repo.get_user_by_name(session, name)
+            if user is None:  # deleted between the check and now
+                raise AuthError("invalid user name or password")
+            row = ApiToken(
+                id=str(uuid.uuid4()),
+                user_id=user.id,
+                name="browser session",
+                token_hash=hash_token(plaintext),
+                prefix=plaintext[: len(API_TOKEN_PREFIX) + 4],
+                created_at=now,
+                kind="browser",
+                expires_at=now + dt.timedelta(seconds=self._settings.access_token_ttl_seconds),
+            )
+            await users_repo.add_token(session, row)
+        return plaintext
+
+    async def close_browser_session(self, plaintext: str) -> None:
+        """End a browser session at once (sign-out); an unknown one is ignored."""
+        await self._db.run_write(users_repo.revoke_browser_session, hash_token(plaintext), utcnow())
+        self._cache.pop(hash_token(plaintext), None)
 
     async def _check(self, name: str, password: str) -> User | None:
         """The active user ``name`` if ``password`` is theirs."""
@@ -235,6 +268,10 @@ class AuthService:
         if row is None or row.revoked_at is not None or row.disabled:
             raise AuthError("invalid API token")
         now = utcnow()
+        if row.kind == "browser" and (
+            (row.expires_at is not None and row.expires_at <= now) or row.token_created_at < row.updated_at
+        ):
+            raise AuthError("your session has ended; sign in again")
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
             await self._db.run_write(users_repo.touch_token, row.token_id, now)
         return Principal(row.id, row.name, row.role)

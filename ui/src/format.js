@@ -1,0 +1,22 @@
+// How numbers and times read on the pages.
+
+const decimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** A number with at most one decimal, or a dash. */
+export function num(value) {
+  return value == null || Number.isNaN(value) ? "–" : decimal.format(value);
+}
+
+/** Milliseconds, as ms or s. */
+export function duration(ms) {
+  if (ms == null) return "–";
+  return ms >= 1000 ? `${decimal.format(ms / 1000)} s` : `${decimal.format(ms)} ms`;
+}
+
+/** A date and time in the reader's locale, or a dash. */
+export function when(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : dateTime.format(date);
+}

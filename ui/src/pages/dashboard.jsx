@@ -1,0 +1,441 @@
+// The dashboard: the machine live (admins), latency per route and per model, and the LLM benchmark.
+
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, withQuery } from "../api.js";
+import { duration, num, when } from "../format.js";
+import { LineChart } from "../components/chart.jsx";
+
+const POLL_MS = 2500;
+const HISTORY_SECONDS = 5 * 60;
+const WINDOWS = [
+  [1, "last hour"],
+  [6, "last 6 hours"],
+  [24, "last 24 hours"],
+  [24 * 7, "last 7 days"],
+  [24 * 30, "last 30 days"],
+];
+
+/** Calls `tick` now and every `ms` while the page is visible; stops when `tick` answers false. */
+function usePolling(tick, ms) {
+  const latest = useRef(tick);
+  latest.current = tick;
+  useEffect(() => {
+    let timer = 0;
+    let stopped = false;
+    const run = async () => {
+      if (document.visibilityState === "visible" && (await latest.current()) === false) stopped = true;
+      if (!stopped) timer = setTimeout(run, ms);
+    };
+    run();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [ms]);
+}
+
+function Live() {
+  const [sample, setSample] = useState(null);
+  const [history, setHistory] = useState(null);
+  const [error, setError] = useState("");
+
+  usePolling(async () => {
+    try {
+      const metrics = await api.get("/metrics");
+      setSample(metrics);
+      setError("");
+      setHistory((previous) => {
+        const rows = previous ? previous.rows.filter((row) => row.t > metrics.sampled_at - HISTORY_SECONDS) : [];
+        if (rows.length && rows.at(-1).t >= metrics.sampled_at) return previous;
+        const row = { t: metrics.sampled_at, cpu: metrics.cpu_usage_percent, memory: metrics.memory_usage_percent };
+        metrics.gpus.forEach((gpu, index) => {
+          row[`gpu${index}`] = gpu.utilization_percent;
+          row[`gpumem${index}`] = gpu.memory_total_mb ? (100 * gpu.memory_used_mb) / gpu.memory_total_mb : null;
+        });
+        return { rows: [...rows, row], gpus: metrics.gpus.map((gpu) => gpu.name) };
+      });
+      return true;
+    } catch (failure) {
+      setError(failure.status === 403 ? "The live view of the machine is for administrators." : failure.message);
+      return failure.status !== 403;
+    }
+  }, POLL_MS);
+
+  const rows = history?.rows || [];
+  const gpus = history?.gpus || [];
+  const column = (name) => rows.map((row) => row[name] ?? null);
+  const machine = [column("t"), column("cpu"), column("memory")];
+  const gpuData = [column("t"), ...gpus.flatMap((_, index) => [column(`gpu${index}`), column(`gpumem${index}`)])];
+  const gpuSeries = gpus.flatMap((name, index) => [
+    { label: `GPU ${index} ${name} use` },
+    { label: `GPU ${index} memory` },
+  ]);
+
+  return (
+    <section class="section" aria-labelledby="live-title">
+      <h2 id="live-title">Machine, live</h2>
+      {error && <p role="alert" class="error">{error}</p>}
+      {sample && (
+        <>
+          <dl class="stats">
+            <div><dt>CPU</dt><dd>{num(sample.cpu_usage_percent)} %</dd></div>
+            <div><dt>Memory</dt><dd>{num(sample.memory_usage_percent)} % ({num(sample.memory_used_mb / 1024)} of {num(sample.memory_total_mb / 1024)} GB)</dd></div>
+            <div><dt>Disk</dt><dd>{num(sample.disk_usage_percent)} % ({num(sample.disk_used_gb)} of {num(sample.disk_total_gb)} GB)</dd></div>
+            <div><dt>Server process</dt><dd>{num(sample.process_rss_mb)} MB, {num(sample.process_cpu_percent)} % CPU</dd></div>
+            <div><dt>Up for</dt><dd>{duration(sample.uptime_seconds * 1000)}</dd></div>
+            <div><dt>Database connections</dt><dd>{sample.database_pool.in_use} in use, {sample.database_pool.idle} idle</dd></div>
+            {sample.gpus.map((gpu, index) => (
+              <div key={index}>
+                <dt>GPU {index}: {gpu.name}</dt>
+                <dd>
+                  {num(gpu.utilization_percent)} %, {num(gpu.memory_used_mb)} of {num(gpu.memory_total_mb)} MB
+                  {gpu.temperature_c != null && `, ${num(gpu.temperature_c)} °C`}
+                </dd>
+              </div>
+            ))}
+          </dl>
+          <h3>CPU and memory, last 5 minutes</h3>
+          <LineChart
+            summary={`CPU and memory use over the last 5 minutes; now CPU ${num(sample.cpu_usage_percent)} %, memory ${num(sample.memory_usage_percent)} %`}
+            data={machine}
+            series={[{ label: "CPU" }, { label: "Memory" }]}
+            unit=" %"
+            yRange={[0, 100]}
+          />
+          {gpus.length > 0 ? (
+            <>
+              <h3>GPUs, last 5 minutes</h3>
+              <LineChart summary="GPU use and GPU memory over the last 5 minutes" data={gpuData} series={gpuSeries} unit=" %" yRange={[0, 100]} />
+            </>
+          ) : (
+            <p class="muted">No GPU found (NVIDIA GPUs are read through NVML).</p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function LatencyTable({ title, rows, first }) {
+  const entries = Object.entries(rows).sort((a, b) => b[1].count - a[1].count);
+  return (
+    <>
+      <h3>{title}</h3>
+      {!entries.length ? (
+        <p class="muted">Nothing measured in this window.</p>
+      ) : (
+        <div class="table-wrap">
+          <table>
+            <caption class="sr-only">{title}</caption>
+            <thead>
+              <tr>
+                <th scope="col">{first}</th>
+                <th scope="col" class="number">Requests</th>
+                <th scope="col" class="number">Errors</th>
+                <th scope="col" class="number">p50</th>
+                <th scope="col" class="number">p95</th>
+                <th scope="col" class="number">p99</th>
+              </tr>
+            </thead>
+            <tbody>
+              {entries.map(([name, stats]) => (
+                <tr key={name}>
+                  <th scope="row"><code>{name}</code></th>
+                  <td class="number">{stats.count}</td>
+                  <td class="number">{stats.errors ? `${stats.errors} (${num(stats.error_rate * 100)} %)` : 0}</td>
+                  <td class="number">{duration(stats.p50)}</td>
+                  <td class="number">{duration(stats.p95)}</td>
+                  <td class="number">{duration(stats.p99)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}
+
+function Latency() {
+  const [hours, setHours] = useState(24);
+  const [summary, setSummary] = useState(null);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    api.get(withQuery("/performance/summary", { hours })).then(
+      (answer) => {
+        setSummary(answer);
+        setError("");
+      },
+      (failure) => setError(failure.message),
+    );
+  }, [hours]);
+  return (
+    <section class="section" aria-labelledby="latency-title">
+      <h2 id="latency-title">Latency</h2>
+      <label class="inline">
+        Window
+        <select value={hours} onChange={(event) => setHours(Number(event.currentTarget.value))}>
+          {WINDOWS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
+        </select>
+      </label>
+      {error && <p role="alert" class="error">{error}</p>}
+      {summary && (
+        <>
+          <p class="muted">
+            {summary.total} requests since {when(summary.since)}; percentiles by {summary.percentile_method}.
+          </p>
+          <LatencyTable title="Per route" first="Route" rows={summary.endpoints} />
+          <LatencyTable title="Per model" first="Model" rows={summary.models} />
+        </>
+      )}
+    </section>
+  );
+}
+
+/** The newest benchmark figures of each model. */
+function ModelSpeeds({ runs }) {
+  const latest = new Map();
+  for (const run of runs) {
+    for (const result of run.results || []) {
+      if (!latest.has(result.model) && result.aggregate?.succeeded) latest.set(result.model, { run, result });
+    }
+  }
+  if (!latest.size) return <p class="muted">Run a benchmark to measure each model's time to first token and speed.</p>;
+  return (
+    <div class="table-wrap">
+      <table>
+        <caption>Time to first token and tokens/s per model (newest benchmark of each)</caption>
+        <thead>
+          <tr>
+            <th scope="col">Model</th>
+            <th scope="col" class="number">TTFT p50</th>
+            <th scope="col" class="number">TTFT p95</th>
+            <th scope="col" class="number">Tokens/s (mean)</th>
+            <th scope="col">Measured</th>
+          </tr>
+        </thead>
+        <tbody>
+          {[...latest.entries()].map(([model, { run, result }]) => (
+            <tr key={model}>
+              <th scope="row"><code>{model}</code></th>
+              <td class="number">{duration(result.aggregate.ttft_ms?.p50)}</td>
+              <td class="number">{duration(result.aggregate.ttft_ms?.p95)}</td>
+              <td class="number">{num(result.aggregate.tokens_per_second?.mean)}</td>
+              <td>{when(run.created_at)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function BenchmarkForm({ models, running, onStart }) {
+  const [fields, setFields] = useState({ model: "", iterations: "3", max_tokens: "64", prompt: "Write one sentence about the sea." });
+  const [error, setError] = useState("");
+  const field = (name) => ({
+    name,
+    value: fields[name],
+    onInput: (event) => setFields((current) => ({ ...current, [name]: event.currentTarget.value })),
+  });
+  const submit = async (event) => {
+    event.preventDefault();
+    setError("");
+    try {
+      const started = await api.post("/benchmark/llm", {
+        model_name: fields.model || undefined,
+        iterations: Number(fields.iterations),
+        max_tokens: Number(fields.max_tokens),
+        prompt: fields.prompt,
+        background: true,
+      });
+      onStart(started.id);
+    } catch (failure) {
+      setError(failure.message);
+    }
+  };
+  return (
+    <form class="bench-form" onSubmit={submit}>
+      <label>
+        Model
+        <select {...field("model")}>
+          <option value="">Server default</option>
+          {models.map((id) => <option key={id} value={id}>{id}</option>)}
+        </select>
+      </label>
+      <label>
+        Iterations
+        <input type="number" min={1} max={100} required {...field("iterations")} />
+      </label>
+      <label>
+        Max tokens
+        <input type="number" min={1} max={4096} required {...field("max_tokens")} />
+      </label>
+      <label class="wide">
+        Prompt
+        <textarea rows={2} required maxLength={100000} {...field("prompt")} />
+      </label>
+      <button type="submit" class="primary" disabled={running}>Run benchmark</button>
+      {error && <p role="alert" class="error">{error}</p>}
+    </form>
+  );
+}
+
+function RunResults({ run }) {
+  const results = run.results || [];
+  const most = Math.max(0, ...results.map((result) => result.iterations.length));
+  const xs = Array.from({ length: most }, (_, index) => index + 1);
+  const measure = (name) => [
+    xs,
+    ...results.map((result) => xs.map((x) => result.iterations.find((item) => item.iteration === x)?.[name] ?? null)),
+  ];
+  const series = results.map((result) => ({ label: result.model }));
+  return (
+    <div class="results">
+      <h3>Run of {when(run.created_at)}: {run.status}</h3>
+      {run.error && <p class="error">{run.error}</p>}
+      {results.length > 0 && (
+        <>
+          <div class="table-wrap">
+            <table>
+              <caption class="sr-only">Results per model</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Model</th>
+                  <th scope="col" class="number">Succeeded</th>
+                  <th scope="col" class="number">TTFT mean</th>
+                  <th scope="col" class="number">TTFT p95</th>
+                  <th scope="col" class="number">Total mean</th>
+                  <th scope="col" class="number">Tokens/s mean</th>
+                </tr>
+              </thead>
+              <tbody>
+                {results.map((result) => (
+                  <tr key={result.model}>
+                    <th scope="row"><code>{result.model}</code></th>
+                    <td class="number">{result.aggregate.succeeded} of {result.aggregate.iterations}</td>
+                    <td class="number">{duration(result.aggregate.ttft_ms?.mean)}</td>
+                    <td class="number">{duration(result.aggregate.ttft_ms?.p95)}</td>
+                    <td class="number">{duration(result.aggregate.total_ms?.mean)}</td>
+                    <td class="number">{num(result.aggregate.tokens_per_second?.mean)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {most > 0 && (
+            <div class="chart-pair">
+              <div>
+                <h4>Time to first token per iteration</h4>
+                <LineChart summary="Time to first token, in milliseconds, of each iteration per model" data={measure("ttft_ms")} series={series} time={false} unit=" ms" height={200} />
+              </div>
+              <div>
+                <h4>Tokens per second per iteration</h4>
+                <LineChart summary="Tokens per second of each iteration per model" data={measure("tokens_per_second")} series={series} time={false} height={200} />
+              </div>
+            </div>
+          )}
+        </>
+      )}
+    </div>
+  );
+}
+
+function Benchmark() {
+  const [models, setModels] = useState([]);
+  const [runs, setRuns] = useState([]);
+  const [selected, setSelected] = useState(null);
+  const [waiting, setWaiting] = useState(null);
+  const [error, setError] = useState("");
+
+  const loadRuns = () =>
+    api.get(withQuery("/benchmark/runs", { limit: 50 })).then(
+      (list) => setRuns(list.items),
+      (failure) => setError(failure.message),
+    );
+  useEffect(() => {
+    api.get("/v1/models").then(
+      (list) => setModels(list.data.map((model) => model.id)),
+      () => setModels([]),
+    );
+    loadRuns();
+  }, []);
+
+  usePolling(async () => {
+    if (!waiting) return true;
+    try {
+      const run = await api.get(`/benchmark/runs/${encodeURIComponent(waiting)}`);
+      if (run.status !== "running") {
+        setWaiting(null);
+        setSelected(run.id);
+        loadRuns();
+      }
+    } catch (failure) {
+      setWaiting(null);
+      setError(failure.message);
+    }
+    return true;
+  }, 1500);
+
+  const shown = runs.find((run) => run.id === selected) || runs.find((run) => run.status !== "running");
+  return (
+    <section class="section" aria-labelledby="bench-title">
+      <h2 id="bench-title">Benchmark</h2>
+      <BenchmarkForm
+        models={models}
+        running={Boolean(waiting)}
+        onStart={(id) => {
+          setError("");
+          setWaiting(id);
+          loadRuns();
+        }}
+      />
+      <p role="status" class="muted">{waiting ? "The benchmark runs…" : ""}</p>
+      {error && <p role="alert" class="error">{error}</p>}
+      <ModelSpeeds runs={runs} />
+      {shown && <RunResults run={shown} />}
+      {runs.length > 0 && (
+        <div class="table-wrap">
+          <table>
+            <caption>Benchmark runs</caption>
+            <thead>
+              <tr>
+                <th scope="col">Started</th>
+                <th scope="col">Models</th>
+                <th scope="col" class="number">Iterations</th>
+                <th scope="col">State</th>
+                <th scope="col"><span class="sr-only">Actions</span></th>
+              </tr>
+            </thead>
+            <tbody>
+              {runs.map((run) => (
+                <tr key={run.id} class={shown === run ? "current" : undefined}>
+                  <td>{when(run.created_at)}</td>
+                  <td>{(run.results || []).map((result) => result.model).join(", ") || run.params?.model_name || "–"}</td>
+                  <td class="number">{run.params?.iterations ?? "–"}</td>
+                  <td>{run.status}</td>
+                  <td>
+                    <button type="button" class="small" disabled={run.status === "running" || shown === run} onClick={() => setSelected(run.id)} aria-label={`Show the run of ${when(run.created_at)}`}>
+                      Show
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+export function Dashboard({ isAdmin }) {
+  return (
+    <main id="main" tabIndex={-1} class="page dashboard">
+      <h1>Dashboard</h1>
+      {isAdmin ? <Live /> : <p class="muted">The live view of the machine is for administrators.</p>}
+      <Latency />
+      <Benchmark />
+    </main>
+  );
+}
