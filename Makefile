@@ -16,7 +16,10 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 # pytest processes: the suite waits on servers, databases and the model as much as it computes.
 TEST_WORKERS ?= 2
 
-.PHONY: install serve test check lint format clean
+# The end-to-end tests drive Debian's chromium (Playwright's own browser download cannot work here).
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: install serve test check lint format clean browser
 
 install: $(STAMP)
 
@@ -44,8 +47,15 @@ format: install
 	$(BIN)/ruff check --fix src tests bench examples
 	$(BIN)/ruff format src tests bench examples
 
+# Installs chromium for the browser tests when it is missing and this is root with apt; otherwise those
+# tests say why they are skipped (and fail under CI=true).
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ echo "Installing chromium for the browser tests..."; \
+		  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; } || true
+
 # Coverage of src/ailab, printed as a table; below [tool.coverage.report] fail_under fails the run.
-test: install lint
+test: install lint browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov=ailab --cov-report=term:skip-covered
 
 # The quick loop while working: lint, types, and the tests that need no process, model or PostgreSQL.

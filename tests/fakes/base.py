@@ -372,11 +372,16 @@ def main(factory: Callable[..., FakeServer], argv: list[str] | None = None) -> N
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any)")
     parser.add_argument("--reply", default=DEFAULT_REPLY, help="the text every answer contains")
     parser.add_argument("--record", action="store_true", help="keep received requests in memory")
+    parser.add_argument("--echo", action="store_true", help='answer "echo: <the last message>"')
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         server = factory(
-            api_key=args.api_key, any_key=args.api_key is None, reply=args.reply, record=args.record
+            api_key=args.api_key,
+            any_key=args.api_key is None,
+            reply=args.reply,
+            record=args.record,
+            echo=args.echo,
         )
         await server.start(args.port)
         print(f"listening on {server.base_url}", flush=True)

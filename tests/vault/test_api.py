@@ -226,6 +226,22 @@ async def test_only_admins_manage_keys(client: httpx.AsyncClient) -> None:
     assert await stored_rows(services) == {}
     anonymous = await client.get("/api-keys", headers={"Authorization": ""})
     assert anonymous.status_code == 401
+    assert (await client.post("/api-keys/rotate", headers=headers)).status_code == 403
+
+
+async def test_rotating_the_master_key_keeps_every_key_readable(client: httpx.AsyncClient) -> None:
+    services: Services = client.services  # type: ignore[attr-defined]
+    key = openai_key()
+    await client.post("/api-keys", json={"service_name": "openai", "api_key": key})
+    before = (await stored_rows(services))["openai"].ciphertext
+    rotated = await client.post("/api-keys/rotate")
+    assert rotated.status_code == 200, rotated.text
+    report = rotated.json()
+    assert report["reencrypted"] == 1 and report["source"] == "AILAB_MASTER_KEY"
+    assert "AILAB_MASTER_KEY" in report["message"]
+    after = (await stored_rows(services))["openai"].ciphertext
+    assert after != before and key not in after  # re-encrypted (a new token), never plaintext
+    assert (await services.vault.get("openai")).api_key == key  # type: ignore[union-attr]
 
 
 async def test_app_refuses_to_start_with_another_master_key(

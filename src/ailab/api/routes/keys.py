@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Path
 
 from ailab.api.deps import AdminUser, ServicesDep
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
-from ailab.api.schemas.keys import KeyCreate, KeyDeleted, KeyList, KeyOut, KeyStored, KeyTest
+from ailab.api.schemas.keys import (
+    KeyCreate,
+    KeyDeleted,
+    KeyList,
+    KeyOut,
+    KeyRotation,
+    KeyStored,
+    KeyTest,
+)
 from ailab.services.vault.store import Vault
 
 router = APIRouter(tags=["api-keys"], responses=problems(*COMMON_PROBLEMS, 404, 409))
@@ -37,6 +45,33 @@ async def list_keys(_admin: AdminUser, vault: VaultDep) -> KeyList:
     return KeyList(
         configured_services=[KeyOut.model_validate(info) for info in infos],
         supported_services=vault.supported_services(),
+    )
+
+
+@router.post("/api-keys/rotate")
+async def rotate_master_key(_admin: AdminUser, vault: VaultDep) -> KeyRotation:
+    """Re-encrypt every stored key under the newest master key, in one transaction (as ``ai-lab keys
+    rotate``): with the key file a new master key is made and the old one retired; with
+    AILAB_MASTER_KEY="NEW,OLD" the keys move to NEW and OLD may then be dropped."""
+    report = await vault.rotate()
+    source = "AILAB_MASTER_KEY" if report.source == "AILAB_MASTER_KEY" else "key file"
+    if report.new_key_created:
+        message = f"re-encrypted {report.reencrypted} key(s) under a new master key; the old one is retired"
+    elif report.old_keys:
+        message = (
+            f"re-encrypted {report.reencrypted} key(s); the older key(s) in AILAB_MASTER_KEY may be dropped"
+        )
+    else:
+        message = (
+            f"re-encrypted {report.reencrypted} key(s); AILAB_MASTER_KEY lists one key: to change it, "
+            "set AILAB_MASTER_KEY=NEW,OLD and rotate again"
+        )
+    return KeyRotation(
+        message=message,
+        reencrypted=report.reencrypted,
+        source=source,
+        new_key_created=report.new_key_created,
+        old_keys=report.old_keys,
     )
 
 

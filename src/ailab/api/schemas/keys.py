@@ -56,3 +56,13 @@ class KeyDeleted(BaseModel):
     status: Literal["success"] = "success"
     message: str
     service_name: str
+
+
+class KeyRotation(BaseModel):
+    """What rotating the master key did."""
+
+    message: str
+    reencrypted: int = Field(description="stored keys re-encrypted under the newest master key")
+    source: str = Field(description="AILAB_MASTER_KEY, or the key file (its path is not shown)")
+    new_key_created: bool
+    old_keys: int = Field(description="older master keys: retired (key file) or no longer needed (env)")
