@@ -62,7 +62,6 @@ async function call(method, path, options) {
 export const api = {
   get: (path, options) => call("GET", path, options),
   post: (path, body, options) => call("POST", path, { ...options, body }),
-  put: (path, body, options) => call("PUT", path, { ...options, body }),
   patch: (path, body, options) => call("PATCH", path, { ...options, body }),
   del: (path, options) => call("DELETE", path, options),
 };

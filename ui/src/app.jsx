@@ -45,6 +45,14 @@ export function App() {
     document.title = user ? `${TITLES[route.page] || "Chat"} · AI-Lab` : "Sign in · AI-Lab";
   }, [user, route.page]);
 
+  // a new page takes the focus, so that keyboard and screen reader users start at its top
+  const shownPage = useRef(null);
+  useEffect(() => {
+    if (!user) return;
+    if (shownPage.current && shownPage.current !== route.page) document.getElementById("main")?.focus();
+    shownPage.current = route.page;
+  }, [user, route.page]);
+
   if (failure) {
     return (
       <main class="centered">
@@ -68,7 +76,9 @@ export function App() {
     try {
       await api.post("/auth/logout", {});
     } finally {
+      returnTo.current = null; // the next one to sign in starts afresh
       setUser(null);
+      navigate("login", null, { replace: true });
     }
   };
   return (

@@ -20,3 +20,11 @@ export function when(iso) {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : dateTime.format(date);
 }
+
+/** A long span of seconds, as days, hours and minutes. */
+export function span(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 1) return `${Math.floor(seconds)} s`;
+  const parts = [[Math.floor(minutes / 1440), "d"], [Math.floor(minutes / 60) % 24, "h"], [minutes % 60, "min"]];
+  return parts.filter(([value]) => value).map(([value, unit]) => `${value} ${unit}`).join(" ");
+}

@@ -28,6 +28,8 @@ for (const [name, language] of Object.entries(languages)) hljs.registerLanguage(
 const escapes = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 const escape = (text) => text.replace(/[&<>"']/g, (char) => escapes[char]);
 
+const HANDLER_OR_STYLE = /[\s/](?:on[a-z]+|style)\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]*)/gi;
+
 const marked = new Marked({
   gfm: true,
   breaks: true,
@@ -38,6 +40,12 @@ const marked = new Marked({
       const body = known ? hljs.highlight(text, { language: name, ignoreIllegals: true }).value : escape(text);
       const label = known ? ` language-${escape(name)}` : "";
       return `<pre><code class="hljs${label}">${body}</code></pre>\n`;
+    },
+    // DOMPurify (below) is what keeps raw HTML harmless; this only spares the console the reports of
+    // the Content-Security-Policy that the mere parsing of an event handler or a style writes, even in
+    // the inert document DOMPurify parses into.
+    html({ text }) {
+      return text.replace(/<style[\s\S]*?(<\/style>|$)/gi, "").replace(HANDLER_OR_STYLE, " ");
     },
   },
 });
@@ -63,18 +71,23 @@ export function renderMarkdown(text) {
   return purifier.sanitize(marked.parse(text || ""), policy);
 }
 
-/** Shows `text` as Markdown in `element`, each code block with a "Copy code" button. */
+/** Shows `text` as Markdown in `element`, each code block headed by its language and "Copy code". */
 export function showMarkdown(element, text) {
   element.innerHTML = renderMarkdown(text);
   for (const block of element.querySelectorAll("pre")) {
     const wrapper = document.createElement("div");
     wrapper.className = "code-block";
+    const head = document.createElement("div");
+    head.className = "code-head";
+    const language = document.createElement("span");
+    language.textContent = /language-([\w-]+)/.exec(block.firstElementChild?.className || "")?.[1] || "";
     const button = document.createElement("button");
     button.type = "button";
     button.className = "copy-code";
     button.textContent = "Copy code";
+    head.append(language, button);
     block.replaceWith(wrapper);
-    wrapper.append(button, block);
+    wrapper.append(head, block);
   }
 }
 
@@ -82,7 +95,7 @@ export function showMarkdown(element, text) {
 export function copyCodeOnClick(event) {
   const button = event.target.closest?.("button.copy-code");
   if (!button) return false;
-  const code = button.parentElement.querySelector("pre")?.textContent ?? "";
+  const code = button.closest(".code-block")?.querySelector("pre")?.textContent ?? "";
   copyText(code).then(
     () => flash(button, "Copied"),
     () => flash(button, "Copy failed"),

@@ -49,6 +49,7 @@ function announcementOf(run) {
 let pendingCount = 0;
 
 export function useChat(sessionId, { onSession, onRunEnd }) {
+  const [session, setSession] = useState(null);
   const [messages, setMessages] = useState([]);
   const [states, setStates] = useState([]);
   const [live, setLive] = useState(null);
@@ -88,11 +89,14 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
       self.lastSeq = lastSeq(tail, self.lastSeq);
     }
     setMessages((current) => {
-      const stored = current.filter((message) => !message.pending);
-      if (tail) return [...stored, ...tail];
-      if (run.refused || !run.response) return run.refused ? stored : current;
-      const answer = { key: `local-${++pendingCount}`, role: "assistant", content: run.response, status: run.status };
-      return [...current, answer];
+      if (tail || run.refused) {
+        const stored = current.filter((message) => !message.pending);
+        return tail ? [...stored, ...tail] : stored;
+      }
+      // the stored messages could not be read: keep what this page saw
+      const kept = current.map((message) => (message.pending ? { ...message, pending: false } : message));
+      if (!run.response) return kept;
+      return [...kept, { key: `local-${++pendingCount}`, role: "assistant", content: run.response, status: run.status }];
     });
     self.live = null;
     self.controller = null;
@@ -173,6 +177,7 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
     const generation = ++self.generation;
     self.sessionId = id;
     self.lastSeq = -1;
+    setSession(null);
     setMessages([]);
     setStates([]);
     setLive(null);
@@ -184,10 +189,12 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
     }
     setLoading(true);
     try {
+      const about = await api.get(sessionPath(id));
       // runs first: a run that ends meanwhile is then in the messages, and its replay is not doubled
       const running = await api.get(withQuery(`${sessionPath(id)}/runs`, { status: "running", limit: 1 }));
       const items = await loadMessages(id, -1);
       if (generation !== self.generation) return;
+      setSession(about);
       self.lastSeq = lastSeq(items, -1);
       setMessages(items);
       setLoading(false);
@@ -221,8 +228,7 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
       ...current,
       { key: `pending-${++pendingCount}`, role: "user", content: text, status: "complete", pending: true },
     ]);
-    const run = newRun();
-    run.sessionId = self.sessionId || null;
+    const run = newRun(); // its session is known from its first event, when the server has taken it
     await follow(run, (signal) => send("POST", "/chat", { body, signal }));
     return !run.refused;
   };
@@ -235,5 +241,5 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
   useEffect(() => () => self.controller?.abort(), []);
 
   const traces = useMemo(() => matchTraces(messages, states), [messages, states]);
-  return { messages, traces, live, loading, error, announcement, send: sendMessage, stop };
+  return { session, messages, traces, live, loading, error, announcement, send: sendMessage, stop };
 }

@@ -12,10 +12,12 @@ function themeColour(name) {
 }
 
 /**
- * `data`: [xs, ...one array per series]; `series`: [{label}]; `time`: whether xs are unix seconds;
- * `unit`: added to the y values; `yRange`: [min, max] or undefined to fit the data.
+ * `data`: [xs, ...one array per series]; `series`: [{label}]; `timeWindow`: xs are unix seconds and the
+ * chart shows that many seconds up to the newest (otherwise xs are iteration numbers); `unit`: added
+ * to the y values; `yRange`: [min, max] or undefined to fit the data.
  */
-export function LineChart({ summary, data, series, time = true, unit = "", yRange, height = 220 }) {
+export function LineChart({ summary, data, series, timeWindow, unit = "", yRange, height = 220 }) {
+  const time = Boolean(timeWindow);
   const box = useRef(null);
   const plot = useRef(null);
   const labels = series.map((item) => item.label).join("|");
@@ -27,9 +29,12 @@ export function LineChart({ summary, data, series, time = true, unit = "", yRang
     const options = {
       width: Math.max(box.current.clientWidth, 200),
       height,
-      scales: { x: { time }, y: yRange ? { range: yRange } : {} },
+      scales: {
+        x: time ? { time, range: (_, min, max) => [max - timeWindow, max] } : { time },
+        y: yRange ? { range: yRange } : {},
+      },
       axes: [
-        axis,
+        time ? axis : { ...axis, incrs: [1, 2, 5, 10, 20, 50, 100] },
         { ...axis, size: 60, values: (_, ticks) => ticks.map((tick) => `${tick}${unit}`) },
       ],
       series: [
@@ -55,7 +60,7 @@ export function LineChart({ summary, data, series, time = true, unit = "", yRang
       plot.current.destroy();
       plot.current = null;
     };
-  }, [labels, time, unit, height]);
+  }, [labels, timeWindow, unit, height]);
 
   useEffect(() => {
     plot.current?.setData(data);

@@ -48,17 +48,17 @@ export function Composer({ busy, choice, onChoose, onSend, onStop }) {
   return (
     <form class="composer" onSubmit={submit}>
       <div class="choices">
-        <label>
-          Model
-          <select value={model} onChange={(event) => onChoose("model", event.currentTarget.value)}>
+        <div class="field">
+          <label for="choice-model">Model</label>
+          <select id="choice-model" value={model} onChange={(event) => onChoose("model", event.currentTarget.value)}>
             <option value="">Server default</option>
             {model && models.length > 0 && !models.includes(model) && <option value={model}>{model} (not available now)</option>}
             {models.map((id) => <option key={id} value={id}>{id}</option>)}
           </select>
-        </label>
-        <label>
-          Pipeline
-          <select value={pipeline} onChange={(event) => onChoose("pipeline", event.currentTarget.value)}>
+        </div>
+        <div class="field">
+          <label for="choice-pipeline">Pipeline</label>
+          <select id="choice-pipeline" value={pipeline} onChange={(event) => onChoose("pipeline", event.currentTarget.value)}>
             <option value="">Server default</option>
             {pipeline && pipelines.length > 0 && !pipelines.some((item) => item.name === pipeline) && (
               <option value={pipeline}>{pipeline} (not available now)</option>
@@ -67,7 +67,7 @@ export function Composer({ busy, choice, onChoose, onSend, onStop }) {
               <option key={item.name} value={item.name} title={item.description}>{item.name}</option>
             ))}
           </select>
-        </label>
+        </div>
       </div>
       <div class="write">
         <label for="message" class="sr-only">Message</label>

@@ -2,6 +2,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 
+/** `label`: the button's full name (what it does to what), where its text alone is too short. */
 export function ConfirmButton({ children, label, confirm, question, onConfirm, disabled }) {
   const [asking, setAsking] = useState(false);
   const yes = useRef(null);
@@ -21,7 +22,7 @@ export function ConfirmButton({ children, label, confirm, question, onConfirm, d
     );
   }
   return (
-    <span class="confirm" role="group" aria-label={question} onKeyDown={(event) => event.key === "Escape" && setAsking(false)}>
+    <span class="confirm" onKeyDown={(event) => event.key === "Escape" && setAsking(false)}>
       <span>{question}</span>
       <button
         type="button"

@@ -70,7 +70,7 @@ function EditBox({ text, onSend, onCancel }) {
   };
   return (
     <form class="edit" onSubmit={submit}>
-      <textarea ref={area} aria-label="Edit message" rows={3} value={value} onInput={(event) => setValue(event.currentTarget.value)} onKeyDown={keys} />
+      <textarea ref={area} aria-label="Edited text" rows={3} value={value} onInput={(event) => setValue(event.currentTarget.value)} onKeyDown={keys} />
       <div class="actions">
         <button type="submit" class="primary small" disabled={!value.trim()}>Save and send</button>
         <button type="button" class="small" onClick={onCancel}>Cancel</button>
@@ -100,8 +100,10 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
             actions.send(text);
           }}
         />
-      ) : (
+      ) : message.content ? (
         <Markdown text={message.content} observe={observe} />
+      ) : (
+        <p class="muted">{message.status === "cancelled" ? "Stopped before any text." : "No text."}</p>
       )}
       {!editing && !message.pending && (isUser || isAnswer) && (
         <div class="actions">
@@ -145,6 +147,8 @@ function LiveMessage({ run }) {
       cancelAnimationFrame(frame);
     };
   }, [run]);
+  // shown once the server has taken the run (the address then names its chat, for a reload)
+  if (!run.sessionId) return null;
   const step = run.steps.at(-1);
   const writing = run.status === "running";
   return (

@@ -11,6 +11,10 @@ export function Lazy({ load, props }) {
       (error) => setFailure(error.message),
     );
   }, [load]);
+  // the placeholder had the focus (a new page takes it): the loaded page takes it over
+  useEffect(() => {
+    if (Loaded && document.activeElement === document.body) document.getElementById("main")?.focus();
+  }, [Loaded]);
   if (failure) return <main id="main" tabIndex={-1} class="page"><p role="alert">This page failed to load: {failure}</p></main>;
   if (!Loaded) return <main id="main" tabIndex={-1} class="page" aria-busy="true">Loading…</main>;
   return <Loaded {...props} />;

@@ -108,13 +108,14 @@ function SessionItem({ session, current, sessions, onOpen, onError }) {
   };
 
   const name = session.title || "Untitled";
+  const linkId = `session-${session.id}`;
   if (mode === "rename") {
     return (
       <li class="session editing">
         <form onSubmit={rename} onKeyDown={(event) => event.key === "Escape" && close()}>
           <input
             ref={focus}
-            aria-label={`New title for ${name}`}
+            aria-label="New title"
             value={title}
             maxLength={256}
             onInput={(event) => setTitle(event.currentTarget.value)}
@@ -136,14 +137,14 @@ function SessionItem({ session, current, sessions, onOpen, onError }) {
   }
   return (
     <li class={current ? "session current" : "session"}>
-      <a href={`#/chat/${encodeURIComponent(session.id)}`} aria-current={current ? "page" : undefined} onClick={onOpen}>
+      <a id={linkId} href={`#/chat/${encodeURIComponent(session.id)}`} aria-current={current ? "page" : undefined} onClick={onOpen}>
         {name}
       </a>
       <span class="session-actions">
         <button
           type="button"
           class="small"
-          aria-label={`Rename ${name}`}
+          aria-describedby={linkId}
           ref={opener}
           onClick={() => {
             setTitle(session.title);
@@ -152,7 +153,7 @@ function SessionItem({ session, current, sessions, onOpen, onError }) {
         >
           Rename
         </button>
-        <button type="button" class="small" aria-label={`Delete ${name}`} onClick={() => setMode("delete")}>
+        <button type="button" class="small" aria-describedby={linkId} onClick={() => setMode("delete")}>
           Delete
         </button>
       </span>

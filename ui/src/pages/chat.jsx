@@ -56,7 +56,8 @@ export function Chat({ sessionId }) {
     else if (panelOpen) setPanelOpen(false);
   };
 
-  const title = sessionId ? sessions.items.find((item) => item.id === sessionId)?.title || "Chat" : "New chat";
+  const listed = sessions.items.find((item) => item.id === sessionId);
+  const title = sessionId ? listed?.title || chat.session?.title || "Chat" : "New chat";
   const error = notice || chat.error;
   return (
     <main id="main" tabIndex={-1} class="chat" onKeyDown={stopOnEscape}>
@@ -67,7 +68,7 @@ export function Chat({ sessionId }) {
         onClose={() => setPanelOpen(false)}
         onError={setNotice}
       />
-      <section class="pane" aria-labelledby="chat-title">
+      <section class="pane">
         <div class="pane-head">
           <button
             type="button"

@@ -2,11 +2,14 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, withQuery } from "../api.js";
-import { duration, num, when } from "../format.js";
+import { duration, num, span, when } from "../format.js";
 import { LineChart } from "../components/chart.jsx";
 
 const POLL_MS = 2500;
 const HISTORY_SECONDS = 5 * 60;
+const TREND_EVERY_MS = 15000;
+const TREND_LOOK_BACK_HOURS = 5 / 60;
+const CHAT_ROUTE = "POST /chat";
 const WINDOWS = [
   [1, "last hour"],
   [6, "last 6 hours"],
@@ -82,7 +85,7 @@ function Live() {
             <div><dt>Memory</dt><dd>{num(sample.memory_usage_percent)} % ({num(sample.memory_used_mb / 1024)} of {num(sample.memory_total_mb / 1024)} GB)</dd></div>
             <div><dt>Disk</dt><dd>{num(sample.disk_usage_percent)} % ({num(sample.disk_used_gb)} of {num(sample.disk_total_gb)} GB)</dd></div>
             <div><dt>Server process</dt><dd>{num(sample.process_rss_mb)} MB, {num(sample.process_cpu_percent)} % CPU</dd></div>
-            <div><dt>Up for</dt><dd>{duration(sample.uptime_seconds * 1000)}</dd></div>
+            <div><dt>Up for</dt><dd>{span(sample.uptime_seconds)}</dd></div>
             <div><dt>Database connections</dt><dd>{sample.database_pool.in_use} in use, {sample.database_pool.idle} idle</dd></div>
             {sample.gpus.map((gpu, index) => (
               <div key={index}>
@@ -99,13 +102,14 @@ function Live() {
             summary={`CPU and memory use over the last 5 minutes; now CPU ${num(sample.cpu_usage_percent)} %, memory ${num(sample.memory_usage_percent)} %`}
             data={machine}
             series={[{ label: "CPU" }, { label: "Memory" }]}
+            timeWindow={HISTORY_SECONDS}
             unit=" %"
             yRange={[0, 100]}
           />
           {gpus.length > 0 ? (
             <>
               <h3>GPUs, last 5 minutes</h3>
-              <LineChart summary="GPU use and GPU memory over the last 5 minutes" data={gpuData} series={gpuSeries} unit=" %" yRange={[0, 100]} />
+              <LineChart summary="GPU use and GPU memory over the last 5 minutes" data={gpuData} series={gpuSeries} timeWindow={HISTORY_SECONDS} unit=" %" yRange={[0, 100]} />
             </>
           ) : (
             <p class="muted">No GPU found (NVIDIA GPUs are read through NVML).</p>
@@ -118,40 +122,69 @@ function Live() {
 
 function LatencyTable({ title, rows, first }) {
   const entries = Object.entries(rows).sort((a, b) => b[1].count - a[1].count);
+  if (!entries.length) return <p class="muted">{title}: nothing measured in this window.</p>;
+  return (
+    <div class="table-wrap">
+      <table>
+        <caption>{title}</caption>
+        <thead>
+          <tr>
+            <th scope="col">{first}</th>
+            <th scope="col" class="number">Requests</th>
+            <th scope="col" class="number">Errors</th>
+            <th scope="col" class="number">p50</th>
+            <th scope="col" class="number">p95</th>
+            <th scope="col" class="number">p99</th>
+          </tr>
+        </thead>
+        <tbody>
+          {entries.map(([name, stats]) => (
+            <tr key={name}>
+              <th scope="row"><code>{name}</code></th>
+              <td class="number">{stats.count}</td>
+              <td class="number">{stats.errors ? `${stats.errors} (${num(stats.error_rate * 100)} %)` : 0}</td>
+              <td class="number">{duration(stats.p50)}</td>
+              <td class="number">{duration(stats.p95)}</td>
+              <td class="number">{duration(stats.p99)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/**
+ * The API keeps no latency series, so the page samples one: every TREND_EVERY_MS while it is open,
+ * the p95 of the TREND_LOOK_BACK_HOURS before, for /chat and for each model.
+ */
+function LatencyTrend() {
+  const [rows, setRows] = useState([]);
+  usePolling(async () => {
+    try {
+      const summary = await api.get(withQuery("/performance/summary", { hours: TREND_LOOK_BACK_HOURS }));
+      const now = Date.now() / 1000;
+      const values = { [CHAT_ROUTE]: summary.endpoints[CHAT_ROUTE]?.p95 ?? null };
+      for (const [model, stats] of Object.entries(summary.models)) values[model] = stats.p95;
+      setRows((current) => [...current.filter((row) => row.t > now - HISTORY_SECONDS), { t: now, values }]);
+    } catch {
+      // the tables beside it say what went wrong
+    }
+    return true;
+  }, TREND_EVERY_MS);
+  const labels = [CHAT_ROUTE, ...new Set(rows.flatMap((row) => Object.keys(row.values)).filter((name) => name !== CHAT_ROUTE))];
+  const data = [rows.map((row) => row.t), ...labels.map((label) => rows.map((row) => row.values[label] ?? null))];
   return (
     <>
-      <h3>{title}</h3>
-      {!entries.length ? (
-        <p class="muted">Nothing measured in this window.</p>
-      ) : (
-        <div class="table-wrap">
-          <table>
-            <caption class="sr-only">{title}</caption>
-            <thead>
-              <tr>
-                <th scope="col">{first}</th>
-                <th scope="col" class="number">Requests</th>
-                <th scope="col" class="number">Errors</th>
-                <th scope="col" class="number">p50</th>
-                <th scope="col" class="number">p95</th>
-                <th scope="col" class="number">p99</th>
-              </tr>
-            </thead>
-            <tbody>
-              {entries.map(([name, stats]) => (
-                <tr key={name}>
-                  <th scope="row"><code>{name}</code></th>
-                  <td class="number">{stats.count}</td>
-                  <td class="number">{stats.errors ? `${stats.errors} (${num(stats.error_rate * 100)} %)` : 0}</td>
-                  <td class="number">{duration(stats.p50)}</td>
-                  <td class="number">{duration(stats.p95)}</td>
-                  <td class="number">{duration(stats.p99)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <h3>Latency over time</h3>
+      <p class="muted">p95 of the 5 minutes before each point, read every 15 s while this page is open.</p>
+      <LineChart
+        summary="95th percentile latency of /chat and of each model over the last minutes"
+        data={data}
+        series={labels.map((label) => ({ label }))}
+        timeWindow={HISTORY_SECONDS}
+        unit=" ms"
+      />
     </>
   );
 }
@@ -172,20 +205,21 @@ function Latency() {
   return (
     <section class="section" aria-labelledby="latency-title">
       <h2 id="latency-title">Latency</h2>
-      <label class="inline">
-        Window
-        <select value={hours} onChange={(event) => setHours(Number(event.currentTarget.value))}>
+      <div class="field inline">
+        <label for="latency-window">Window</label>
+        <select id="latency-window" value={hours} onChange={(event) => setHours(Number(event.currentTarget.value))}>
           {WINDOWS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
         </select>
-      </label>
+      </div>
       {error && <p role="alert" class="error">{error}</p>}
       {summary && (
         <>
           <p class="muted">
             {summary.total} requests since {when(summary.since)}; percentiles by {summary.percentile_method}.
           </p>
-          <LatencyTable title="Per route" first="Route" rows={summary.endpoints} />
-          <LatencyTable title="Per model" first="Model" rows={summary.models} />
+          <LatencyTrend />
+          <LatencyTable title="Latency per route" first="Route" rows={summary.endpoints} />
+          <LatencyTable title="Latency per model" first="Model" rows={summary.models} />
         </>
       )}
     </section>
@@ -256,13 +290,13 @@ function BenchmarkForm({ models, running, onStart }) {
   };
   return (
     <form class="bench-form" onSubmit={submit}>
-      <label>
-        Model
-        <select {...field("model")}>
+      <div class="field">
+        <label for="bench-model">Model</label>
+        <select id="bench-model" {...field("model")}>
           <option value="">Server default</option>
           {models.map((id) => <option key={id} value={id}>{id}</option>)}
         </select>
-      </label>
+      </div>
       <label>
         Iterations
         <input type="number" min={1} max={100} required {...field("iterations")} />
@@ -327,11 +361,11 @@ function RunResults({ run }) {
             <div class="chart-pair">
               <div>
                 <h4>Time to first token per iteration</h4>
-                <LineChart summary="Time to first token, in milliseconds, of each iteration per model" data={measure("ttft_ms")} series={series} time={false} unit=" ms" height={200} />
+                <LineChart summary="Time to first token of each run, in milliseconds" data={measure("ttft_ms")} series={series} unit=" ms" height={200} />
               </div>
               <div>
                 <h4>Tokens per second per iteration</h4>
-                <LineChart summary="Tokens per second of each iteration per model" data={measure("tokens_per_second")} series={series} time={false} height={200} />
+                <LineChart summary="Tokens per second of each run" data={measure("tokens_per_second")} series={series} height={200} />
               </div>
             </div>
           )}
@@ -410,12 +444,12 @@ function Benchmark() {
             <tbody>
               {runs.map((run) => (
                 <tr key={run.id} class={shown === run ? "current" : undefined}>
-                  <td>{when(run.created_at)}</td>
+                  <td id={`bench-${run.id}`}>{when(run.created_at)}</td>
                   <td>{(run.results || []).map((result) => result.model).join(", ") || run.params?.model_name || "–"}</td>
                   <td class="number">{run.params?.iterations ?? "–"}</td>
                   <td>{run.status}</td>
                   <td>
-                    <button type="button" class="small" disabled={run.status === "running" || shown === run} onClick={() => setSelected(run.id)} aria-label={`Show the run of ${when(run.created_at)}`}>
+                    <button type="button" class="small" disabled={run.status === "running" || shown === run} onClick={() => setSelected(run.id)} aria-describedby={`bench-${run.id}`}>
                       Show
                     </button>
                   </td>

@@ -110,13 +110,21 @@ function Service({ name, stored, format, onChanged }) {
       </dl>
       <Hint format={format} />
       <form class="key-form" onSubmit={save}>
+        {/* names the key for password managers (and browsers expect it beside a password field) */}
+        <input type="text" autocomplete="username" value={name} hidden readOnly />
         <label>
           API key for {name}
           <input type="password" autocomplete="off" spellcheck={false} value={key} onInput={(event) => setKey(event.currentTarget.value)} />
         </label>
         <label>
-          Config for {name} (optional, one NAME=VALUE a line)
-          <textarea rows={2} spellcheck={false} value={config} onInput={(event) => setConfig(event.currentTarget.value)} />
+          Config for {name}
+          <textarea
+            rows={2}
+            spellcheck={false}
+            placeholder="optional: NAME=VALUE, one a line"
+            value={config}
+            onInput={(event) => setConfig(event.currentTarget.value)}
+          />
         </label>
         <div class="actions">
           <button type="submit" class="primary small" aria-label={`Save ${name} key`}>Save</button>

@@ -1,7 +1,7 @@
 // Users (admins): list, add with a role, change role, password or access, delete; then the
 // signed-in user's own API tokens.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api.js";
 import { when } from "../format.js";
 import { ConfirmButton } from "../components/confirm.jsx";
@@ -38,13 +38,13 @@ function AddUser({ onAdded }) {
         Password
         <input name="password" type="password" autocomplete="new-password" required />
       </label>
-      <label>
-        Role
-        <select name="role">
+      <div class="field">
+        <label for="new-user-role">Role</label>
+        <select id="new-user-role" name="role">
           <option value="user">user</option>
           <option value="admin">admin</option>
         </select>
-      </label>
+      </div>
       <button type="submit" class="primary">Add user</button>
       {error && <p role="alert" class="error">{error}</p>}
     </form>
@@ -53,6 +53,8 @@ function AddUser({ onAdded }) {
 
 function PasswordForm({ user, onSave, onCancel }) {
   const [value, setValue] = useState("");
+  const input = useRef(null);
+  useEffect(() => input.current.focus(), []);
   return (
     <form
       class="inline-form"
@@ -62,13 +64,14 @@ function PasswordForm({ user, onSave, onCancel }) {
       }}
       onKeyDown={(event) => event.key === "Escape" && onCancel()}
     >
+      <input type="text" autocomplete="username" value={user.username} hidden readOnly />
       <input
         type="password"
         autocomplete="new-password"
         aria-label={`New password for ${user.username}`}
         value={value}
         required
-        autoFocus
+        ref={input}
         onInput={(event) => setValue(event.currentTarget.value)}
       />
       <button type="submit" class="small primary" disabled={!value}>Save</button>
@@ -79,9 +82,10 @@ function PasswordForm({ user, onSave, onCancel }) {
 
 function UserRow({ user, onChange, onDelete }) {
   const [settingPassword, setSettingPassword] = useState(false);
+  const nameId = `user-${user.id}`;
   return (
     <tr>
-      <th scope="row">{user.username}</th>
+      <th scope="row" id={nameId}>{user.username}</th>
       <td>
         <select aria-label={`Role of ${user.username}`} value={user.role} onChange={(event) => onChange(user, { role: event.currentTarget.value })}>
           <option value="user">user</option>
@@ -94,7 +98,7 @@ function UserRow({ user, onChange, onDelete }) {
         <button
           type="button"
           class="small"
-          aria-label={`${user.disabled ? "Enable" : "Disable"} ${user.username}`}
+          aria-describedby={nameId}
           onClick={() => onChange(user, { disabled: !user.disabled })}
         >
           {user.disabled ? "Enable" : "Disable"}
@@ -108,7 +112,7 @@ function UserRow({ user, onChange, onDelete }) {
             }}
           />
         ) : (
-          <button type="button" class="small" aria-label={`Set password of ${user.username}`} onClick={() => setSettingPassword(true)}>
+          <button type="button" class="small" aria-describedby={nameId} onClick={() => setSettingPassword(true)}>
             Set password
           </button>
         )}
