@@ -51,6 +51,9 @@ async def test_store_list_replace_delete(
             "ollama",
             "openai-compat",
         } == set(listed["supported_services"])
+        assert set(listed["formats"]) == set(listed["supported_services"])
+        assert "sk-" in listed["formats"]["openai"]["expected"]
+        assert listed["formats"]["azure"]["config"]["endpoint"]["required"] is True
         (entry,) = listed["configured_services"]
         assert entry["service_name"] == "openai"
         assert entry["masked_key"] == "••••" + key[-4:]

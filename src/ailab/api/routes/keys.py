@@ -10,8 +10,10 @@ from fastapi import APIRouter, Depends, Path
 from ailab.api.deps import AdminUser, ServicesDep
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 from ailab.api.schemas.keys import (
+    ConfigFieldFormat,
     KeyCreate,
     KeyDeleted,
+    KeyFormat,
     KeyList,
     KeyOut,
     KeyRotation,
@@ -40,11 +42,23 @@ async def store_key(body: KeyCreate, _admin: AdminUser, vault: VaultDep) -> KeyS
 
 @router.get("/api-keys")
 async def list_keys(_admin: AdminUser, vault: VaultDep) -> KeyList:
-    """The configured services (keys masked: last 4 characters only) and the supported ones."""
+    """The configured services (keys masked: last 4 characters only), the supported ones, and what each
+    one's key looks like."""
     infos = await vault.list_keys()
+    formats = {
+        name: KeyFormat(
+            expected=form.expected,
+            config={
+                field: ConfigFieldFormat(required=spec.required, help=spec.help)
+                for field, spec in form.config.items()
+            },
+        )
+        for name, form in vault.formats().items()
+    }
     return KeyList(
         configured_services=[KeyOut.model_validate(info) for info in infos],
         supported_services=vault.supported_services(),
+        formats=formats,
     )
 
 

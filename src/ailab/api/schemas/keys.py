@@ -38,9 +38,24 @@ class KeyStored(KeyOut):
     message: str
 
 
+class ConfigFieldFormat(BaseModel):
+    """A non-secret setting a service's key takes (an endpoint, a deployment)."""
+
+    required: bool
+    help: str
+
+
+class KeyFormat(BaseModel):
+    """What a service's key looks like, and the settings it takes (``ai-lab keys formats``)."""
+
+    expected: str
+    config: dict[str, ConfigFieldFormat]
+
+
 class KeyList(BaseModel):
     configured_services: list[KeyOut]
     supported_services: list[str] = Field(description="the installed providers that take a key")
+    formats: dict[str, KeyFormat] = Field(description="per supported service, what its key looks like")
 
 
 class KeyTest(Out):

@@ -155,6 +155,11 @@ class Vault:
         """The service names keys can be stored for: the installed plugins that take a credential."""
         return self.plugins.keyed()
 
+    def formats(self) -> dict[str, CredentialFormat]:
+        """The credential format of each supported service."""
+        found = {name: self.plugins.get(name).credential for name in self.plugins.keyed()}
+        return {name: form for name, form in found.items() if form is not None}
+
     def _plugin(self, service: str) -> tuple[ProviderPlugin, CredentialFormat]:
         """The plugin ``service`` names and its credential format; :class:`NotFound` otherwise."""
         plugin = self.plugins.get(service)
