@@ -2,7 +2,8 @@
 real ``ai-lab serve`` on a free port with the embedded model, and a fake OpenAI-compatible upstream (a
 process of its own, answering ``echo: <the message>``) for the rest.
 
-One server per test process (the pages share it; each test works in sessions of its own). Without
+One server per test process (the pages share it; each test works in sessions of its own); one browser
+per test. Without
 chromium or Playwright the tests are skipped with the reason (failed under ``CI=true``). Screenshots of
 each page go to ``AILAB_E2E_ARTIFACTS`` (default ``.e2e-artifacts/``).
 """
@@ -76,9 +77,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Itera
         yield live
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
-    """Headless Chromium."""
+    """Headless Chromium, for one test: Playwright's sync API runs an event loop of its own on this
+    thread while it is open, so it must be closed before the next (asyncio) test of this process."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

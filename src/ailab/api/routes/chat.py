@@ -100,9 +100,8 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
     status = 200
     if run.failure is not None:
         status = run.failure.status
-        headers |= retry_after_header(
-            run.failure
-        )  # throttled upstream, or the embedded model's queue is full
+        # Throttled upstream, or the embedded model's queue is full: when to try again.
+        headers |= retry_after_header(run.failure)
     elif prepared.status not in ("complete", "cancelled"):
         status = 502
     final = prepared.final

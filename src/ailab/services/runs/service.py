@@ -1,4 +1,6 @@
-"""Runs: every ``/chat`` turn executes as a task of the server, not of the request that started it.
+"""Runs: every ``/chat`` turn outlives the request that started it. A streamed one executes in a task of
+its own; a JSON one in its request's task, which the server lets finish when the client goes
+(:meth:`RunService.execute_here`).
 
 A run begins when its user message is stored (the run's row in the same transaction) and ends when its
 answer is stored (its end in the same transaction); its ``final`` event goes out only then, so a client
