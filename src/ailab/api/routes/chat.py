@@ -11,7 +11,7 @@ limit of concurrent runs gets 429 with ``Retry-After`` before anything is stored
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from ailab.api.deps import CurrentUser, ServicesDep
@@ -114,4 +114,5 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         run_id=run.id,
         **({"model": final.model, "usage": _usage(final)} if final is not None else {}),
     )
-    return JSONResponse(reply.model_dump(exclude_unset=True), status_code=status, headers=headers)
+    body_bytes = reply.__pydantic_serializer__.to_json(reply, exclude_unset=True)  # as FastAPI would, at once
+    return Response(body_bytes, status_code=status, headers=headers, media_type="application/json")
