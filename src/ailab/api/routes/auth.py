@@ -45,7 +45,7 @@ async def open_session(body: LoginRequest, request: Request, response: Response,
     """Sign a browser in: the session is an httpOnly, SameSite=Strict cookie that the server accepts
     beside bearer credentials (a change made with it must be sent as JSON). 401 and 429 as ``/auth/login``."""
     address = request.client.host if request.client else None
-    token = await services.auth.open_browser_session(body.username, body.password, address)
+    token, user = await services.auth.open_browser_session(body.username, body.password, address)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -55,7 +55,7 @@ async def open_session(body: LoginRequest, request: Request, response: Response,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    return Me.model_validate(await services.auth.get_user(body.username))
+    return Me.model_validate(user)
 
 
 @router.post("/auth/logout", status_code=204)

@@ -74,6 +74,24 @@ class Principal:
         return self.role == "admin"
 
 
+def new_token(
+    user_id: str, name: str, *, kind: str = "api", expires_at: dt.datetime | None = None
+) -> tuple[str, ApiToken]:
+    """A new token of a user: its plaintext (never stored) and its row (the hash and a short prefix)."""
+    plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        id=str(uuid.uuid4()),
+        user_id=user_id,
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=plaintext[: len(API_TOKEN_PREFIX) + 4],
+        created_at=utcnow(),
+        kind=kind,
+        expires_at=expires_at,
+    )
+    return plaintext, row
+
+
 def hash_token(token: str) -> str:
     """The stored form of an API token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -176,29 +194,21 @@ class AuthService:
         await self.throttle.succeeded(name, address)
         return user
 
-    async def open_browser_session(self, name: str, password: str, address: str | None = None) -> str:
+    async def open_browser_session(
+        self, name: str, password: str, address: str | None = None
+    ) -> tuple[str, User]:
         """Check a password as :meth:`login` does and open a browser session: a token of kind
         ``browser`` (for an httpOnly cookie) that ends at :meth:`close_browser_session` or after the
-        access-token lifetime."""
+        access-token lifetime. Returns the token (shown once) and the user."""
         await self._admit(name, password, address)
-        plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = utcnow()
         async with self._db.write() as session:
             user = await users_repo.get_user_by_name(session, name)
             if user is None:  # deleted between the check and now
                 raise AuthError("invalid user name or password")
-            row = ApiToken(
-                id=str(uuid.uuid4()),
-                user_id=user.id,
-                name="browser session",
-                token_hash=hash_token(plaintext),
-                prefix=plaintext[: len(API_TOKEN_PREFIX) + 4],
-                created_at=now,
-                kind="browser",
-                expires_at=now + dt.timedelta(seconds=self._settings.access_token_ttl_seconds),
-            )
+            expires_at = utcnow() + dt.timedelta(seconds=self._settings.access_token_ttl_seconds)
+            plaintext, row = new_token(user.id, "browser session", kind="browser", expires_at=expires_at)
             await users_repo.add_token(session, row)
-        return plaintext
+        return plaintext, user
 
     async def close_browser_session(self, plaintext: str) -> None:
         """End a browser session at once (sign-out); an unknown one is ignored."""
@@ -375,19 +385,11 @@ class AuthService:
         token_name = token_name.strip()
         if not (1 <= len(token_name) <= MAX_TOKEN_NAME_LENGTH):
             raise InvalidInput(f"token names are 1-{MAX_TOKEN_NAME_LENGTH} characters")
-        plaintext = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self._db.write() as session:
             user = await users_repo.get_user_by_name(session, user_name)
             if user is None:
                 raise NotFound(f"no user {user_name!r}")
-            row = ApiToken(
-                id=str(uuid.uuid4()),
-                user_id=user.id,
-                name=token_name,
-                token_hash=hash_token(plaintext),
-                prefix=plaintext[: len(API_TOKEN_PREFIX) + 4],
-                created_at=utcnow(),
-            )
+            plaintext, row = new_token(user.id, token_name)
             await users_repo.add_token(session, row)
         return plaintext, row
 
