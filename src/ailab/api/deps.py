@@ -46,10 +46,7 @@ SessionsDep = Annotated[SessionService, Depends(get_sessions)]
 
 
 async def authenticate(services: Services, scheme: str | None, credential: str | None) -> Principal:
-    """Who an ``Authorization: <scheme> <credential>`` header stands for; raises AuthError.
-
-    The one place that decides, for the routers' dependency and for the gateway's fast lane alike.
-    """
+    """Who an ``Authorization: <scheme> <credential>`` header stands for; raises AuthError."""
     if services.settings.auth == "off":
         return await services.auth.local_admin()
     if not scheme or scheme.lower() != "bearer" or not credential:
@@ -57,20 +54,29 @@ async def authenticate(services: Services, scheme: str | None, credential: str |
     return await services.auth.authenticate(credential)
 
 
-async def authenticate_cookie(
-    services: Services, method: str, content_type: str | None, cookie: str
+async def authenticate_caller(
+    services: Services,
+    method: str,
+    scheme: str | None,
+    credential: str | None,
+    *,
+    cookie: str | None,
+    content_type: str | None,
 ) -> Principal:
-    """Who a browser session cookie stands for (when no Authorization header came).
+    """Who a request stands for: its ``Authorization`` header, else its browser session cookie. The one
+    place that decides, for the routers' dependency and for the fast lane alike.
 
-    A request that changes something must be JSON: another site's page can make a browser send its
-    cookie with a form or a simple request, never with ``Content-Type: application/json`` (that needs
-    a CORS preflight this server does not grant), so this refuses cross-site request forgery.
+    A request that changes something with the cookie must be JSON: another site's page can make a
+    browser send its cookie with a form or a simple request, never with ``Content-Type:
+    application/json`` (that needs a CORS preflight this server does not grant), so this refuses
+    cross-site request forgery.
     """
-    if services.settings.auth == "off":
-        return await services.auth.local_admin()
-    if method not in SAFE_METHODS and (content_type or "").partition(";")[0].strip().lower() != JSON_TYPE:
-        raise Forbidden("a change made with the session cookie must be sent as application/json")
-    return await services.auth.authenticate(cookie)
+    if scheme is None and cookie and services.settings.auth == "on":
+        media_type = (content_type or "").partition(";")[0].strip().lower()
+        if method not in SAFE_METHODS and media_type != JSON_TYPE:
+            raise Forbidden("a change made with the session cookie must be sent as application/json")
+        return await services.auth.authenticate(cookie)
+    return await authenticate(services, scheme, credential)
 
 
 async def require_user(
@@ -78,16 +84,16 @@ async def require_user(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The authenticated caller: a bearer credential, else the browser session cookie; 401 without
-    valid credentials (the admin when auth is off)."""
-    if credentials is None:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            return await authenticate_cookie(
-                services, request.method, request.headers.get("content-type"), cookie
-            )
-        return await authenticate(services, None, None)
-    return await authenticate(services, credentials.scheme, credentials.credentials)
+    """The authenticated caller (:func:`authenticate_caller`); 401 without valid credentials (the admin
+    when auth is off)."""
+    return await authenticate_caller(
+        services,
+        request.method,
+        credentials.scheme if credentials is not None else None,
+        credentials.credentials if credentials is not None else None,
+        cookie=request.cookies.get(SESSION_COOKIE),
+        content_type=request.headers.get("content-type"),
+    )
 
 
 CurrentUser = Annotated[Principal, Depends(require_user)]

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ailab.api.deps import SESSION_COOKIE, authenticate, authenticate_cookie
+from ailab.api.deps import SESSION_COOKIE, authenticate_caller
 from ailab.api.routes import chat, gateway
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
@@ -52,18 +52,6 @@ _ROUTES: dict[tuple[str, str], _Route] = {
 }
 
 
-async def _caller(services: Services, scope: Scope, request: Request) -> Principal:
-    """The caller, by its Authorization header, else its browser session cookie (as the routes do)."""
-    scheme, credential = _authorization(scope)
-    if scheme is None:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            return await authenticate_cookie(
-                services, scope["method"], request.headers.get("content-type"), cookie
-            )
-    return await authenticate(services, scheme, credential)
-
-
 def _authorization(scope: Scope) -> tuple[str | None, str | None]:
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -89,7 +77,13 @@ class FastLane:
         services: Services = scope["app"].state.services
         request = Request(scope, receive)
         try:
-            user = await _caller(services, scope, request)
+            user = await authenticate_caller(
+                services,
+                scope["method"],
+                *_authorization(scope),
+                cookie=request.cookies.get(SESSION_COOKIE),
+                content_type=request.headers.get("content-type"),
+            )
             response = await route.handler(request, user)
         except Exception as exc:
             handler = _handler_for(scope["app"].exception_handlers, exc)
