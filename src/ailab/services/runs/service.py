@@ -37,6 +37,7 @@ from ailab.db.repos import runs as repo
 from ailab.db.repos import sessions as sessions_repo
 from ailab.db.tables import ChatSession, Run, utcnow
 from ailab.errors import AILabError, NotFound
+from ailab.providers.base import Usage
 from ailab.services.chat.service import ChatInput, ChatService, PreparedTurn
 from ailab.services.chat.turns import Final
 from ailab.services.runs.bus import RedisRunBus
@@ -46,6 +47,7 @@ from ailab.services.runs.events import (
     cancelled_payload,
     error_payload,
     event_payload,
+    final_payload,
     frame,
     run_payload,
 )
@@ -400,21 +402,9 @@ def fail_with_answers(conn: Connection, run_ids: Sequence[str], error: str) -> i
 def stored_end(run: Run, answer: Any) -> dict[str, Any]:
     """The last event of a finished run, rebuilt from its record."""
     if run.status == repo.DONE and answer is not None:
-        prompt, completion = answer.prompt_tokens or 0, answer.completion_tokens or 0
-        return {
-            "type": "final",
-            "response": answer.content,
-            "session_id": run.session_id,
-            "model": answer.model,
-            "thought_process": answer.thought_process,
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-            "ttft_ms": None,
-            "tokens_per_second": None,
-        }
+        usage = Usage(answer.prompt_tokens or 0, answer.completion_tokens or 0)
+        stored = Final(answer.content, answer.model, usage, thought_process=answer.thought_process)
+        return final_payload(stored, run.session_id)  # its timings are not stored: null
     if run.status == repo.CANCELLED:
         return cancelled_payload(answer.content if answer is not None else "", run.session_id)
     return error_payload(run.error or "the run failed", run.session_id)
