@@ -131,11 +131,14 @@ def find_session(conn: Connection, session_id: str) -> Row[*tuple[Any, ...]] | N
     return conn.execute(_FIND_SESSION, {"sid": session_id}).first()
 
 
-def insert_session(conn: Connection, *, session_id: str, owner_id: str | None, title: str) -> None:
-    """Insert an empty session (an existing id raises IntegrityError)."""
+def insert_session(
+    conn: Connection, *, session_id: str, owner_id: str | None, title: str, next_seq: int = 0
+) -> dt.datetime:
+    """Insert a session (empty: ``next_seq`` 0; an existing id raises IntegrityError); returns its time."""
     now = utcnow()
-    values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": 0}
+    values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": next_seq}
     conn.execute(_INSERT_SESSION, {**values, "created_at": now, "updated_at": now})
+    return now
 
 
 def start_session(
@@ -143,9 +146,7 @@ def start_session(
 ) -> None:
     """Insert a session with its first message (numbered 0: nothing to reserve in a session that is new;
     an existing id raises IntegrityError)."""
-    now = utcnow()
-    values = {"id": session_id, "owner_id": owner_id, "title": title, "next_seq": 1}
-    conn.execute(_INSERT_SESSION, {**values, "created_at": now, "updated_at": now})
+    now = insert_session(conn, session_id=session_id, owner_id=owner_id, title=title, next_seq=1)
     conn.execute(_INSERT_FIRST, _row(first, 0, now))
 
 
