@@ -37,9 +37,8 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
 from tests.support import redis as redis_support
 from tests.support.provider_settings import configure, fold
+from tests.support.server import ADMIN_PASSWORD  # re-exported: the tests import it from here
 from tests.support.unavailable import unavailable
-
-ADMIN_PASSWORD = "admin-password-for-tests"
 
 
 @pytest.fixture(autouse=True, scope="session")

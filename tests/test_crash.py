@@ -11,10 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.server import run_server, stored_messages
+from tests.support.server import run_server, server_env, stored_messages
 
 pytestmark = pytest.mark.slow  # starts server processes
 
@@ -55,12 +54,7 @@ async def write_until_killed(base_url: str, headers: dict[str, str], kill: Calla
 async def test_kill_9_mid_write_loses_and_doubles_nothing_acknowledged(
     any_database_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        "AILAB_DATA_DIR": str(tmp_path / "data"),
-        "AILAB_DATABASE_URL": any_database_url,
-        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-    }
+    env = server_env(tmp_path / "data", any_database_url)
     with run_server(env, log_path=tmp_path / "first.log") as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             login = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})

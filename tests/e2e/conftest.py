@@ -21,10 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.server import LiveServer, run_server
+from tests.support.server import LiveServer, run_server, server_env
 from tests.support.unavailable import unavailable
 
 CHROMIUM = os.environ.get("AILAB_E2E_CHROMIUM", "/usr/bin/chromium")
@@ -63,16 +62,14 @@ def upstream_url() -> Iterator[str]:
 def server(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[LiveServer]:
     """``ai-lab serve`` on a fresh SQLite database, the embedded model and the fake upstream."""
     data = tmp_path_factory.mktemp("e2e")
-    env = {
-        "AILAB_DATA_DIR": str(data / "data"),
-        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-        "AILAB_OPENAI_COMPAT_BASE_URL": upstream_url,
-        "AILAB_OPENAI_COMPAT_API_KEY": "sk-e2e",
-        "AILAB_OPENAI_BASE_URL": upstream_url,  # the keys page tests an OpenAI key against the fake
-        "AILAB_DEFAULT_PIPELINE": "direct",
-        "AILAB_MAX_RUNS_PER_USER": "20",
-    }
+    env = server_env(
+        data / "data",
+        openai_compat_base_url=upstream_url,
+        openai_compat_api_key="sk-e2e",
+        openai_base_url=upstream_url,  # the keys page tests an OpenAI key against the fake
+        default_pipeline="direct",
+        max_runs_per_user="20",
+    )
     with run_server(env, log_path=data / "server.log") as live:
         yield live
 

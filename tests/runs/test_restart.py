@@ -10,12 +10,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from cryptography.fernet import Fernet
 
 from tests.chat.conftest import sse_events
 from tests.conftest import ADMIN_PASSWORD
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support.server import run_server
+from tests.support.server import run_server, server_env
 
 pytestmark = pytest.mark.slow  # starts server processes
 
@@ -23,14 +22,12 @@ pytestmark = pytest.mark.slow  # starts server processes
 async def test_a_restart_marks_the_run_it_interrupted_failed(
     any_database_url: str, tmp_path: Path, upstream: FakeOpenAI
 ) -> None:
-    env = {
-        "AILAB_DATA_DIR": str(tmp_path / "data"),
-        "AILAB_DATABASE_URL": any_database_url,
-        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-        "AILAB_OPENAI_COMPAT_BASE_URL": upstream.base_url,
-        "AILAB_OPENAI_COMPAT_API_KEY": "sk-test",
-    }
+    env = server_env(
+        tmp_path / "data",
+        any_database_url,
+        openai_compat_base_url=upstream.base_url,
+        openai_compat_api_key="sk-test",
+    )
     upstream.stall_after = 1  # the run holds after its first piece, until the server dies
     body = {"message": "hold on", "model": "openai-compat/echo", "pipeline": "direct", "stream": True}
     with run_server(env, log_path=tmp_path / "first.log") as server:
@@ -64,14 +61,12 @@ async def test_a_restart_marks_the_run_it_interrupted_failed(
 async def test_a_json_chat_whose_client_hangs_up_runs_to_its_end_on_a_real_server(
     tmp_path: Path, upstream: FakeOpenAI, database_url: str
 ) -> None:
-    env = {
-        "AILAB_DATA_DIR": str(tmp_path / "data"),
-        "AILAB_DATABASE_URL": database_url,
-        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-        "AILAB_OPENAI_COMPAT_BASE_URL": upstream.base_url,
-        "AILAB_OPENAI_COMPAT_API_KEY": "sk-test",
-    }
+    env = server_env(
+        tmp_path / "data",
+        database_url,
+        openai_compat_base_url=upstream.base_url,
+        openai_compat_api_key="sk-test",
+    )
     with run_server(env, log_path=tmp_path / "server.log") as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
             login = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})

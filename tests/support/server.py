@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from tests.support.postgres import free_port
+
+ADMIN_PASSWORD = "admin-password-for-tests"  # of every test app and server (tests/conftest.py re-exports it)
 
 READY_TIMEOUT_S = 60.0
 
@@ -27,6 +30,20 @@ class LiveServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def server_env(data_dir: Path, database_url: str = "", **settings: str) -> dict[str, str]:
+    """The environment of a test server: its data dir, database, the tests' admin password, a fresh
+    master key, and ``AILAB_<NAME>`` for each of ``settings`` (``openai_compat_base_url=...``)."""
+    env = {
+        "AILAB_DATA_DIR": str(data_dir),
+        "AILAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
+    }
+    if database_url:
+        env["AILAB_DATABASE_URL"] = database_url
+    env.update({f"AILAB_{name.upper()}": value for name, value in settings.items()})
+    return env
 
 
 @contextmanager
