@@ -69,6 +69,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Itera
         openai_base_url=upstream_url,  # the keys page tests an OpenAI key against the fake
         default_pipeline="direct",
         max_runs_per_user="20",
+        # Long enough to stop or reload mid-answer, short enough that a loaded machine finishes it well
+        # within a test's wait (the default 1,024 tokens took over a minute under CI's load).
+        local_max_tokens="240",
     )
     with run_server(env, log_path=data / "server.log") as live:
         yield live
