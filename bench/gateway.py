@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / "bench" / ".venvs" / "litellm" / "bin" / "litellm"
@@ -55,6 +56,7 @@ class Target:
     model: str
     headers: dict[str, str] = field(default_factory=dict)
     chat: bool = False  # AI-Lab's own /chat body instead of OpenAI's
+    pid: int | None = None  # the serving process, whose CPU time per request is reported
 
 
 def request_body(target: Target, stream: bool) -> bytes:
@@ -82,7 +84,13 @@ class Cell:
     ok: int = 0
     errors: int = 0
     elapsed: float = 0.0
+    cpu_s: float = float("nan")  # CPU seconds the serving process spent on the timed requests
     latencies: list[float] = field(default_factory=list)
+
+    @property
+    def cpu_us(self) -> float:
+        """The serving process's CPU microseconds per request: steadier than req/s on a busy machine."""
+        return self.cpu_s / self.ok * 1e6 if self.ok else float("nan")
 
     @property
     def rps(self) -> float:
@@ -151,9 +159,13 @@ async def run_cell(
                 sent += 1
                 await one()
 
+        server = psutil.Process(target.pid) if target.pid is not None else None
+        cpu_before = sum(server.cpu_times()[:2]) if server is not None else 0.0
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         cell.elapsed = time.perf_counter() - start
+        if server is not None:
+            cell.cpu_s = sum(server.cpu_times()[:2]) - cpu_before
     return cell
 
 
@@ -204,7 +216,7 @@ def start_all(
     )
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     wait_http(f"{upstream}/models", process, log)
-    targets = [Target("upstream (direct)", f"{upstream}/chat/completions", "gpt-4o-mini")]
+    targets = [Target("upstream (direct)", f"{upstream}/chat/completions", "gpt-4o-mini", pid=process.pid)]
 
     # AI-Lab: one worker, auth on, an API token.
     port = free_port()
@@ -235,11 +247,19 @@ def start_all(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             "openai-compat/gpt-4o-mini",
             {"Authorization": f"Bearer {token}"},
+            pid=process.pid,
         )
     )
     admin = {"Authorization": f"Bearer {admin_token(port)}"}
     targets.append(
-        Target("ai-lab /chat", f"http://127.0.0.1:{port}/chat", "openai-compat/gpt-4o-mini", admin, chat=True)
+        Target(
+            "ai-lab /chat",
+            f"http://127.0.0.1:{port}/chat",
+            "openai-compat/gpt-4o-mini",
+            admin,
+            chat=True,
+            pid=process.pid,
+        )
     )
 
     # The same, with AILAB_AUTH=off: no token at all.
@@ -249,7 +269,10 @@ def start_all(
     wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
     targets.append(
         Target(
-            "ai-lab (auth off)", f"http://127.0.0.1:{port}/v1/chat/completions", "openai-compat/gpt-4o-mini"
+            "ai-lab (auth off)",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            "openai-compat/gpt-4o-mini",
+            pid=process.pid,
         )
     )
 
@@ -258,7 +281,14 @@ def start_all(
         "passthrough", [python, "bench/passthrough.py", "--port", str(port), "--upstream", upstream]
     )
     wait_http(f"http://127.0.0.1:{port}/", process, log)
-    targets.append(Target("bare pass-through", f"http://127.0.0.1:{port}/v1/chat/completions", "gpt-4o-mini"))
+    targets.append(
+        Target(
+            "bare pass-through",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            "gpt-4o-mini",
+            pid=process.pid,
+        )
+    )
 
     if skip_litellm:
         notes.append("LiteLLM skipped (--skip-litellm)")
@@ -339,10 +369,14 @@ def main() -> None:
                         run_cell(target, mode == "stream", concurrency, args.duration, args.max_requests)
                     )
                     results[(target.name, mode, concurrency)] = cell
-                    print(f"  {target.name:20} {mode:6} c={concurrency:<3} {cell.rps:8.1f} req/s", flush=True)
+                    print(
+                        f"  {target.name:20} {mode:6} c={concurrency:<3} {cell.rps:8.1f} req/s "
+                        f"{cell.cpu_us:8.0f} us CPU/req",
+                        flush=True,
+                    )
         print()
-        header = ("target", "mode", "conc", "req/s", "p50 ms", "p99 ms", "+p50 ms", "errors")
-        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>6}".format(*header))
+        header = ("target", "mode", "conc", "req/s", "p50 ms", "p99 ms", "+p50 ms", "CPU us", "errors")
+        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6}".format(*header))
         for mode in ("json", "stream"):
             for concurrency in args.concurrency:
                 base = results[(targets[0].name, mode, concurrency)].pct(0.5)
@@ -351,7 +385,7 @@ def main() -> None:
                     added = cell.pct(0.5) - base if target is not targets[0] else 0.0
                     print(
                         f"{target.name:20} {mode:6} {concurrency:>4} {cell.rps:9.1f} {cell.pct(0.5):8.2f} "
-                        f"{cell.pct(0.99):8.2f} {added:8.2f} {cell.errors:6d}"
+                        f"{cell.pct(0.99):8.2f} {added:8.2f} {cell.cpu_us:7.0f} {cell.errors:6d}"
                     )
         names = [t.name for t in targets]
         if "litellm proxy" in names:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from ailab.db.repos import runs as repo
 from ailab.db.repos import sessions as sessions_repo
 from ailab.db.tables import ChatSession, Run, utcnow
 from ailab.errors import AILabError, NotFound
+from ailab.ids import time_ordered_id
 from ailab.providers.base import Usage
 from ailab.services.chat.service import ChatInput, ChatService, PreparedTurn
 from ailab.services.chat.turns import Final
@@ -126,7 +126,7 @@ class RunService:
 
         Raises TooManyRunning (429) when the user is at the limit, before anything is stored.
         """
-        run_id = str(uuid.uuid4())
+        run_id = time_ordered_id()
         user_key = owner_id or "-"
         await self._limits.acquire(user_key, run_id)
         try:

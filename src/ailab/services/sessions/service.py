@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from ailab.db.group_commit import GroupCommit
 from ailab.db.repos import sessions as repo
 from ailab.db.tables import AgentState, ChatSession, Message
 from ailab.errors import Conflict, InvalidInput, NotFound
+from ailab.ids import time_ordered_id
 from ailab.services.sessions.export import EXPORT_FORMAT, SessionExport
 
 # What the API serves as a session id (path parameters, /chat's session_id); everything that stores a
@@ -29,8 +29,8 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 
 def new_session_id() -> str:
-    """A collision-free session id."""
-    return str(uuid.uuid4())
+    """A collision-free session id, ordered by creation time (:mod:`ailab.ids`)."""
+    return time_ordered_id()
 
 
 def encode_cursor(row: ChatSession) -> str:

@@ -1,0 +1,35 @@
+"""Time-ordered row ids (UUID version 7)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from ailab import ids
+from ailab.ids import time_ordered_id
+
+
+def test_an_id_is_a_uuid_of_version_7_with_its_creation_millisecond() -> None:
+    before_ms = time.time_ns() // 1_000_000
+    value = uuid.UUID(time_ordered_id())
+    after_ms = time.time_ns() // 1_000_000
+    assert value.version == 7
+    assert value.variant == uuid.RFC_4122
+    assert before_ms <= value.int >> 80 <= after_ms
+
+
+def test_ids_sort_by_creation_time_and_do_not_collide(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(1_700_000_000_000_000_000, 1_700_000_000_000_000_000 + 10**9 * 100, 10**6))
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))  # one millisecond per id
+    made = [time_ordered_id() for _ in range(2_000)]
+    assert made == sorted(made)  # as text too: the order the database's b-trees keep
+    assert len(set(made)) == len(made)
+
+
+def test_ids_of_one_millisecond_differ_in_their_74_random_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    made = {time_ordered_id() for _ in range(10_000)}
+    assert len(made) == 10_000
+    assert len({value[:13] for value in made}) == 1  # the same time prefix
