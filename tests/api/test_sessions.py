@@ -125,3 +125,36 @@ async def test_legacy_style_ids_are_accepted(client: httpx.AsyncClient) -> None:
 async def test_new_ids_do_not_collide(client: httpx.AsyncClient) -> None:
     responses = await asyncio.gather(*(client.post("/sessions", json={}) for _ in range(30)))
     assert len({r.json()["id"] for r in responses}) == 30
+
+
+async def test_search_finds_titles_containing_the_query_in_any_case(
+    any_database_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
+) -> None:
+    async with app_client(make_settings(database_url=any_database_url)) as client:
+        await check_search(client)
+
+
+async def check_search(client: httpx.AsyncClient) -> None:
+    titles = ["Rust borrow checker", "Paris trip", "rusty bike", "100% done", "a_b", "ab"]
+    for title in titles:
+        assert (await client.post("/sessions", json={"title": title})).status_code == 201
+
+    async def search(q: str, limit: int = 50) -> list[str]:
+        found: list[str] = []
+        cursor = None
+        while True:
+            params = {"q": q, "limit": limit, **({"cursor": cursor} if cursor else {})}
+            response = await client.get("/sessions", params=params)
+            assert response.status_code == 200
+            page = response.json()
+            found += [s["title"] for s in page["items"]]
+            if (cursor := page["next_cursor"]) is None:
+                return found
+
+    assert await search("RUST") == ["rusty bike", "Rust borrow checker"]  # newest first
+    assert await search("rust", limit=1) == ["rusty bike", "Rust borrow checker"]  # paged, same query
+    assert await search("%") == ["100% done"]  # wildcards are plain characters
+    assert await search("_") == ["a_b"]
+    assert await search("  ") == list(reversed(titles))  # blank: everything
+    assert await search("nowhere") == []
+    assert (await client.get("/sessions", params={"q": "x" * 257})).status_code == 422

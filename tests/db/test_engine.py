@@ -47,7 +47,7 @@ async def session_count(db: Database) -> int:
 async def test_a_write_commits_when_the_function_returns(db: Database) -> None:
     def create(conn: Connection, session_id: str) -> int | None:
         repo.insert_session(conn, session_id=session_id, owner_id=None, title="t")
-        message = repo.append_message(conn, session_id, role="user", content="hello")
+        message = repo.append_message(conn, repo.NewMessage(session_id, "user", "hello"))
         return message.seq if message is not None else None
 
     assert await db.run_write(create, "s-commit") == 0
@@ -59,7 +59,7 @@ async def test_a_write_commits_when_the_function_returns(db: Database) -> None:
 async def test_a_write_that_raises_changes_nothing(db: Database) -> None:
     def create_then_fail(conn: Connection) -> None:
         repo.insert_session(conn, session_id="s-doomed", owner_id=None, title="t")
-        repo.append_message(conn, "s-doomed", role="user", content="lost")
+        repo.append_message(conn, repo.NewMessage("s-doomed", "user", "lost"))
         raise LookupError("refused after writing")
 
     with pytest.raises(LookupError, match="refused after writing"):
@@ -84,7 +84,7 @@ async def test_a_read_sees_committed_rows_and_keeps_nothing(db: Database) -> Non
 async def test_concurrent_appends_get_gap_free_numbers(db: Database) -> None:
     await db.run_write(repo.insert_session, session_id="s-busy", owner_id=None, title="t")
     messages = await asyncio.gather(
-        *(db.run_write(repo.append_message, "s-busy", role="user", content=str(i)) for i in range(20))
+        *(db.run_write(repo.append_message, repo.NewMessage("s-busy", "user", str(i))) for i in range(20))
     )
     assert sorted(m.seq for m in messages if m is not None) == list(range(20))
     async with db.read() as session:
@@ -95,10 +95,10 @@ async def test_concurrent_appends_get_gap_free_numbers(db: Database) -> None:
 async def test_appending_to_a_missing_or_foreign_session_returns_none(db: Database) -> None:
     await db.run_write(add_users, "alice", "bob")
     await db.run_write(repo.insert_session, session_id="s-owned", owner_id="alice", title="t")
-    assert await db.run_write(repo.append_message, "s-none", role="user", content="x") is None
-    foreign = await db.run_write(repo.append_message, "s-owned", role="user", content="x", owner_id="bob")
+    assert await db.run_write(repo.append_message, repo.NewMessage("s-none", "user", "x")) is None
+    foreign = await db.run_write(repo.append_message, repo.NewMessage("s-owned", "user", "x", owner_id="bob"))
     assert foreign is None
-    mine = await db.run_write(repo.append_message, "s-owned", role="user", content="x", owner_id="alice")
+    mine = await db.run_write(repo.append_message, repo.NewMessage("s-owned", "user", "x", owner_id="alice"))
     assert mine is not None and mine.seq == 0
 
 

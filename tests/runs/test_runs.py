@@ -248,3 +248,27 @@ async def test_upkeep_renews_the_lease_of_a_running_run(
     assert after > before
     assert (await services.runs.get("-", True, held.run_id)).status == "running"  # alive: not swept
     assert (await client.post(f"/runs/{held.run_id}/cancel")).json()["status"] == "cancelled"
+
+
+async def test_a_turns_messages_and_agent_steps_name_its_run(client: httpx.AsyncClient) -> None:
+    first = await client.post("/chat", json={"message": "One", "model": MODEL, "pipeline": "agents"})
+    session_id = first.json()["session_id"]
+    second = await client.post(
+        "/chat", json={"message": "Two", "model": MODEL, "pipeline": "agents", "session_id": session_id}
+    )
+    await client.post(f"/sessions/{session_id}/messages", json={"role": "user", "content": "a note"})
+    runs = [first.headers["X-Run-Id"], second.headers["X-Run-Id"]]
+    assert first.status_code == second.status_code == 200 and runs[0] != runs[1]
+
+    messages = (await client.get(f"/sessions/{session_id}/messages")).json()["items"]
+    assert [(m["role"], m["run_id"]) for m in messages] == [
+        ("user", runs[0]),
+        ("assistant", runs[0]),
+        ("user", runs[1]),
+        ("assistant", runs[1]),
+        ("user", None),  # not a turn: appended by hand
+    ]
+    states = (await client.get(f"/sessions/{session_id}/agent-states")).json()["items"]
+    by_run = {run_id: [s["agent"] for s in states if s["run_id"] == run_id] for run_id in runs}
+    assert all(by_run[run_id] and by_run[run_id][0] == "CEO" for run_id in runs), by_run
+    assert sum(len(agents) for agents in by_run.values()) == len(states)

@@ -122,6 +122,7 @@ class Message(Base):
         String(16), default="complete"
     )  # complete | cut_off | cancelled | error
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    run_id: Mapped[str | None] = mapped_column(String(36), default=None)  # the /chat run it belongs to
 
 
 class Run(Base):
@@ -180,6 +181,7 @@ class AgentState(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
     status: Mapped[str] = mapped_column(String(32), default="done")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    run_id: Mapped[str | None] = mapped_column(String(36), default=None)  # the /chat run of this step
 
 
 class ApiKey(Base):

@@ -46,9 +46,11 @@ async def list_sessions(
     sessions: SessionsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    q: Annotated[str | None, Query(max_length=256, description="titles containing this (any case)")] = None,
 ) -> SessionList:
-    """Your sessions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    page = await sessions.list(user.id, limit, cursor)
+    """Your sessions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page (with the
+    same ``q``)."""
+    page = await sessions.list(user.id, limit, cursor, q)
     return SessionList(items=[SessionOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 

@@ -54,6 +54,7 @@ class MessageOut(Out):
     completion_tokens: int | None
     status: str
     created_at: Timestamp
+    run_id: str | None = Field(description="the `/chat` run of this turn (its question and its answer)")
 
 
 class MessageList(BaseModel):
@@ -78,6 +79,7 @@ class AgentStateOut(Out):
     ttft_ms: float | None
     duration_ms: float | None
     request_id: str | None
+    run_id: str | None = Field(description="the `/chat` run whose answer this step led to")
     created_at: Timestamp
 
 

@@ -72,9 +72,13 @@ async def list_sessions(
     *,
     limit: int,
     after: tuple[dt.datetime, str] | None = None,
+    title_contains: str | None = None,
 ) -> Sequence[ChatSession]:
-    """Up to ``limit`` sessions of the owner, newest first, strictly after the keyset ``after``."""
+    """Up to ``limit`` sessions of the owner, newest first, strictly after the keyset ``after``; with
+    ``title_contains``, only those whose title contains it (any case; ``%`` and ``_`` are literal)."""
     query = select(ChatSession).where(ChatSession.owner_id == owner_id)
+    if title_contains:
+        query = query.where(ChatSession.title.icontains(title_contains, autoescape=True))
     if after is not None:
         created, last_id = after
         query = query.where(
@@ -176,36 +180,12 @@ def reserve_seqs(
     return None if end is None else int(end) - count
 
 
-def append_message(
-    conn: Connection,
-    session_id: str,
-    *,
-    role: str,
-    content: str,
-    owner_id: object = _ANY_OWNER,
-    thought_process: str | None = None,
-    model: str | None = None,
-    prompt_tokens: int | None = None,
-    completion_tokens: int | None = None,
-    status: str = "complete",
-    created_at: dt.datetime | None = None,
-) -> Message | None:
-    """Append one message at the end of a session (of ``owner_id`` if given); None if there is none."""
-    seq = reserve_seqs(conn, session_id, owner_id=owner_id)
+def append_message(conn: Connection, item: NewMessage) -> Message | None:
+    """Append one message at the end of its session (of ``item.owner_id`` if given); None if there is
+    no such session."""
+    seq = reserve_seqs(conn, item.session_id, owner_id=item.owner_id)
     if seq is None:
         return None
-    item = NewMessage(
-        session_id,
-        role,
-        content,
-        owner_id,
-        thought_process,
-        model,
-        prompt_tokens,
-        completion_tokens,
-        status,
-        created_at,
-    )
     values = _row(item, seq, utcnow())
     message_id = conn.execute(_INSERT_MESSAGE, values).scalar_one()
     return Message(id=message_id, **values)  # not attached to any ORM session: a plain value
@@ -226,6 +206,7 @@ class NewMessage:
     status: str = "complete"
     created_at: dt.datetime | None = None
     run_end: RunEnd | None = None  # the run this message answers, ended in the same transaction
+    run_id: str | None = None  # the run this message starts (its answer names it through run_end)
 
 
 _INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
@@ -244,6 +225,7 @@ def _row(item: NewMessage, seq: int, now: dt.datetime) -> dict[str, Any]:
         "completion_tokens": item.completion_tokens,
         "status": item.status,
         "created_at": item.created_at or now,
+        "run_id": item.run_end.run_id if item.run_end is not None else item.run_id,
     }
 
 

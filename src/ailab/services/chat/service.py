@@ -172,13 +172,13 @@ def open_turn(
         raise NotFound(f"session {session_id!r} not found")
     if found is None:  # a new session has no history to read
         new_id = session_id or new_session_id()
-        first = repo.NewMessage(new_id, "user", message)
+        first = repo.NewMessage(new_id, "user", message, run_id=run.id if run is not None else None)
         repo.start_session(conn, session_id=new_id, owner_id=owner_id, title=title, first=first)
         if run is not None:
             insert_run(conn, run, session_id=new_id, owner_id=owner_id)
         return new_id, []
     recent = repo.recent_messages(conn, found.id, HISTORY_LIMIT)
-    repo.append_message(conn, found.id, role="user", content=message)
+    repo.append_message(conn, repo.NewMessage(found.id, "user", message, run_id=run.id if run else None))
     if run is not None:
         insert_run(conn, run, session_id=found.id, owner_id=owner_id)
     return found.id, [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
@@ -240,6 +240,7 @@ class ChatService:
             model=data.model,
             max_tokens=data.max_tokens,
             temperature=data.temperature,
+            run_id=run.id if run is not None else None,
         )
         return PreparedTurn(
             owner_id=owner_id,

@@ -32,6 +32,7 @@ class Turn:
     model: str | None = None  # "provider/model"; None: the pipeline's or the server's default
     max_tokens: int | None = None
     temperature: float | None = None
+    run_id: str | None = None  # the /chat run this turn is (its agent steps name it)
 
 
 @dataclass(frozen=True, slots=True)

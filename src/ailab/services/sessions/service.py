@@ -110,11 +110,16 @@ class SessionService:
             raise NotFound(f"session {session_id!r} not found")
         return row
 
-    async def list(self, owner_id: str | None, limit: int, cursor: str | None) -> SessionPage:
-        """A page of the owner's sessions, newest first."""
+    async def list(
+        self, owner_id: str | None, limit: int, cursor: str | None, query: str | None = None
+    ) -> SessionPage:
+        """A page of the owner's sessions, newest first (with ``query``, those whose title contains it)."""
         after = decode_cursor(cursor) if cursor else None
+        title = query.strip() if query else None
         async with self._db.read() as session:
-            rows = await repo.list_sessions(session, owner_id, limit=limit + 1, after=after)
+            rows = await repo.list_sessions(
+                session, owner_id, limit=limit + 1, after=after, title_contains=title or None
+            )
         items = rows[:limit]
         next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
         return SessionPage(items=items, next_cursor=next_cursor)

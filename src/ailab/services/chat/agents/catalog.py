@@ -80,6 +80,7 @@ class DatabaseStepStore:
         """Insert one step; committed before the run goes on."""
         fields = {
             "request_id": record.request_id,
+            "run_id": record.run_id,
             "step": record.step,
             "agent": record.agent,
             "input_summary": record.input_summary,

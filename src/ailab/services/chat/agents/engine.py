@@ -114,6 +114,7 @@ class StepRecord:
     ttft_ms: float | None
     duration_ms: float
     status: str
+    run_id: str | None = None
 
 
 class StepStore(Protocol):
@@ -522,6 +523,7 @@ class AgentPipeline:
         return StepRecord(
             session_id=turn.session_id,
             request_id=turn.request_id,
+            run_id=turn.run_id,
             step=step.number,
             agent=step.agent.name,
             input_summary=step.input_summary,
