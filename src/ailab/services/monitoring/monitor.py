@@ -4,8 +4,9 @@ One :class:`Monitor` per process (built by ``build_services``) owns three things
 
 - the **system sampler**, a background task that every ``system_sample_seconds`` reads CPU, memory, the
   data dir's disk, this process's RSS and the GPUs (NVML, in a thread: it can take milliseconds) and
-  keeps the last sample. ``GET /metrics`` and ``/health`` serve that sample and never measure on the
-  request path (the previous version's ``cpu_percent(interval=1)`` stalled every request for a second).
+  keeps the last sample, and the last ten minutes of them in a ring. ``GET /metrics`` and ``/health``
+  serve that sample and ``GET /metrics/history`` the ring; none measures on the request path (the
+  previous version's ``cpu_percent(interval=1)`` stalled every request for a second).
   CPU usage is ``psutil.cpu_percent(interval=None)``: the usage since the previous sample.
 - the **Prometheus metrics** (:class:`ailab.metrics.Metrics`), fed by the request observer, the
   generation observer (``ProviderRegistry.observers``) and :func:`monitor_performance`.
@@ -16,8 +17,9 @@ One :class:`Monitor` per process (built by ``build_services``) owns three things
   ``metrics_retention_days`` once an hour. When the buffer is full, new samples are dropped and counted
   (``ailab_performance_history_dropped_total``); a failed write puts the batch back while there is room.
 
-The parts live beside this module: ``system.py`` (the sampler), ``history.py`` (the writer) and
-``performance.py`` (``@monitor_performance``, which reports to the monitor active in the context).
+The parts live beside this module: ``system.py`` (the sampler), ``history.py`` (the writer),
+``trends.py`` (the history per time bucket) and ``performance.py`` (``@monitor_performance``, which
+reports to the monitor active in the context).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from ailab.db.repos import metrics as metrics_repo
 from ailab.db.tables import utcnow
 from ailab.metrics import Metrics
 from ailab.providers.registry import GenerationRecord, ProviderRegistry
+from ailab.services.monitoring import trends
 from ailab.services.monitoring.history import HistoryWriter
 from ailab.services.monitoring.performance import PerformanceDecorator, active_sink, monitor_performance
-from ailab.services.monitoring.system import MB, SystemSample, SystemSampler
+from ailab.services.monitoring.system import MB, RECENT_SECONDS, SystemSample, SystemSampler
 
 log = logging.getLogger("ailab.monitoring")
 FIRST_SAMPLE_WAIT_S = 5.0
@@ -202,6 +205,23 @@ class Monitor:
         )
         return body
 
+    async def system_history(self) -> dict[str, Any]:
+        """The JSON of ``GET /metrics/history``: the sampler's readings of the last ten minutes."""
+        await self.latest_sample()  # right after start: wait for the first reading
+        return {
+            "interval_seconds": self.sampler.interval,
+            "window_seconds": RECENT_SECONDS,
+            "samples": [
+                {
+                    "t": sample.sampled_at,
+                    "cpu_usage_percent": sample.cpu_usage_percent,
+                    "memory_usage_percent": sample.memory_usage_percent,
+                    "gpus": [asdict(gpu) for gpu in sample.gpus],
+                }
+                for sample in self.sampler.recent
+            ],
+        }
+
     async def health_summary(self) -> dict[str, Any]:
         """The ``metrics`` section of ``/health``: CPU, memory and uptime from the last sample."""
         sample = self.sampler.latest
@@ -237,6 +257,14 @@ class Monitor:
         for group in groups:
             body.setdefault(SECTIONS.get(group.kind, group.kind), {})[group.name] = _stats(group)
         return body
+
+    async def performance_history(self, hours: int, buckets: int) -> dict[str, Any]:
+        """Per route and per model, latency (and TTFT, tokens/s) per time bucket: see ``trends.py``.
+
+        Like :meth:`summary`, writes the buffered samples first, so a request made just before shows.
+        """
+        await self.history.flush()
+        return await trends.performance_history(self.db, hours, buckets)
 
 
 async def default_model_id(providers: ProviderRegistry) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ import psutil
 
 log = logging.getLogger("ailab.monitoring")
 MB = 1024 * 1024
+RECENT_SECONDS = 600.0  # how far back the sampler's ring of readings goes (``GET /metrics/history``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +113,14 @@ class Nvml:
 
 
 class SystemSampler:
-    """Reads the machine in a thread every ``interval`` seconds and keeps the last reading."""
+    """Reads the machine in a thread every ``interval`` seconds and keeps the last reading, and the
+    readings of the last ``RECENT_SECONDS`` in a ring (a few hundred small records: nothing stored)."""
 
     def __init__(self, data_dir: Path, interval: float) -> None:
         self.data_dir = data_dir
         self.interval = interval
         self.latest: SystemSample | None = None
+        self.recent: deque[SystemSample] = deque(maxlen=max(1, math.ceil(RECENT_SECONDS / interval)))
         self.ready = asyncio.Event()
         self.nvml = Nvml()
         self._process = psutil.Process()
@@ -147,6 +152,7 @@ class SystemSampler:
     async def sample(self) -> SystemSample:
         """Take a sample in a thread and keep it as the latest."""
         self.latest = await asyncio.to_thread(self.read)
+        self.recent.append(self.latest)
         self.ready.set()
         return self.latest
 
