@@ -57,11 +57,14 @@ async def test_the_fast_lane_takes_the_cookie_too(client: httpx.AsyncClient) -> 
 
 async def test_sign_out_ends_the_session_on_the_server(client: httpx.AsyncClient) -> None:
     await signed_in(client)
+    assert (await client.get("/auth/session")).json()["user"]["username"] == "admin"
     cookie = client.cookies["ailab_session"]
     out = await client.post("/auth/logout", json={})
     assert out.status_code == 204 and 'ailab_session=""' in out.headers["set-cookie"]
     client.cookies.set("ailab_session", cookie)  # a copy kept by someone: dead all the same
     assert (await client.get("/auth/me")).status_code == 401
+    state = await client.get("/auth/session")  # what the page asks first: no 401, nobody
+    assert state.status_code == 200 and state.json() == {"user": None}
 
 
 async def test_a_session_ends_when_it_expires_or_the_password_changes(client: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from ailab.config import Settings
 from ailab.errors import AuthError, Forbidden
@@ -97,6 +98,29 @@ async def require_user(
 
 
 CurrentUser = Annotated[Principal, Depends(require_user)]
+
+
+async def optional_user(request: Request, services: ServicesDep) -> Principal | None:
+    """The authenticated caller, or None where :func:`require_user` would answer 401.
+
+    Reads the header itself rather than through the bearer scheme, so the route's document does not
+    claim that it needs credentials (it answers everyone).
+    """
+    scheme, credential = get_authorization_scheme_param(request.headers.get("authorization"))
+    try:
+        return await authenticate_caller(
+            services,
+            request.method,
+            scheme or None,
+            credential or None,
+            cookie=request.cookies.get(SESSION_COOKIE),
+            content_type=request.headers.get("content-type"),
+        )
+    except AuthError:
+        return None
+
+
+MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 
 
 async def require_admin(user: CurrentUser) -> Principal:

@@ -1,4 +1,5 @@
-"""Login and the caller's own account: ``POST /auth/login`` (public), ``/auth/me`` and ``/auth/tokens``.
+"""Login and the caller's own account: ``POST /auth/login``, the browser session ``/auth/session`` and
+``/auth/logout`` (public), ``/auth/me`` and ``/auth/tokens``.
 
 ``router`` holds the public login; ``protected_router`` the routes that need a signed-in caller. API
 tokens are listed without their secret, which is shown once, in the answer that creates it.
@@ -10,13 +11,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from ailab.api.deps import SESSION_COOKIE, CurrentUser, ServicesDep
+from ailab.api.deps import SESSION_COOKIE, CurrentUser, MaybeUser, ServicesDep
 from ailab.api.schemas.auth import (
     ApiTokenList,
     ApiTokenOut,
     CreatedToken,
     LoginRequest,
     Me,
+    SessionState,
     TokenCreate,
     TokenResponse,
 )
@@ -56,6 +58,15 @@ async def open_session(body: LoginRequest, request: Request, response: Response,
         secure=request.url.scheme == "https",
     )
     return Me.model_validate(user)
+
+
+@router.get("/auth/session")
+async def session_state(user: MaybeUser, services: ServicesDep) -> SessionState:
+    """Who the caller is signed in as, or ``{"user": null}``: what a page asks first, without a 401
+    when nobody is signed in yet."""
+    if user is None:
+        return SessionState(user=None)
+    return SessionState(user=Me.model_validate(await services.auth.get_user(user.name)))
 
 
 @router.post("/auth/logout", status_code=204)

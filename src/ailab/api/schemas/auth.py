@@ -29,6 +29,12 @@ class Me(Out):
     created_at: Timestamp
 
 
+class SessionState(BaseModel):
+    """Whether the caller is signed in, and as whom."""
+
+    user: Me | None = Field(description="null: not signed in (or the session has ended)")
+
+
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128, description="what the token is for")
 
