@@ -11,8 +11,8 @@ from typing import Any
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ECHO_MODEL, api, sign_in
-from tests.support.server import LiveServer
+from tests.e2e.conftest import ARTIFACTS, ECHO_MODEL, api, sign_in
+from tests.support.server import ADMIN_PASSWORD, LiveServer
 
 LOCAL = "local/smollm2-135m-instruct"
 
@@ -37,8 +37,12 @@ def wait_answered(page: Any, count: int) -> Any:
 
 
 def test_sign_in_and_a_streamed_markdown_answer(page: Any) -> None:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto("/")
     page.get_by_role("button", name="Sign in").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert errors == []  # a first visit signed out is not an error (no 401 in the console)
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
@@ -79,6 +83,8 @@ def test_hostile_answers_run_nothing(page: Any) -> None:
     assert log.locator("script, iframe, svg [onload], [onerror], [onclick]").count() == 0
     hrefs = log.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href') || '')")
     assert not any(href.strip().lower().startswith("javascript:") for href in hrefs)
+    # What the person typed shows as typed (as text, tags and all).
+    assert HOSTILE[0] in log.get_by_role("article").first.inner_text()
 
 
 def test_stop_cancels_the_run(page: Any, server: LiveServer) -> None:
@@ -117,7 +123,7 @@ def test_reload_and_switching_chats_mid_answer_lose_nothing(page: Any, server: L
     assert " ".join(stored[-1]["content"].split())[:40] in " ".join(answer.inner_text().split())
 
 
-def test_the_sessions_sidebar(page: Any) -> None:
+def test_the_sessions_sidebar(page: Any, server: LiveServer) -> None:
     sign_in(page)
     send(page, "first chat about apples", model=ECHO_MODEL)
     wait_answered(page, 2)
@@ -126,10 +132,52 @@ def test_the_sessions_sidebar(page: Any) -> None:
     wait_answered(page, 2)
     sidebar = page.get_by_role("navigation", name="Sessions")
     sidebar.get_by_text("second chat about pears").wait_for()
-    page.get_by_label("Search chats").fill("apples")
+
+    # Search asks the server (every session, not only the pages shown).
+    with page.expect_response(lambda r: "/sessions?" in r.url and "q=APPLES" in r.url):
+        page.get_by_label("Search chats").fill("APPLES")
     sidebar.get_by_text("second chat about pears").wait_for(state="hidden")
-    assert sidebar.get_by_text("first chat about apples").is_visible()
+    assert sidebar.get_by_role("link").all_inner_texts() == ["first chat about apples"]
     page.get_by_label("Search chats").fill("")
+    sidebar.get_by_text("second chat about pears").wait_for()
+
+    # Rename: the new title shows and is stored.
+    apples = sidebar.get_by_role("listitem").filter(has_text="first chat about apples")
+    apples.get_by_role("button", name="Rename").click()
+    page.get_by_label("New title").fill("Apple varieties")
+    page.get_by_label("New title").press("Enter")
+    sidebar.get_by_role("link", name="Apple varieties").wait_for()
+    with api(server) as client:
+        titles = [s["title"] for s in client.get("/sessions").json()["items"]]
+    assert "Apple varieties" in titles and "first chat about apples" not in titles
+
+    # Delete (after a confirmation): gone from the list and from the server.
+    pears = sidebar.get_by_role("listitem").filter(has_text="second chat about pears")
+    pears_id = pears.get_by_role("link").get_attribute("href").rsplit("/", 1)[-1]
+    pears.get_by_role("button", name="Delete").click()
+    sidebar.get_by_role("button", name="Yes, delete").click()
+    sidebar.get_by_text("second chat about pears").wait_for(state="hidden")
+    with api(server) as client:
+        assert client.get(f"/sessions/{pears_id}").status_code == 404
+
+
+def test_the_agent_trace_of_an_answer_is_folded_and_survives_a_reload(page: Any) -> None:
+    sign_in(page)
+    page.get_by_label("Pipeline").select_option("agents")
+    send(page, "Name one colour.", model=ECHO_MODEL)
+    answer = wait_answered(page, 2)
+    trace = answer.locator("details.trace").filter(has_text="Agent trace")
+    trace.wait_for()
+    assert trace.get_attribute("open") is None  # folded by default
+    trace.locator("summary").click()
+    expect(trace).to_contain_text("CEO")
+    steps = trace.locator("summary").inner_text()
+
+    page.reload()  # the stored steps are matched to the stored answer by its run
+    answer = wait_answered(page, 2)
+    again = answer.locator("details.trace").filter(has_text="Agent trace")
+    again.wait_for()
+    assert again.locator("summary").inner_text() == steps
 
 
 def test_a_500_message_session_opens_without_a_stall(page: Any, server: LiveServer) -> None:
@@ -200,6 +248,14 @@ def test_users_and_tokens(page: Any, server: LiveServer) -> None:
     assert tokens == [] or all(t["revoked_at"] for t in tokens)
 
 
+def chart_points(figure: Any) -> int:
+    """The points a chart draws (its ``data-points``), once it is there; its hidden table has as many rows."""
+    figure.wait_for()
+    points = int(figure.get_attribute("data-points"))
+    assert figure.locator("table.chart-data tbody tr").count() == points
+    return points
+
+
 def test_dashboard_charts_have_data(page: Any) -> None:
     sign_in(page)
     send(page, "hello", model=ECHO_MODEL)
@@ -207,27 +263,60 @@ def test_dashboard_charts_have_data(page: Any) -> None:
     page.get_by_role("link", name="Dashboard").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
     page.get_by_role("heading", name="Machine, live").wait_for()
-    page.locator("canvas").first.wait_for()
-    assert page.locator("canvas").count() >= 2  # live machine charts, and latency over time
-    expect(page.get_by_role("region", name="Latency")).to_contain_text("/chat")
+    # The server's last minutes of readings: the machine chart has points as soon as it is drawn.
+    assert chart_points(page.get_by_role("figure", name=re.compile("^CPU and memory use"))) > 0
+    latency = page.get_by_role("region", name="Latency")
+    expect(latency).to_contain_text("/chat")
+    # Over time, from the stored history: the chat just made is in it (route and model, TTFT, speed).
+    expect(latency.get_by_label("Route")).to_have_value("POST /chat")
+    for name in (
+        "latency of POST /chat",
+        "duration of each model",
+        "time to first token",
+        "tokens per second",
+    ):
+        figure = latency.get_by_role("figure", name=name)  # a part of the name, any case
+        assert chart_points(figure) > 0, name
+        assert figure.locator("canvas").count() == 1
+    expect(latency.get_by_role("figure", name="time to first token")).to_contain_text(ECHO_MODEL)
+    latency.get_by_label("Window").select_option(label="last hour")
+    expect(latency.get_by_role("figure", name="over the last hour").first).to_be_visible()
+    assert chart_points(latency.get_by_role("figure", name="latency of POST /chat")) > 0
+    # A benchmark started from the form: its results drawn per iteration.
+    bench = page.get_by_role("region", name="Benchmark")
+    bench.get_by_label("Model").select_option(ECHO_MODEL)
+    bench.get_by_label("Iterations").fill("2")
+    bench.get_by_label("Max tokens").fill("16")
+    bench.get_by_role("button", name="Run benchmark").click()
+    assert chart_points(bench.get_by_role("figure", name="Time to first token of each run")) > 0
+    assert chart_points(bench.get_by_role("figure", name="Tokens per second of each run")) > 0
+    # Screenshots of the whole page (it scrolls inside its main area: a viewport as tall as the page),
+    # on a desktop and on a phone, where the charts must fit the screen.
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, width in (("desktop", 1280), ("phone", 375)):
+        page.set_viewport_size({"width": width, "height": 800})
+        # the charts follow their boxes' width: wait until nothing is wider than the screen
+        page.wait_for_function("width => document.documentElement.scrollWidth <= width", arg=width)
+        tall = page.evaluate("() => document.getElementById('main').scrollHeight") + 200
+        page.set_viewport_size({"width": width, "height": min(tall, 8000)})
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
 
 
 def test_a_phone_screen_has_no_sideways_scroll(browser: Any, server: LiveServer) -> None:
     context = browser.new_context(base_url=server.base_url, viewport={"width": 375, "height": 740})
     phone = context.new_page()
-    sign_in_phone = phone
-    sign_in_phone.goto("/")
-    sign_in_phone.get_by_label("Username").fill("admin")
-    from tests.conftest import ADMIN_PASSWORD
-
-    sign_in_phone.get_by_label("Password").fill(ADMIN_PASSWORD)
-    sign_in_phone.get_by_role("button", name="Sign in").click()
-    phone.get_by_label("Message").wait_for()
-    for view in ("/#/chat", "/#/keys", "/#/dashboard", "/#/users"):
-        phone.goto(view)
+    phone.goto("/")
+    phone.get_by_label("Username").fill("admin")
+    phone.get_by_label("Password").fill(ADMIN_PASSWORD)
+    phone.get_by_role("button", name="Sign in").click()
+    phone.get_by_label("Message").wait_for()  # the sessions sidebar is folded away on a phone
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for view in ("chat", "keys", "dashboard", "users"):
+        phone.goto(f"/#/{view}")
         phone.wait_for_load_state("networkidle")
         width = phone.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 375, (view, width)
+        phone.screenshot(path=str(ARTIFACTS / f"phone-{view}.png"))
     context.close()
 
 

@@ -2,6 +2,7 @@
 
 const decimal = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dateTimeSeconds = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
 
 /** A number with at most one decimal, or a dash. */
 export function num(value) {
@@ -19,6 +20,11 @@ export function when(iso) {
   if (!iso) return "–";
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : dateTime.format(date);
+}
+
+/** Unix seconds as a date and a time to the second, in the reader's locale. */
+export function clock(seconds) {
+  return dateTimeSeconds.format(new Date(seconds * 1000));
 }
 
 /** A long span of seconds, as days, hours and minutes. */

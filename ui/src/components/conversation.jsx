@@ -100,6 +100,8 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
             actions.send(text);
           }}
         />
+      ) : message.content && isUser ? (
+        <div class="plain">{message.content}</div> // what the person typed, as typed: <tags> included
       ) : message.content ? (
         <Markdown text={message.content} observe={observe} />
       ) : (

@@ -3,10 +3,17 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { navigate } from "../router.js";
 
+const SEARCH_DELAY_MS = 250; // one request when typing pauses, not one per key
+
 export function SessionList({ sessions, currentId, open, onClose, onError }) {
-  const [query, setQuery] = useState("");
-  const needle = query.trim().toLowerCase();
-  const shown = needle ? sessions.items.filter((item) => item.title.toLowerCase().includes(needle)) : sessions.items;
+  const [query, setQuery] = useState(sessions.query);
+  const searching = query.trim() !== "";
+  const shown = sessions.items;
+
+  useEffect(() => {
+    const timer = setTimeout(() => sessions.search(query), SEARCH_DELAY_MS);
+    return () => clearTimeout(timer);
+  }, [query]);
 
   const importFile = async (event) => {
     const input = event.currentTarget;
@@ -57,7 +64,7 @@ export function SessionList({ sessions, currentId, open, onClose, onError }) {
         ))}
       </ul>
       {!sessions.loading && !shown.length && (
-        <p class="muted">{needle ? "No chat title matches." : "No chats yet."}</p>
+        <p class="muted">{searching ? "No chat title matches." : "No chats yet."}</p>
       )}
       {sessions.nextCursor && (
         <button type="button" onClick={sessions.loadMore}>Load more</button>

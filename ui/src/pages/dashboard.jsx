@@ -4,59 +4,59 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, withQuery } from "../api.js";
 import { duration, num, span, when } from "../format.js";
 import { LineChart } from "../components/chart.jsx";
+import { usePolling } from "../polling.js";
+import { Latency } from "./latency.jsx";
 
 const POLL_MS = 2500;
-const HISTORY_SECONDS = 5 * 60;
-const TREND_EVERY_MS = 15000;
-const TREND_LOOK_BACK_HOURS = 5 / 60;
-const CHAT_ROUTE = "POST /chat";
-const WINDOWS = [
-  [1, "last hour"],
-  [6, "last 6 hours"],
-  [24, "last 24 hours"],
-  [24 * 7, "last 7 days"],
-  [24 * 30, "last 30 days"],
-];
+const percent = (value) => (value == null ? "–" : `${num(value)} %`);
 
-/** Calls `tick` now and every `ms` while the page is visible; stops when `tick` answers false. */
-function usePolling(tick, ms) {
-  const latest = useRef(tick);
-  latest.current = tick;
-  useEffect(() => {
-    let timer = 0;
-    let stopped = false;
-    const run = async () => {
-      if (document.visibilityState === "visible" && (await latest.current()) === false) stopped = true;
-      if (!stopped) timer = setTimeout(run, ms);
-    };
-    run();
-    return () => {
-      stopped = true;
-      clearTimeout(timer);
-    };
-  }, [ms]);
+/** One row of the machine chart: a reading of /metrics or of /metrics/history. */
+function machineRow(t, reading) {
+  const row = { t, cpu: reading.cpu_usage_percent, memory: reading.memory_usage_percent };
+  reading.gpus.forEach((gpu, index) => {
+    row[`gpu${index}`] = gpu.utilization_percent;
+    row[`gpumem${index}`] = gpu.memory_total_mb ? (100 * gpu.memory_used_mb) / gpu.memory_total_mb : null;
+  });
+  return row;
+}
+
+/** The readings kept so far plus `readings` newer than the last, within `seconds` of the newest. */
+function addReadings(previous, readings, seconds) {
+  let rows = previous ? previous.rows : [];
+  let gpus = previous ? previous.gpus : [];
+  for (const reading of readings) {
+    if (rows.length && rows.at(-1).t >= reading.t) continue;
+    rows = [...rows, machineRow(reading.t, reading)];
+    gpus = reading.gpus.map((gpu) => gpu.name);
+  }
+  const newest = rows.length ? rows.at(-1).t : 0;
+  rows = rows.filter((row) => row.t > newest - seconds);
+  return previous && rows === previous.rows ? previous : { rows, gpus };
 }
 
 function Live() {
   const [sample, setSample] = useState(null);
   const [history, setHistory] = useState(null);
+  const [seconds, setSeconds] = useState(600);
   const [error, setError] = useState("");
+  const seeded = useRef(false);
 
   usePolling(async () => {
     try {
-      const metrics = await api.get("/metrics");
+      // The server keeps the last minutes of readings: the chart is full from the first paint.
+      const [metrics, past] = await Promise.all([
+        api.get("/metrics"),
+        seeded.current ? null : api.get("/metrics/history"),
+      ]);
+      const keep = past ? past.window_seconds : seconds;
+      if (past) {
+        seeded.current = true;
+        setSeconds(keep);
+      }
+      const readings = [...(past ? past.samples : []), { ...metrics, t: metrics.sampled_at }];
+      setHistory((previous) => addReadings(previous, readings, keep));
       setSample(metrics);
       setError("");
-      setHistory((previous) => {
-        const rows = previous ? previous.rows.filter((row) => row.t > metrics.sampled_at - HISTORY_SECONDS) : [];
-        if (rows.length && rows.at(-1).t >= metrics.sampled_at) return previous;
-        const row = { t: metrics.sampled_at, cpu: metrics.cpu_usage_percent, memory: metrics.memory_usage_percent };
-        metrics.gpus.forEach((gpu, index) => {
-          row[`gpu${index}`] = gpu.utilization_percent;
-          row[`gpumem${index}`] = gpu.memory_total_mb ? (100 * gpu.memory_used_mb) / gpu.memory_total_mb : null;
-        });
-        return { rows: [...rows, row], gpus: metrics.gpus.map((gpu) => gpu.name) };
-      });
       return true;
     } catch (failure) {
       setError(failure.status === 403 ? "The live view of the machine is for administrators." : failure.message);
@@ -70,9 +70,10 @@ function Live() {
   const machine = [column("t"), column("cpu"), column("memory")];
   const gpuData = [column("t"), ...gpus.flatMap((_, index) => [column(`gpu${index}`), column(`gpumem${index}`)])];
   const gpuSeries = gpus.flatMap((name, index) => [
-    { label: `GPU ${index} ${name} use` },
-    { label: `GPU ${index} memory` },
+    { label: `GPU ${index} ${name} use`, colour: index },
+    { label: `GPU ${index} memory`, colour: index, dashed: true },
   ]);
+  const minutes = Math.round(seconds / 60);
 
   return (
     <section class="section" aria-labelledby="live-title">
@@ -97,129 +98,23 @@ function Live() {
               </div>
             ))}
           </dl>
-          <h3>CPU and memory, last 5 minutes</h3>
+          <h3>CPU and memory, last {minutes} minutes</h3>
           <LineChart
-            summary={`CPU and memory use over the last 5 minutes; now CPU ${num(sample.cpu_usage_percent)} %, memory ${num(sample.memory_usage_percent)} %`}
+            summary={`CPU and memory use over the last ${minutes} minutes; now CPU ${num(sample.cpu_usage_percent)} %, memory ${num(sample.memory_usage_percent)} %`}
             data={machine}
             series={[{ label: "CPU" }, { label: "Memory" }]}
-            timeWindow={HISTORY_SECONDS}
-            unit=" %"
+            timeWindow={seconds}
+            format={percent}
             yRange={[0, 100]}
           />
           {gpus.length > 0 ? (
             <>
-              <h3>GPUs, last 5 minutes</h3>
-              <LineChart summary="GPU use and GPU memory over the last 5 minutes" data={gpuData} series={gpuSeries} timeWindow={HISTORY_SECONDS} unit=" %" yRange={[0, 100]} />
+              <h3>GPUs, last {minutes} minutes</h3>
+              <LineChart summary={`GPU use and GPU memory over the last ${minutes} minutes`} data={gpuData} series={gpuSeries} timeWindow={seconds} format={percent} yRange={[0, 100]} />
             </>
           ) : (
             <p class="muted">No GPU found (NVIDIA GPUs are read through NVML).</p>
           )}
-        </>
-      )}
-    </section>
-  );
-}
-
-function LatencyTable({ title, rows, first }) {
-  const entries = Object.entries(rows).sort((a, b) => b[1].count - a[1].count);
-  if (!entries.length) return <p class="muted">{title}: nothing measured in this window.</p>;
-  return (
-    <div class="table-wrap">
-      <table>
-        <caption>{title}</caption>
-        <thead>
-          <tr>
-            <th scope="col">{first}</th>
-            <th scope="col" class="number">Requests</th>
-            <th scope="col" class="number">Errors</th>
-            <th scope="col" class="number">p50</th>
-            <th scope="col" class="number">p95</th>
-            <th scope="col" class="number">p99</th>
-          </tr>
-        </thead>
-        <tbody>
-          {entries.map(([name, stats]) => (
-            <tr key={name}>
-              <th scope="row"><code>{name}</code></th>
-              <td class="number">{stats.count}</td>
-              <td class="number">{stats.errors ? `${stats.errors} (${num(stats.error_rate * 100)} %)` : 0}</td>
-              <td class="number">{duration(stats.p50)}</td>
-              <td class="number">{duration(stats.p95)}</td>
-              <td class="number">{duration(stats.p99)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
-}
-
-/**
- * The API keeps no latency series, so the page samples one: every TREND_EVERY_MS while it is open,
- * the p95 of the TREND_LOOK_BACK_HOURS before, for /chat and for each model.
- */
-function LatencyTrend() {
-  const [rows, setRows] = useState([]);
-  usePolling(async () => {
-    try {
-      const summary = await api.get(withQuery("/performance/summary", { hours: TREND_LOOK_BACK_HOURS }));
-      const now = Date.now() / 1000;
-      const values = { [CHAT_ROUTE]: summary.endpoints[CHAT_ROUTE]?.p95 ?? null };
-      for (const [model, stats] of Object.entries(summary.models)) values[model] = stats.p95;
-      setRows((current) => [...current.filter((row) => row.t > now - HISTORY_SECONDS), { t: now, values }]);
-    } catch {
-      // the tables beside it say what went wrong
-    }
-    return true;
-  }, TREND_EVERY_MS);
-  const labels = [CHAT_ROUTE, ...new Set(rows.flatMap((row) => Object.keys(row.values)).filter((name) => name !== CHAT_ROUTE))];
-  const data = [rows.map((row) => row.t), ...labels.map((label) => rows.map((row) => row.values[label] ?? null))];
-  return (
-    <>
-      <h3>Latency over time</h3>
-      <p class="muted">p95 of the 5 minutes before each point, read every 15 s while this page is open.</p>
-      <LineChart
-        summary="95th percentile latency of /chat and of each model over the last minutes"
-        data={data}
-        series={labels.map((label) => ({ label }))}
-        timeWindow={HISTORY_SECONDS}
-        unit=" ms"
-      />
-    </>
-  );
-}
-
-function Latency() {
-  const [hours, setHours] = useState(24);
-  const [summary, setSummary] = useState(null);
-  const [error, setError] = useState("");
-  useEffect(() => {
-    api.get(withQuery("/performance/summary", { hours })).then(
-      (answer) => {
-        setSummary(answer);
-        setError("");
-      },
-      (failure) => setError(failure.message),
-    );
-  }, [hours]);
-  return (
-    <section class="section" aria-labelledby="latency-title">
-      <h2 id="latency-title">Latency</h2>
-      <div class="field inline">
-        <label for="latency-window">Window</label>
-        <select id="latency-window" value={hours} onChange={(event) => setHours(Number(event.currentTarget.value))}>
-          {WINDOWS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
-        </select>
-      </div>
-      {error && <p role="alert" class="error">{error}</p>}
-      {summary && (
-        <>
-          <p class="muted">
-            {summary.total} requests since {when(summary.since)}; percentiles by {summary.percentile_method}.
-          </p>
-          <LatencyTrend />
-          <LatencyTable title="Latency per route" first="Route" rows={summary.endpoints} />
-          <LatencyTable title="Latency per model" first="Model" rows={summary.models} />
         </>
       )}
     </section>
