@@ -80,6 +80,20 @@ async def authenticate_caller(
     return await authenticate(services, scheme, credential)
 
 
+async def authenticate_request(
+    services: Services, request: Request, scheme: str | None, credential: str | None
+) -> Principal:
+    """:func:`authenticate_caller` for a request whose ``Authorization`` header was read already."""
+    return await authenticate_caller(
+        services,
+        request.method,
+        scheme,
+        credential,
+        cookie=request.cookies.get(SESSION_COOKIE),
+        content_type=request.headers.get("content-type"),
+    )
+
+
 async def require_user(
     request: Request,
     services: ServicesDep,
@@ -87,14 +101,9 @@ async def require_user(
 ) -> Principal:
     """The authenticated caller (:func:`authenticate_caller`); 401 without valid credentials (the admin
     when auth is off)."""
-    return await authenticate_caller(
-        services,
-        request.method,
-        credentials.scheme if credentials is not None else None,
-        credentials.credentials if credentials is not None else None,
-        cookie=request.cookies.get(SESSION_COOKIE),
-        content_type=request.headers.get("content-type"),
-    )
+    if credentials is None:
+        return await authenticate_request(services, request, None, None)
+    return await authenticate_request(services, request, credentials.scheme, credentials.credentials)
 
 
 CurrentUser = Annotated[Principal, Depends(require_user)]
@@ -108,14 +117,7 @@ async def optional_user(request: Request, services: ServicesDep) -> Principal | 
     """
     scheme, credential = get_authorization_scheme_param(request.headers.get("authorization"))
     try:
-        return await authenticate_caller(
-            services,
-            request.method,
-            scheme or None,
-            credential or None,
-            cookie=request.cookies.get(SESSION_COOKIE),
-            content_type=request.headers.get("content-type"),
-        )
+        return await authenticate_request(services, request, scheme or None, credential or None)
     except AuthError:
         return None
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ailab.api.deps import SESSION_COOKIE, authenticate_caller
+from ailab.api.deps import authenticate_request
 from ailab.api.routes import chat, gateway
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
@@ -77,13 +77,7 @@ class FastLane:
         services: Services = scope["app"].state.services
         request = Request(scope, receive)
         try:
-            user = await authenticate_caller(
-                services,
-                scope["method"],
-                *_authorization(scope),
-                cookie=request.cookies.get(SESSION_COOKIE),
-                content_type=request.headers.get("content-type"),
-            )
+            user = await authenticate_request(services, request, *_authorization(scope))
             response = await route.handler(request, user)
         except Exception as exc:
             handler = _handler_for(scope["app"].exception_handlers, exc)

@@ -143,23 +143,6 @@ def rotate_command() -> None:
 
     async def run(core: CoreServices) -> None:
         report = await core.vault.rotate()
-        console.print(
-            f"re-encrypted {report.reencrypted} key(s) under the newest master key ({report.source})",
-            highlight=False,
-        )
-        if report.new_key_created:
-            console.print(
-                f"generated a new master key; {report.old_keys} old key(s) retired", highlight=False
-            )
-        elif report.old_keys:
-            console.print(
-                f"the {report.old_keys} older key(s) in AILAB_MASTER_KEY are no longer needed: drop them",
-                highlight=False,
-            )
-        else:
-            console.print(
-                "AILAB_MASTER_KEY lists one key: to change it, set AILAB_MASTER_KEY=NEW,OLD and rotate again",
-                highlight=False,
-            )
+        console.print(f"{report.summary()} ({report.source})", highlight=False)
 
     run_with_core(run)

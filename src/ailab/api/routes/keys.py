@@ -68,22 +68,10 @@ async def rotate_master_key(_admin: AdminUser, vault: VaultDep) -> KeyRotation:
     rotate``): with the key file a new master key is made and the old one retired; with
     AILAB_MASTER_KEY="NEW,OLD" the keys move to NEW and OLD may then be dropped."""
     report = await vault.rotate()
-    source = "AILAB_MASTER_KEY" if report.source == "AILAB_MASTER_KEY" else "key file"
-    if report.new_key_created:
-        message = f"re-encrypted {report.reencrypted} key(s) under a new master key; the old one is retired"
-    elif report.old_keys:
-        message = (
-            f"re-encrypted {report.reencrypted} key(s); the older key(s) in AILAB_MASTER_KEY may be dropped"
-        )
-    else:
-        message = (
-            f"re-encrypted {report.reencrypted} key(s); AILAB_MASTER_KEY lists one key: to change it, "
-            "set AILAB_MASTER_KEY=NEW,OLD and rotate again"
-        )
     return KeyRotation(
-        message=message,
+        message=report.summary(),
         reencrypted=report.reencrypted,
-        source=source,
+        source=report.source if report.source == "AILAB_MASTER_KEY" else "key file",  # never the file's path
         new_key_created=report.new_key_created,
         old_keys=report.old_keys,
     )

@@ -86,6 +86,21 @@ class RotationReport:
     new_key_created: bool
     old_keys: int  # master keys that may now be dropped (env) or were retired (file)
 
+    def summary(self) -> str:
+        """What was done and what to do next, in one line (the API's message and the CLI's output)."""
+        done = f"re-encrypted {self.reencrypted} key(s)"
+        if self.new_key_created:
+            return f"{done} under a new master key; {self.old_keys} old key(s) retired"
+        if self.old_keys:
+            return (
+                f"{done}; the {self.old_keys} older key(s) in AILAB_MASTER_KEY are no longer needed: "
+                "drop them"
+            )
+        return (
+            f"{done}; AILAB_MASTER_KEY lists one key: to change it, set AILAB_MASTER_KEY=NEW,OLD and "
+            "rotate again"
+        )
+
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
