@@ -118,9 +118,8 @@ class Message(Base):
     model: Mapped[str | None] = mapped_column(String(255), default=None)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     completion_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
-    status: Mapped[str] = mapped_column(
-        String(16), default="complete"
-    )  # complete | cut_off | cancelled | error
+    # complete | cut_off | cancelled | error
+    status: Mapped[str] = mapped_column(String(16), default="complete")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     run_id: Mapped[str | None] = mapped_column(String(36), default=None)  # the /chat run it belongs to
 

@@ -91,9 +91,13 @@ class PreparedTurn:
     error: str | None = None
     stored: asyncio.Event = field(default_factory=asyncio.Event)
     answer: str = ""  # the stored answer: the final response, or what was produced before the end
-    run_id: str | None = None
     # The run's events so far (its stored record gets the id of its last event, the one after these).
     events_emitted: Callable[[], int] = lambda: 0
+
+    @property
+    def run_id(self) -> str | None:
+        """The turn's run (None: a turn that is not one)."""
+        return self.turn.run_id
 
     def run_end(self) -> RunEnd | None:
         """How the run of this turn ended, to store with its answer."""
@@ -170,18 +174,20 @@ def open_turn(
     found = repo.find_session(conn, session_id) if session_id else None
     if found is not None and found.owner_id != owner_id:
         raise NotFound(f"session {session_id!r} not found")
+    run_id = run.id if run is not None else None
+    history: list[ChatMessage] = []
     if found is None:  # a new session has no history to read
-        new_id = session_id or new_session_id()
-        first = repo.NewMessage(new_id, "user", message, run_id=run.id if run is not None else None)
-        repo.start_session(conn, session_id=new_id, owner_id=owner_id, title=title, first=first)
-        if run is not None:
-            insert_run(conn, run, session_id=new_id, owner_id=owner_id)
-        return new_id, []
-    recent = repo.recent_messages(conn, found.id, HISTORY_LIMIT)
-    repo.append_message(conn, repo.NewMessage(found.id, "user", message, run_id=run.id if run else None))
+        session_id = session_id or new_session_id()
+        first = repo.NewMessage(session_id, "user", message, run_id=run_id)
+        repo.start_session(conn, session_id=session_id, owner_id=owner_id, title=title, first=first)
+    else:
+        session_id = found.id
+        recent = repo.recent_messages(conn, session_id, HISTORY_LIMIT)
+        history = [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
+        repo.append_message(conn, repo.NewMessage(session_id, "user", message, run_id=run_id))
     if run is not None:
-        insert_run(conn, run, session_id=found.id, owner_id=owner_id)
-    return found.id, [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
+        insert_run(conn, run, session_id=session_id, owner_id=owner_id)
+    return session_id, history
 
 
 class ChatService:
@@ -242,13 +248,7 @@ class ChatService:
             temperature=data.temperature,
             run_id=run.id if run is not None else None,
         )
-        return PreparedTurn(
-            owner_id=owner_id,
-            session_id=session_id,
-            pipeline=pipeline,
-            turn=turn,
-            run_id=run.id if run is not None else None,
-        )
+        return PreparedTurn(owner_id=owner_id, session_id=session_id, pipeline=pipeline, turn=turn)
 
     async def _context_window(self, provider: Provider, model: str) -> int:
         key = f"{provider.name}/{model}"

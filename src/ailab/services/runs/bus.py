@@ -98,11 +98,8 @@ class RedisRunBus:
         entries: list[Entry] = []
         for _key, items in reply or []:
             for entry_id, fields in items:
-                seq_text, _, part = (
-                    entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                ).partition("-")
-                seq = int(seq_text)
-                if part == "1" or b"end" in fields:
+                seq = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")[0])
+                if b"end" in fields:  # the end's entry (N-1), after the last event N
                     entries.append((seq, None))
                     return entries
                 entries.append((seq, fields[b"d"]))

@@ -115,10 +115,10 @@ class SessionService:
     ) -> SessionPage:
         """A page of the owner's sessions, newest first (with ``query``, those whose title contains it)."""
         after = decode_cursor(cursor) if cursor else None
-        title = query.strip() if query else None
+        title = query.strip() if query else None  # blank: every session
         async with self._db.read() as session:
             rows = await repo.list_sessions(
-                session, owner_id, limit=limit + 1, after=after, title_contains=title or None
+                session, owner_id, limit=limit + 1, after=after, title_contains=title
             )
         items = rows[:limit]
         next_cursor = encode_cursor(items[-1]) if len(rows) > limit else None
