@@ -26,16 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402 - the repo's own fakes
 from tests.support import postgres  # noqa: E402
-from tests.support.server import LiveServer, run_server, stored_messages  # noqa: E402
-
-PASSWORD = "bench-admin-password"
+from tests.support.server import (  # noqa: E402
+    ADMIN_PASSWORD,
+    LiveServer,
+    run_server,
+    server_env,
+    stored_messages,
+)
 
 
 @dataclass
@@ -46,21 +49,9 @@ class Writes:
     last_failure: float | None = None
 
 
-def env_for(data: Path, database_url: str = "", **extra: str) -> dict[str, str]:
-    env = {
-        "AILAB_DATA_DIR": str(data),
-        "AILAB_ADMIN_PASSWORD": PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-        **extra,
-    }
-    if database_url:
-        env["AILAB_DATABASE_URL"] = database_url
-    return env
-
-
 async def token(base_url: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=base_url) as client:
-        login = await client.post("/auth/login", json={"username": "admin", "password": PASSWORD})
+        login = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
@@ -107,7 +98,7 @@ async def postgres_restart(server: postgres.PostgresServer, workdir: Path, write
     database = postgres.unique_name("ailab_faults")
     await server.execute(f'CREATE DATABASE "{database}"')
     with run_server(
-        env_for(workdir / "pg-restart", server.url(database)), log_path=workdir / "pg.log"
+        server_env(workdir / "pg-restart", server.url(database)), log_path=workdir / "pg.log"
     ) as live:
         headers = await token(live.base_url)
         stop = asyncio.Event()
@@ -140,7 +131,7 @@ async def postgres_restart(server: postgres.PostgresServer, workdir: Path, write
 
 
 async def kill_rounds(name: str, database_url: str, workdir: Path, rounds: int, writers: int) -> None:
-    env = env_for(workdir / f"kill-{name}", database_url)
+    env = server_env(workdir / f"kill-{name}", database_url)
     acknowledged: list[str] = []
     for number in range(rounds):
         with run_server(env, log_path=workdir / f"kill-{name}-{number}.log") as live:
@@ -161,10 +152,8 @@ async def kill_rounds(name: str, database_url: str, workdir: Path, rounds: int, 
 
 async def upstream_faults(workdir: Path) -> None:
     async with FakeOpenAI(any_key=True, models=["echo"], echo=True) as fake:
-        env = env_for(
-            workdir / "upstream",
-            AILAB_OPENAI_COMPAT_BASE_URL=fake.base_url,
-            AILAB_PROVIDER_TIMEOUT_SECONDS="1",
+        env = server_env(
+            workdir / "upstream", openai_compat_base_url=fake.base_url, provider_timeout_seconds="1"
         )
         with run_server(env, log_path=workdir / "upstream.log") as live:
             headers = await token(live.base_url)
@@ -191,7 +180,9 @@ async def answers(live: LiveServer, headers: dict[str, str]) -> str:
                 response = await client.post(path, json={**body, "stream": stream})
                 label = f"{path}{' stream' if stream else ''}"
                 if stream and response.status_code == 200:
-                    events = [e for e in response.text.split("\n\n") if e.startswith("data: {")]
+                    # an event is its lines (``id: N`` first on /chat): keep each one's ``data:`` JSON
+                    lines = (line for e in response.text.split("\n\n") for line in e.splitlines())
+                    events = [line for line in lines if line.startswith("data: {")]
                     found.append(f"{label}: {events[-1][6:80] if events else 'no event'}")
                 else:
                     found.append(f"{label}: {response.status_code}")

@@ -47,7 +47,6 @@ from typing import Any
 import httpx
 import orjson
 import redis
-from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,9 +54,8 @@ sys.path.insert(0, str(ROOT))
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402 - the repo's own fakes
 from tests.support import postgres  # noqa: E402
 from tests.support.redis import ThrowawayRedis, find_or_start_redis, unique_prefix  # noqa: E402
-from tests.support.server import LiveServer, run_server  # noqa: E402
+from tests.support.server import ADMIN_PASSWORD, LiveServer, run_server, server_env  # noqa: E402
 
-PASSWORD = "bench-admin-password"
 MODEL = "openai-compat/echo"
 RUNNING_WAIT_S = 40.0  # a lease (30 s) and a sweep (every 5 s) at most
 CHECK_CONCURRENCY = 16
@@ -294,15 +292,15 @@ def log_excerpts(replicas: list[Replica], limit: int = 12) -> list[str]:
 
 async def bench(args: argparse.Namespace, database_url: str, redis_url: str, workdir: Path) -> int:
     prefix = unique_prefix()
-    shared = {
-        "AILAB_DATABASE_URL": database_url,
-        "AILAB_ADMIN_PASSWORD": PASSWORD,
-        "AILAB_MASTER_KEY": Fernet.generate_key().decode(),
-        "AILAB_REDIS_URL": redis_url,
-        "AILAB_REDIS_PREFIX": prefix,
-        "AILAB_MAX_RUNS_PER_USER": str(args.max_runs),
-        "AILAB_OPENAI_COMPAT_API_KEY": "sk-bench-replicas",
-    }
+    # One master key for both: they share the database (each gets its own data dir below).
+    shared = server_env(
+        workdir,
+        database_url,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        max_runs_per_user=str(args.max_runs),
+        openai_compat_api_key="sk-bench-replicas",
+    )
     # The upstream's streams to the killed replica break; aiohttp logs each with a traceback.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     async with FakeOpenAI(any_key=True, models=["echo"], echo=True, record=False) as upstream:
@@ -343,7 +341,7 @@ async def measure(args: argparse.Namespace, replicas: list[Replica]) -> int:
     a, b = replicas
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:  # set-up and checks
         login = await client.post(
-            f"{a.base_url}/auth/login", json={"username": "admin", "password": PASSWORD}
+            f"{a.base_url}/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
         )
         login.raise_for_status()
         client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"  # valid on both

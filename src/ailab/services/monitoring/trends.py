@@ -34,7 +34,7 @@ def bucket_layout(now: float, hours: int, buckets: int) -> tuple[int, int]:
     return size, newest - (buckets - 1) * size
 
 
-def _ms(value: float | None) -> float | None:
+def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
@@ -54,11 +54,11 @@ def series_of(buckets: list[metrics_repo.BucketSummary]) -> list[dict[str, Any]]
                 "t": bucket.start,
                 "count": bucket.count,
                 "errors": bucket.errors,
-                "p50_ms": _ms(bucket.p50),
-                "p95_ms": _ms(bucket.p95),
-                "p99_ms": _ms(bucket.p99),
-                "ttft_ms": _ms(bucket.ttft_p50),
-                "tokens_per_second": _ms(bucket.tokens_per_second_p50),
+                "p50_ms": _rounded(bucket.p50),
+                "p95_ms": _rounded(bucket.p95),
+                "p99_ms": _rounded(bucket.p99),
+                "ttft_ms": _rounded(bucket.ttft_p50),
+                "tokens_per_second": _rounded(bucket.tokens_per_second_p50),
             }
         )
     return list(series.values())
