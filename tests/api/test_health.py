@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ailab.config import Settings
-from tests.conftest import AppClientFactory
+from tests.conftest import ADMIN_PASSWORD, AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.provider_settings import configure
 
@@ -35,3 +35,10 @@ async def test_anonymous_callers_get_a_cached_ready_flag_and_admins_the_details(
         assert details["model"]["ready"] is False
         assert "upstream error 500" in details["model"]["detail"]
         assert "database_pool" in details and "metrics" in details
+
+        # An admin's browser, signed in with its session cookie, sees the details too.
+        browser = httpx.AsyncClient(transport=client._transport, base_url="http://testserver")  # type: ignore[attr-defined]
+        async with browser:
+            login = {"username": "admin", "password": ADMIN_PASSWORD}
+            assert (await browser.post("/auth/session", json=login)).status_code == 200
+            assert "database_pool" in (await browser.get("/health")).json()

@@ -6,11 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ailab import __version__
-from ailab.api.deps import ServicesDep, authenticate
+from ailab.api.deps import MaybeUser, ServicesDep
 from ailab.api.routes import web
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
 from ailab.api.schemas.health import About, Health, Live, Ready
-from ailab.errors import AuthError
 
 router = APIRouter(tags=["health"], responses=problems(*COMMON_PROBLEMS))
 FEATURES = [
@@ -53,18 +52,13 @@ async def ready(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request, services: ServicesDep) -> JSONResponse:
+async def health(caller: MaybeUser, services: ServicesDep) -> JSONResponse:
     """For admins: the database, its pool, the default model and a metrics summary, checked now.
 
     For anyone else: a ready flag for the server, its database and its default model, from a check made
     at most every few seconds (no detail that could name an internal host). 503 while the database is
     unreachable.
     """
-    scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
-    try:
-        caller = await authenticate(services, scheme or None, credential.strip() or None)
-    except AuthError:
-        caller = None
     checks = services.health
     report = await (checks.details() if caller is not None and caller.is_admin else checks.public())
     body = Health.model_validate(report.body).model_dump(mode="json", exclude_unset=True)
