@@ -6,7 +6,9 @@ built on :class:`tests.fakes.base.FakeServer`: it records every request (``.requ
 behaviours tests need: a wrong key gets the provider's own 401 (Gemini: its 400 ``API_KEY_INVALID``),
 an unknown model 404, ``fail_status = 429`` (with ``Retry-After: retry_after``) or 500, ``slow`` (held
 until ``release`` is set: timeouts without sleeping), ``stall_after`` (a stream stops mid-way),
-``endless`` (a stream that ends only when the client goes; ``disconnected`` is then set).
+``endless`` (a stream that ends only when the client goes; ``disconnected`` is then set). Each fake with an
+embeddings endpoint answers :func:`tests.fakes.base.bag_of_words_vector` of every text (deterministic,
+texts sharing words are near), for any model whose name contains ``embed``.
 
 In a test folder's ``conftest.py``, import the fixtures you use (pytest only honours
 ``pytest_plugins`` in the root conftest)::

@@ -1,8 +1,9 @@
 """A fake Anthropic Messages API: ``POST /v1/messages`` (JSON or typed SSE events), ``GET /v1/models``.
 
 Checks what the real API checks: ``x-api-key``, the ``anthropic-version`` header, ``max_tokens`` present,
-only ``user``/``assistant`` roles in ``messages`` (the system prompt is top-level). Errors are
-``{"type": "error", "error": {"type", "message"}}``.
+only ``user``/``assistant`` roles in ``messages`` (the system prompt is top-level), content as a string
+or blocks (``text``, non-empty; ``image`` with a ``base64`` source whose bytes match its ``media_type``,
+recorded in ``images``). Errors are ``{"type": "error", "error": {"type", "message"}}``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, main
+from tests.fakes.base import FakeServer, Generation, ReceivedImage, decode_base64, image_problem, main
 
 _ERROR_TYPES = {
     "auth": "authentication_error",
@@ -47,6 +48,36 @@ def forced_tool(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None
     if not named:
         return None, f"tool_choice: tool {choice.get('name')!r} not found in tools"
     return named[0], None
+
+
+def read_messages(messages: list[Any]) -> tuple[list[str], list[ReceivedImage], str | None]:
+    """The texts and images of ``messages``, and what the Messages API would refuse in them."""
+    texts: list[str] = []
+    images: list[ReceivedImage] = []
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for number, block in enumerate(content if isinstance(content, list) else []):
+            where = f"messages.{index}.content.{number}"
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                if not block.get("text"):
+                    return [], [], f"{where}: text content blocks must be non-empty"
+                texts.append(str(block["text"]))
+            elif kind == "image":
+                source = block.get("source") or {}
+                data = decode_base64(source.get("data"))
+                if source.get("type") != "base64" or data is None:
+                    return [], [], f"{where}.source: expected a base64 source with valid data"
+                problem = image_problem(str(source.get("media_type")), data)
+                if problem:
+                    return [], [], f"{where}.source: {problem}"
+                images.append(ReceivedImage(str(source["media_type"]), data))
+            else:
+                return [], [], f"{where}.type: unexpected block type {kind!r}"
+    return texts, images, None
 
 
 class FakeAnthropic(FakeServer):
@@ -96,7 +127,11 @@ class FakeAnthropic(FakeServer):
         if self.unknown_model(model):
             return self.error(404, "not_found", f"model: {model}")
         system = body.get("system") or ""
-        texts = [str(system)] + [str(m.get("content", "")) for m in messages]
+        texts, images, problem = read_messages(messages)
+        if problem:
+            return self.error(400, "invalid", problem)
+        self.images += images
+        texts.insert(0, str(system))
         tool, problem = forced_tool(body)
         if problem:
             return self.error(400, "invalid", problem)

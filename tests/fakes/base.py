@@ -16,15 +16,29 @@ its error shape; this class records every request and applies the behaviours a t
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
 - ``choice``: asked for structured output (each provider's own way), it answers a JSON object valid
   against the schema whose enum properties take ``choice`` when it is allowed, else their first value
+
+``images``: every image a chat request showed, decoded from the provider's own wire format (a malformed
+one is answered 400, as the provider would), so a test can assert that the very bytes arrived.
+
+Embeddings (each fake's own endpoint) are :func:`bag_of_words_vector` of each text: deterministic, and
+with meaning enough for retrieval tests (texts that share words are near). A model is an embedding model
+when its name says so (``embed`` in it, as in ``text-embedding-3-small``, ``nomic-embed-text``,
+``embed-v4.0``); another is answered as the provider answers an unknown model. At most
+``max_embedding_inputs`` texts per request, as the real API allows; usage counts words.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
+import math
 import re
+import struct
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -33,6 +47,7 @@ import orjson
 from aiohttp import web
 
 DEFAULT_REPLY = "Hello from the fake upstream, nice to meet you."
+EMBEDDING_DIMS = 64  # the size of the fakes' vectors, unless a request asks for another
 JSON = "application/json"
 BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)
 
@@ -51,6 +66,55 @@ class RecordedRequest:
     def header(self, name: str) -> str | None:
         """A header's value by case-insensitive name."""
         return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class ReceivedImage:
+    """An image a chat request showed: its media type (as declared, or from its data URL) and bytes."""
+
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+_SIGNATURES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+def image_problem(media_type: str, data: bytes) -> str | None:
+    """What a provider would refuse in an image: an unsupported type, or bytes of another format."""
+    signatures = _SIGNATURES.get(media_type)
+    if signatures is None:
+        return f"unsupported image type {media_type!r}: use image/jpeg, image/png, image/gif or image/webp"
+    if not data.startswith(signatures) or (media_type == "image/webp" and data[8:12] != b"WEBP"):
+        return f"the image does not match the provided media type {media_type}"
+    return None
+
+
+def decode_base64(text: Any) -> bytes | None:
+    """Strict base64 (what the providers accept), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def parse_data_url(url: Any) -> ReceivedImage | None:
+    """The image of a ``data:<type>;base64,<data>`` URL, or None when it is not one."""
+    if not isinstance(url, str) or not url.startswith("data:"):
+        return None
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        return None
+    data = decode_base64(payload)
+    if data is None:
+        return None
+    return ReceivedImage(header[5:].split(";", 1)[0], data)
 
 
 @dataclass
@@ -77,12 +141,37 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+def bag_of_words_vector(text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+    """The fakes' embedding of ``text``: a hashed bag of words, scaled to unit length.
+
+    Each lower-cased word (``\\w+``) adds one to the dimension its CRC-32 picks; texts that share words
+    therefore have a high cosine similarity, texts that share none (nearly) zero. Deterministic across
+    runs and processes (no ``hash()`` randomisation). A text without words is the zero vector.
+    """
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[zlib.crc32(word.encode("utf-8")) % dims] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    return [value / norm for value in vector] if norm else vector
+
+
+def float32_base64(vector: list[float]) -> str:
+    """A vector as OpenAI's ``encoding_format: base64`` sends it: little-endian float32 bytes."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def is_embedding_model(model: str) -> bool:
+    """Whether a fake serves ``model`` as an embedding model: its name says so (see the module doc)."""
+    return "embed" in model.lower()
+
+
 class FakeServer:
     """A provider's API on 127.0.0.1 (subclasses: routes, key extraction, error shape)."""
 
     provider: ClassVar[str] = "fake"
     default_api_key: ClassVar[str | None] = None
     default_models: ClassVar[tuple[str, ...]] = ()
+    max_embedding_inputs: ClassVar[int | None] = None  # texts per embeddings request (None: no limit)
 
     def __init__(
         self,
@@ -102,6 +191,7 @@ class FakeServer:
         self.choice: str | None = None
         self.record = record
         self.requests: list[RecordedRequest] = []
+        self.images: list[ReceivedImage] = []
         self.fail_status: int | None = None
         self.retry_after = "7"
         self.slow = False
@@ -335,6 +425,7 @@ class FakeServer:
     def reset(self) -> None:
         """Forget recorded requests and switch the behaviours off."""
         self.requests.clear()
+        self.images.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
         self.drop_after, self.choice, self.error_after, self.garbage = None, None, None, False
         self.release = asyncio.Event()

@@ -1,7 +1,12 @@
-"""A fake Cohere API: v2 ``POST /v2/chat`` (JSON or SSE ``content-delta``...``message-end``) and
-``GET /v1/models``.
+"""A fake Cohere API: v2 ``POST /v2/chat`` (JSON or SSE ``content-delta``...``message-end``),
+``POST /v2/embed`` and ``GET /v1/models``.
 
-Errors are ``{"id", "message"}`` as Cohere's are.
+``/v2/embed`` takes at most 96 ``texts``, needs an ``input_type`` and answers
+:func:`~tests.fakes.base.bag_of_words_vector` of each under ``embeddings.float`` (``output_dimension``
+honoured), billing the words as input tokens.
+
+Errors are ``{"id", "message"}`` as Cohere's are. Content may be a string or OpenAI-style parts
+(``text``, ``image_url`` with a data URL; the images are recorded in ``images``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,16 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, main
+from tests.fakes.base import (
+    EMBEDDING_DIMS,
+    FakeServer,
+    Generation,
+    bag_of_words_vector,
+    is_embedding_model,
+    main,
+    words,
+)
+from tests.fakes.openai_server import read_messages
 
 _FINISH = {"stop": "COMPLETE", "length": "MAX_TOKENS"}
 
@@ -31,9 +45,51 @@ class FakeCohere(FakeServer):
     provider: ClassVar[str] = "cohere"
     default_api_key: ClassVar[str | None] = "ab12CD34ef" * 4
     default_models: ClassVar[tuple[str, ...]] = ("command-r-plus-08-2024", "command-a-03-2025")
+    max_embedding_inputs: ClassVar[int | None] = 96
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v2/chat", self.chat), web.get("/v1/models", self.list_models)]
+        return [
+            web.post("/v2/chat", self.chat),
+            web.post("/v2/embed", self.embed),
+            web.get("/v1/models", self.list_models),
+        ]
+
+    async def embed(self, request: web.Request) -> web.Response:
+        body = self.body(request)
+        if not isinstance(body, dict):
+            return self.error(400, "invalid", "invalid request: body must be a JSON object")
+        model = str(body.get("model", ""))
+        if not is_embedding_model(model):
+            return self.error(
+                404, "not_found", f"model '{model}' not found, make sure the correct model ID was used"
+            )
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "invalid", "invalid request: texts must be a non-empty list of strings")
+        if self.max_embedding_inputs is not None and len(texts) > self.max_embedding_inputs:
+            return self.error(
+                400,
+                "invalid",
+                f"invalid request: total number of texts must be at most "
+                f"{self.max_embedding_inputs} - received {len(texts)}",
+            )
+        if not body.get("input_type"):
+            return self.error(
+                400, "invalid", "invalid request: input_type is required for embed models v3 and higher"
+            )
+        if "float" not in (body.get("embedding_types") or ["float"]):
+            return self.error(400, "invalid", "invalid request: the fake only makes float embeddings")
+        dims = int(body.get("output_dimension") or EMBEDDING_DIMS)
+        tokens = sum(words(text) for text in texts)
+        return self.json(
+            {
+                "id": self.next_id("embed-"),
+                "embeddings": {"float": [bag_of_words_vector(text, dims) for text in texts]},
+                "texts": texts,
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}},
+                "response_type": "embeddings_by_type",
+            }
+        )
 
     def error(self, status: int, kind: str, message: str) -> web.Response:
         if kind == "auth":
@@ -72,7 +128,10 @@ class FakeCohere(FakeServer):
                 f"model '{model}' not found, make sure the correct model ID was used "
                 "and that you have access to the model.",
             )
-        texts = [str(m.get("content", "")) for m in body["messages"]]
+        texts, images, problem = read_messages(body["messages"])
+        if problem:
+            return self.error(400, "invalid", f"invalid request: {problem}")
+        self.images += images
         limit = body.get("max_tokens")
         response_format = body.get("response_format") or {}
         schema = None

@@ -4,6 +4,10 @@ Like Google's: the key may come in ``x-goog-api-key`` or ``?key=`` (tests assert
 header), a wrong key is answered 400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID`` (Google does
 not use 401 for it) and a missing one 403 ``PERMISSION_DENIED``; roles must be ``user`` or ``model``;
 ``alt=sse`` streams ``data:`` events separated by CRLF CRLF, each with cumulative ``usageMetadata``.
+Parts are ``text`` or ``inlineData`` / ``inline_data`` images (both casings, as the REST API takes them;
+recorded in ``images``). ``models/{m}:batchEmbedContents`` (at most 100 requests, each naming the same
+model) and ``:embedContent`` answer :func:`~tests.fakes.base.bag_of_words_vector` of each content's text
+(``outputDimensionality`` honoured), counting no tokens, as Google's answer counts none.
 """
 
 from __future__ import annotations
@@ -13,7 +17,17 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, main
+from tests.fakes.base import (
+    EMBEDDING_DIMS,
+    FakeServer,
+    Generation,
+    ReceivedImage,
+    bag_of_words_vector,
+    decode_base64,
+    image_problem,
+    is_embedding_model,
+    main,
+)
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
@@ -53,12 +67,35 @@ def schema_problem(schema: Any) -> str | None:
     return None
 
 
+def read_parts(contents: list[Any]) -> tuple[list[str], list[ReceivedImage], str | None]:
+    """The texts and inline images of ``contents``, and what Gemini would refuse in them."""
+    texts: list[str] = []
+    images: list[ReceivedImage] = []
+    for index, content in enumerate(contents):
+        for number, part in enumerate(content.get("parts") or []):
+            inline = part.get("inlineData") or part.get("inline_data")
+            if inline is None:
+                texts.append(str(part.get("text", "")))
+                continue
+            where = f"contents[{index}].parts[{number}].inline_data"
+            media_type = inline.get("mimeType") or inline.get("mime_type")
+            data = decode_base64(inline.get("data"))
+            if not media_type or data is None:
+                return [], [], f"Invalid value at '{where}': mime_type and base64 data are required"
+            problem = image_problem(str(media_type), data)
+            if problem:
+                return [], [], f"Invalid value at '{where}': {problem}"
+            images.append(ReceivedImage(str(media_type), data))
+    return texts, images, None
+
+
 class FakeGemini(FakeServer):
     """Google's Generative Language API on 127.0.0.1."""
 
     provider: ClassVar[str] = "gemini"
     default_api_key: ClassVar[str | None] = "AIza" + "SyFakeKeyForTests0123456789abcdefgh"
     default_models: ClassVar[tuple[str, ...]] = ("gemini-2.0-flash", "gemini-2.5-pro")
+    max_embedding_inputs: ClassVar[int | None] = 100
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -112,6 +149,8 @@ class FakeGemini(FakeServer):
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
+        if method in ("batchEmbedContents", "embedContent"):
+            return self.embed(model, method, self.body(request))
         if method not in ("generateContent", "streamGenerateContent"):
             return self.error(404, "not_found", f"method {method!r} not found")
         if self.unknown_model(model):
@@ -128,7 +167,10 @@ class FakeGemini(FakeServer):
             return self.error(400, "invalid", "* GenerateContentRequest.contents: contents is not specified")
         if any(c.get("role") not in ("user", "model") for c in contents):
             return self.error(400, "invalid", "Please use a valid role: user, model.")
-        texts = [p.get("text", "") for c in contents for p in c.get("parts", [])]
+        texts, images, problem = read_parts(contents)
+        if problem:
+            return self.error(400, "invalid", problem)
+        self.images += images
         texts += [p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts", [])]
         config = body.get("generationConfig") or {}
         limit = config.get("maxOutputTokens")
@@ -146,6 +188,47 @@ class FakeGemini(FakeServer):
             parts = [self.response(gen, p, i + 1, i == len(gen.pieces) - 1) for i, p in enumerate(gen.pieces)]
             return self.json(parts)
         return await self.stream_events(request, gen)
+
+    def embed(self, model: str, method: str, body: Any) -> web.Response:
+        """``:batchEmbedContents`` (``{"requests": [...]}``) or ``:embedContent`` (one request)."""
+        if not is_embedding_model(model):
+            return self.error(
+                404,
+                "not_found",
+                f"models/{model} is not found for API version v1beta, or is not supported for {method}.",
+            )
+        if not isinstance(body, dict):
+            return self.error(400, "invalid", "Invalid JSON payload received.")
+        requests = (
+            body.get("requests") if method == "batchEmbedContents" else [{**body, "model": f"models/{model}"}]
+        )
+        if not isinstance(requests, list) or not requests:
+            return self.error(
+                400, "invalid", "* BatchEmbedContentsRequest.requests: requests is not specified"
+            )
+        if self.max_embedding_inputs is not None and len(requests) > self.max_embedding_inputs:
+            return self.error(
+                400,
+                "invalid",
+                f"* BatchEmbedContentsRequest.requests: at most {self.max_embedding_inputs} "
+                "requests can be in one batch",
+            )
+        embeddings = []
+        for index, item in enumerate(requests):
+            if not isinstance(item, dict) or item.get("model") != f"models/{model}":
+                return self.error(
+                    400,
+                    "invalid",
+                    f"* BatchEmbedContentsRequest.requests[{index}].model: the model of every "
+                    "request must match the model of the batch",
+                )
+            parts = (item.get("content") or {}).get("parts") or []
+            text = " ".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
+            dims = item.get("outputDimensionality") or EMBEDDING_DIMS
+            embeddings.append({"values": bag_of_words_vector(text, int(dims))})
+        if method == "embedContent":
+            return self.json({"embedding": embeddings[0]})
+        return self.json({"embeddings": embeddings})
 
     def response(self, gen: Generation, text: str, produced: int, final: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}

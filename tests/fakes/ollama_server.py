@@ -1,7 +1,15 @@
-"""A fake Ollama: ``POST /api/chat`` (JSON, or NDJSON when ``stream`` is true or absent), ``GET /api/tags``.
+"""A fake Ollama: ``POST /api/chat`` (JSON, or NDJSON when ``stream`` is true or absent), ``GET /api/tags``,
+``POST /api/show``, ``POST /api/embed``.
+
+``/api/embed`` (``input``: a string or strings; ``dimensions`` honoured) answers
+:func:`~tests.fakes.base.bag_of_words_vector` of each text and counts its words as ``prompt_eval_count``;
+like Ollama it embeds with any pulled model, and with any model named ``...embed...``.
 
 No key by default (pass ``api_key=`` to require a bearer token, as a proxy in front of Ollama would).
 Errors are ``{"error": "..."}``; an unknown model is 404 ``model "x" not found, try pulling it first``.
+``/api/show`` lists a model's ``capabilities`` as Ollama 0.6.4+ does: ``completion``, and ``vision`` for
+the models in ``VISION`` (``llava``, ``gemma3``...). A message's ``images`` (bare base64) are recorded in
+``images``; sent to a model without vision, they are answered 400 (AI-Lab must refuse them first).
 """
 
 from __future__ import annotations
@@ -12,7 +20,30 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, main
+from tests.fakes.base import (
+    EMBEDDING_DIMS,
+    FakeServer,
+    Generation,
+    ReceivedImage,
+    bag_of_words_vector,
+    decode_base64,
+    is_embedding_model,
+    main,
+    words,
+)
+
+VISION = frozenset({"llava:latest", "llava:7b", "gemma3:4b", "llama3.2-vision:latest", "qwen2.5vl:3b"})
+
+
+def sniff(data: bytes) -> str:
+    """The media type of image bytes (Ollama takes them without one), by their signature."""
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"GIF8"):
+        return "image/gif"
+    return "image/webp" if data[8:12] == b"WEBP" else "application/octet-stream"
 
 
 def stamp() -> str:
@@ -27,7 +58,34 @@ class FakeOllama(FakeServer):
     default_models: ClassVar[tuple[str, ...]] = ("llama3:latest", "qwen2.5:0.5b")
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/api/chat", self.chat), web.get("/api/tags", self.tags)]
+        return [
+            web.post("/api/chat", self.chat),
+            web.get("/api/tags", self.tags),
+            web.post("/api/show", self.show),
+            web.post("/api/embed", self.embed),
+        ]
+
+    async def embed(self, request: web.Request) -> web.Response:
+        body = self.body(request)
+        if not isinstance(body, dict):
+            return self.error(400, "invalid", "invalid request body")
+        model = str(body.get("model", ""))
+        if not self._known(model) and not is_embedding_model(model):
+            return self.error(404, "not_found", f'model "{model}" not found, try pulling it first')
+        value = body.get("input")
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "invalid", "invalid input type")
+        dims = int(body.get("dimensions") or EMBEDDING_DIMS)
+        return self.json(
+            {
+                "model": model,
+                "embeddings": [bag_of_words_vector(text, dims) for text in texts],
+                "total_duration": 1_000_000,
+                "load_duration": 10_000,
+                "prompt_eval_count": sum(words(text) for text in texts),
+            }
+        )
 
     def error(self, status: int, kind: str, message: str) -> web.Response:
         if kind == "auth":
@@ -57,6 +115,41 @@ class FakeOllama(FakeServer):
         # Ollama resolves "llama3" to "llama3:latest".
         return not self.unknown_model(model) or not self.unknown_model(f"{model}:latest")
 
+    @staticmethod
+    def _sees(model: str) -> bool:
+        return model in VISION or f"{model}:latest" in VISION
+
+    async def show(self, request: web.Request) -> web.Response:
+        body = self.body(request)
+        model = str((body or {}).get("model") or (body or {}).get("name") or "")
+        if not model or not self._known(model):
+            return self.error(404, "not_found", f"model '{model}' not found")
+        capabilities = ["completion", *(["vision"] if self._sees(model) else [])]
+        return self.json(
+            {
+                "modelfile": f"FROM {model}",
+                "parameters": "stop <|eot_id|>",
+                "template": "{{ .Prompt }}",
+                "details": {"format": "gguf", "family": "llama", "parameter_size": "8.0B"},
+                "model_info": {"general.architecture": "llama"},
+                "capabilities": capabilities,
+                "modified_at": "2025-01-01T00:00:00Z",
+            }
+        )
+
+    def read_images(self, model: str, messages: list[Any]) -> str | None:
+        """Record the messages' images; what Ollama would refuse in them."""
+        for message in messages:
+            encoded = message.get("images") or []
+            if encoded and not self._sees(model):
+                return f"model {model!r} does not support image input"
+            for text in encoded:
+                data = decode_base64(text)
+                if data is None:
+                    return "illegal base64 data in images"
+                self.images.append(ReceivedImage(sniff(data), data))
+        return None
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = self.body(request)
         if not isinstance(body, dict):
@@ -64,6 +157,9 @@ class FakeOllama(FakeServer):
         model = str(body.get("model", ""))
         if not self._known(model):
             return self.error(404, "not_found", f'model "{model}" not found, try pulling it first')
+        problem = self.read_images(model, body.get("messages") or [])
+        if problem:
+            return self.error(400, "invalid", problem)
         texts = [str(m.get("content", "")) for m in body.get("messages") or []]
         limit = (body.get("options") or {}).get("num_predict")
         answer_format = body.get("format")

@@ -1,9 +1,14 @@
-"""A fake OpenAI API: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``.
+"""A fake OpenAI API: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``,
+``POST /v1/embeddings``.
 
 Answers as api.openai.com does (the official ``openai`` SDK accepts it): ``chat.completion`` JSON, or
 ``chat.completion.chunk`` SSE events ending with ``data: [DONE]``, with the usage chunk (empty
 ``choices``) when ``stream_options.include_usage`` is set; errors as ``{"error": {message, type, param,
-code}}``. Also the team's fast upstream for the gateway benchmark::
+code}}``. Content may be a string or parts: ``text``, and ``image_url`` with a ``data:`` URL (recorded in
+``images``; an http(s) URL is taken without fetching it). Embeddings take ``input`` as a string, strings, or
+token arrays (token ``n`` is the word ``t<n>``), ``dimensions`` and ``encoding_format`` (``float`` or
+``base64``), and answer :func:`~tests.fakes.base.bag_of_words_vector` of each text with its ``index``.
+Also the team's fast upstream for the gateway benchmark::
 
     python -m tests.fakes.openai_server --port 9100     # any key accepted, nothing recorded
 
@@ -19,7 +24,20 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, main, now
+from tests.fakes.base import (
+    EMBEDDING_DIMS,
+    FakeServer,
+    Generation,
+    ReceivedImage,
+    bag_of_words_vector,
+    float32_base64,
+    image_problem,
+    is_embedding_model,
+    main,
+    now,
+    parse_data_url,
+    words,
+)
 
 SSE = "text/event-stream"
 _ERROR_TYPES = {
@@ -38,6 +56,8 @@ class FakeOpenAI(FakeServer):
     default_api_key: ClassVar[str | None] = "sk-test-openai-0123456789abcdefghij"
     default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o")
     owned_by: ClassVar[str] = "openai"
+    max_embedding_inputs: ClassVar[int | None] = 2048
+    too_many_inputs_status: ClassVar[int] = 400
 
     def base_path(self) -> str:
         return "/v1"
@@ -47,6 +67,7 @@ class FakeOpenAI(FakeServer):
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{model:.+}", self.get_model),
             web.post("/v1/chat/completions", self.chat_completions),
+            web.post("/v1/embeddings", self.embeddings),
         ]
 
     def error(self, status: int, kind: str, message: str) -> web.Response:
@@ -81,7 +102,10 @@ class FakeOpenAI(FakeServer):
                 "not_found",
                 f"The model `{model}` does not exist or you do not have access to it.",
             )
-        texts = [str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict)]
+        texts, images, problem = read_messages(body["messages"])
+        if problem:
+            return self.error(400, "invalid", problem)
+        self.images += images
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         schema, problem = response_schema(body.get("response_format"))
         if problem:
@@ -91,6 +115,46 @@ class FakeOpenAI(FakeServer):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self.stream_chunks(request, gen, include_usage)
         return self.json(self.completion(gen))
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = self.body(request)
+        return self.embed(body, str(body.get("model", "")) if isinstance(body, dict) else "")
+
+    def embed(self, body: Any, model: str) -> web.Response:
+        """Answer an embeddings request for ``model`` (validated here) as OpenAI does."""
+        if not isinstance(body, dict) or "input" not in body:
+            return self.error(400, "invalid", "'input' is a required property")
+        if not is_embedding_model(model):
+            return self.error(
+                404, "not_found", f"The model `{model}` does not exist or you do not have access to it."
+            )
+        texts = embedding_texts(body["input"])
+        if texts is None:
+            return self.error(400, "invalid", "'$.input' is invalid. Please check the API reference.")
+        limit = self.max_embedding_inputs
+        if limit is not None and len(texts) > limit:
+            return self.error(
+                self.too_many_inputs_status,
+                "invalid",
+                f"'$.input' is invalid: at most {limit} inputs per request, got {len(texts)}",
+            )
+        dims = body.get("dimensions", EMBEDDING_DIMS)
+        encoding = body.get("encoding_format") or "float"
+        if (
+            isinstance(dims, bool)
+            or not isinstance(dims, int)
+            or dims < 1
+            or encoding not in ("float", "base64")
+        ):
+            return self.error(400, "invalid", "'dimensions' or 'encoding_format' is invalid")
+        data = []
+        for index, text in enumerate(texts):
+            vector = bag_of_words_vector(text, dims)
+            embedding = float32_base64(vector) if encoding == "base64" else vector
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(words(text) for text in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return self.json({"object": "list", "data": data, "model": model, "usage": usage})
 
     def completion(self, gen: Generation) -> dict[str, Any]:
         return {
@@ -140,6 +204,66 @@ class FakeOpenAI(FakeServer):
             return [*events, b"data: [DONE]\n\n"]
 
         return await self.stream(request, SSE, head, piece, gen, tail)
+
+
+def read_messages(messages: Any) -> tuple[list[str], list[ReceivedImage], str | None]:
+    """The texts and images of OpenAI-style messages (Cohere's v2 takes the same content parts), and what
+    the API would refuse in them."""
+    texts: list[str] = []
+    images: list[ReceivedImage] = []
+    for index, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict):
+            return [], [], f"messages[{index}]: expected an object"
+        content = message.get("content")
+        if not isinstance(content, list):
+            texts.append(str(content or ""))
+            continue
+        for number, part in enumerate(content):
+            where = f"messages[{index}].content[{number}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                texts.append(str(part.get("text", "")))
+            elif kind == "image_url":
+                if message.get("role") != "user":
+                    return [], [], f"{where}: image content parts are only allowed in user messages"
+                spec = part.get("image_url")
+                url = spec.get("url") if isinstance(spec, dict) else None
+                if isinstance(url, str) and url.startswith(("http://", "https://")):
+                    continue  # the real API fetches it; the fake takes it as it is
+                image = parse_data_url(url)
+                if image is None:
+                    return [], [], f"{where}.image_url.url: Invalid image URL: expected a base64 data URL"
+                problem = image_problem(image.media_type, image.data)
+                if problem:
+                    return [], [], f"{where}: {problem}"
+                images.append(image)
+            else:
+                return [], [], f"{where}.type: invalid content part type {kind!r}"
+    return texts, images, None
+
+
+def embedding_texts(value: Any) -> list[str] | None:
+    """The texts of an embeddings ``input`` (token arrays as words ``t<n>``), or None when OpenAI would
+    refuse it (empty, or not a string, strings or token arrays)."""
+
+    def token(value: Any) -> bool:  # JSON's 7 and 7.0 are the same integer
+        return type(value) in (int, float) and value >= 0 and value == int(value)
+
+    def tokens(item: Any) -> str | None:
+        ok = isinstance(item, list) and item and all(token(t) for t in item)
+        return " ".join(f"t{int(t)}" for t in item) if ok else None
+
+    if isinstance(value, str):
+        return [value] if value else None
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(item, str) and item for item in value):
+        return list(value)
+    if all(token(item) for item in value):
+        single = tokens(value)
+        return [single] if single is not None else None
+    texts = [tokens(item) for item in value]
+    return None if any(text is None for text in texts) else [text for text in texts if text is not None]
 
 
 def response_schema(response_format: Any) -> tuple[Any, str | None]:
@@ -202,6 +326,7 @@ class FakeAzureOpenAI(FakeOpenAI):
         return [
             web.get("/openai/models", self.list_models),
             web.post("/openai/deployments/{deployment}/chat/completions", self.deployment_chat),
+            web.post("/openai/deployments/{deployment}/embeddings", self.deployment_embeddings),
         ]
 
     def key_of(self, request: web.Request) -> str | None:
@@ -244,9 +369,25 @@ class FakeAzureOpenAI(FakeOpenAI):
             return self.error(400, "invalid", "'messages' is a required property")
         return await self.complete(request, body, deployment)
 
+    async def deployment_embeddings(self, request: web.Request) -> web.Response:
+        """An embedding deployment (one whose name says ``embed``), whatever ``model`` the body names."""
+        if "api-version" not in request.query:
+            return self.error(404, "not_found", "Resource not found")
+        deployment = request.match_info["deployment"]
+        if not is_embedding_model(deployment):
+            return self.error(404, "not_found", "The API deployment for this resource does not exist.")
+        return self.embed(self.body(request), deployment)
+
 
 class FakeHuggingFace(FakeOpenAI):
-    """Hugging Face's router / TGI Messages API: OpenAI's wire, ``{"error": "..."}`` errors."""
+    """Hugging Face's router / TGI Messages API: OpenAI's wire, ``{"error": "..."}`` errors.
+
+    Embeddings two ways: a TEI server's ``/v1/embeddings`` (OpenAI's wire; more than 32 texts is 413, TEI's
+    default ``max_client_batch_size``), and the router's feature extraction,
+    ``POST /hf-inference/models/{model}/pipeline/feature-extraction`` with ``{"inputs": [...]}``, answering
+    a bare list of vectors (a model named ``...token...`` answers a vector per word, as a model without
+    pooling does).
+    """
 
     provider: ClassVar[str] = "huggingface"
     default_api_key: ClassVar[str | None] = "hf_" + "a1B2c3D4e5" * 3
@@ -255,6 +396,29 @@ class FakeHuggingFace(FakeOpenAI):
         "HuggingFaceTB/SmolLM3-3B",
     )
     owned_by: ClassVar[str] = "huggingface"
+    max_embedding_inputs: ClassVar[int | None] = 32
+    too_many_inputs_status: ClassVar[int] = 413
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            *super().routes(),
+            web.post("/hf-inference/models/{model:.+}/pipeline/feature-extraction", self.feature_extraction),
+        ]
+
+    async def feature_extraction(self, request: web.Request) -> web.Response:
+        model = request.match_info["model"]
+        body = self.body(request)
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self.error(400, "invalid", "Input should be a valid string or list of strings")
+        if not is_embedding_model(model) and "token" not in model:
+            return self.error(404, "not_found", f"Model {model} does not exist")
+        if self.max_embedding_inputs is not None and len(texts) > self.max_embedding_inputs:
+            return self.error(413, "invalid", f"batch size {len(texts)} > maximum allowed batch size 32")
+        if "token" in model:
+            return self.json([[bag_of_words_vector(word) for word in text.split()] for text in texts])
+        return self.json([bag_of_words_vector(text) for text in texts])
 
     def error(self, status: int, kind: str, message: str) -> web.Response:
         if kind == "auth":

@@ -1,6 +1,7 @@
 """The fast lane: the hot routes without FastAPI's routing.
 
-The OpenAI-compatible routes (the gateway should add well under a millisecond) and ``POST /chat`` (whose
+The OpenAI-compatible routes (the gateway should add well under a millisecond; embeddings too, since
+retrieval embeds every chunk) and ``POST /chat`` (whose
 first token should come no later than about 1.2x the model's own) are the hot paths. For them, route
 matching, dependency resolution and FastAPI's exception stack cost more than the work itself, so this
 middleware matches their exact paths first, authenticates the caller with the same
@@ -41,12 +42,17 @@ async def _chat_completions(request: Request, user: Principal) -> Response:
     return await gateway.answer_chat_completions(request, user)
 
 
+async def _embeddings(request: Request, user: Principal) -> Response:
+    return await gateway.answer_embeddings(request, user)
+
+
 async def _models(request: Request, _user: Principal) -> Response:
     return await gateway.list_models(request)
 
 
 _ROUTES: dict[tuple[str, str], _Route] = {
     ("POST", "/v1/chat/completions"): _Route("/v1/chat/completions", _chat_completions),
+    ("POST", "/v1/embeddings"): _Route("/v1/embeddings", _embeddings),
     ("GET", "/v1/models"): _Route("/v1/models", _models),
     ("POST", "/chat"): _Route("/chat", chat.chat_fast_lane),
 }
@@ -61,7 +67,7 @@ def _authorization(scope: Scope) -> tuple[str | None, str | None]:
 
 
 class FastLane:
-    """Serves the hot routes (the two gateway routes and POST /chat) directly; passes the rest on."""
+    """Serves the hot routes (the gateway's and POST /chat) directly; passes the rest on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -12,10 +12,15 @@ merged, and a stream is a sequence of typed SSE events::
 Structured output (a :class:`ResponseSchema`) is a tool the model is made to call
 (``tool_choice: {"type": "tool"}``): its ``tool_use`` input is the answer, as JSON text (streamed as the
 ``input_json_delta`` pieces).
+
+A message's images are ``image`` blocks with a ``base64`` source, before its text block (Anthropic's
+advice: images first); a message without images keeps its plain string content. Claude 3 and every later
+model reads images; Claude 1, 2 and Instant do not.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -26,6 +31,7 @@ from pydantic_settings import SettingsConfigDict
 from ailab.errors import ProviderError
 from ailab.providers.base import (
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResult,
     Credential,
@@ -51,6 +57,48 @@ ERROR_STATUS = {
 }
 
 
+# The models that read no images: everything before Claude 3.
+_BLIND = re.compile(r"^claude-(?:instant|1|2)(?:[.-]|$)")
+
+Content = str | list[dict[str, Any]]
+
+
+def model_sees(model: str) -> bool:
+    """Whether a Claude model reads images (Claude 3 and later)."""
+    return _BLIND.match(model) is None
+
+
+def content_of(message: ChatMessage) -> Content:
+    """A message's content: its text, or its images' blocks and then its text block."""
+    if not message.images:
+        return message.content
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image.media_type,
+                "data": base64.b64encode(image.data).decode("ascii"),
+            },
+        }
+        for image in message.images
+    ]
+    return blocks + _blocks(message.content)
+
+
+def _blocks(content: Content) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []  # Anthropic refuses empty text blocks
+
+
+def merged(earlier: Content, later: Content) -> Content:
+    """Two consecutive contents of one role as one (Anthropic wants the roles to alternate)."""
+    if isinstance(earlier, str) and isinstance(later, str):
+        return earlier + "\n\n" + later
+    return _blocks(earlier) + _blocks(later)
+
+
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body of ``POST /v1/messages`` for ``request``."""
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -60,9 +108,9 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
             continue
         role = "assistant" if message.role == "assistant" else "user"
         if messages and messages[-1]["role"] == role:
-            messages[-1]["content"] += "\n\n" + message.content
+            messages[-1]["content"] = merged(messages[-1]["content"], content_of(message))
         else:
-            messages.append({"role": role, "content": message.content})
+            messages.append({"role": role, "content": content_of(message)})
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
@@ -166,6 +214,10 @@ class AnthropicProvider(TranslatingProvider):
     name = "anthropic"
     default_base_url = "https://api.anthropic.com"
 
+    async def can_see(self, model: str) -> bool:
+        """Claude 3 and later read images."""
+        return model_sees(model)
+
     def headers(self, credential: Credential) -> dict[str, str]:
         """Anthropic's key and version headers."""
         return {"x-api-key": credential.api_key or "", "anthropic-version": API_VERSION}
@@ -212,6 +264,6 @@ PLUGIN = ProviderPlugin(
         "an Anthropic key: 'sk-ant-' followed by at least 20 letters, digits, '-' or '_'",
         config=BASE_URL_OPTIONAL,
     ),
-    capabilities=Capabilities(json_schema=True),  # a forced tool
+    capabilities=Capabilities(json_schema=True, images=True),  # a forced tool; image blocks
     description="Anthropic's Messages API",
 )

@@ -1,12 +1,18 @@
 """Azure OpenAI: OpenAI's wire format at per-deployment URLs, with an ``api-key`` header.
 
-Chat goes to ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...``; the model
-name of a request is the deployment name, and the models listed are the configured deployments. Where
-they come from, first found wins:
+Chat goes to ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`` and
+embeddings to ``.../deployments/{deployment}/embeddings?api-version=...``; the model name of a request is
+the deployment name (an embedding model's deployment too), and the models listed are the configured
+deployments. Where they come from, first found wins:
 
 - endpoint: the credential's ``config["endpoint"]`` (or ``base_url``), else ``AILAB_AZURE_BASE_URL``
 - deployments: ``config["deployment"]`` (comma-separated allowed), else ``AILAB_AZURE_DEPLOYMENTS``
 - api version: ``config["api_version"]``, else ``AILAB_AZURE_API_VERSION``
+
+Whether a deployment reads images is read from its name with OpenAI's rules (``gpt-35-turbo`` does
+not; a name that says nothing, ``prod``, is assumed to, and Azure refuses the images if its model cannot
+see): Azure names the model behind a deployment only to its management API, which takes another
+credential.
 
 Listing the models makes one cheap authenticated call (``GET {endpoint}/openai/models``) so a refused
 key or an unreachable endpoint shows up there, as for every other provider.
@@ -25,7 +31,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from ailab.errors import ModelNotFound, ProviderUnavailable
 from ailab.providers.base import Credential, ModelInfo, ProviderHealth
 from ailab.providers.credentials import ConfigField, CredentialFormat
-from ailab.providers.openai import WIRE_CAPABILITIES, OpenAIWireProvider
+from ailab.providers.openai import WIRE_CAPABILITIES, OpenAIWireProvider, openai_model_sees
 from ailab.providers.plugin import ProviderPlugin, ProviderSettings
 
 
@@ -48,6 +54,10 @@ class AzureOpenAIProvider(OpenAIWireProvider):
         endpoint = config.get("endpoint") or config.get("base_url") or self.settings.base_url
         return str(endpoint or "").rstrip("/")
 
+    async def can_see(self, model: str) -> bool:
+        """Whether the deployment ``model`` reads images, by its name (see the module docstring)."""
+        return openai_model_sees(model)
+
     def auth_headers(self, credential: Credential) -> dict[str, str]:
         """Azure's ``api-key`` header."""
         return {"api-key": credential.api_key or ""}
@@ -57,7 +67,15 @@ class AzureOpenAIProvider(OpenAIWireProvider):
         return {"api-version": credential.config.get("api_version") or self.settings.api_version}
 
     def chat_url(self, credential: Credential, model: str) -> str:
-        """The deployment's chat completions URL (``model`` is the deployment name).
+        """The deployment's chat completions URL (``model`` is the deployment name)."""
+        return self.deployment_url(credential, model, "chat/completions")
+
+    def embeddings_url(self, credential: Credential, model: str) -> str:
+        """The deployment's embeddings URL (``model`` is the deployment name)."""
+        return self.deployment_url(credential, model, "embeddings")
+
+    def deployment_url(self, credential: Credential, model: str, operation: str) -> str:
+        """``{endpoint}/openai/deployments/{model}/{operation}`` for a configured deployment ``model``.
 
         Only a configured deployment is accepted, and its name is quoted as one path segment: the model
         name comes from the caller, and ``../../v1/files?x=`` must not reach another path of the resource
@@ -70,7 +88,7 @@ class AzureOpenAIProvider(OpenAIWireProvider):
                 f"{', '.join(f'azure/{name}' for name in known) or 'none'} "
                 "(AILAB_AZURE_DEPLOYMENTS, or the key's deployment setting)"
             )
-        return f"{self.base_url(credential)}/openai/deployments/{quote(model, safe='')}/chat/completions"
+        return f"{self.base_url(credential)}/openai/deployments/{quote(model, safe='')}/{operation}"
 
     def not_configured(self) -> ProviderUnavailable:
         """The error while no endpoint is configured."""

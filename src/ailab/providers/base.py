@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ailab.errors import InvalidInput
 from ailab.providers.credentials import Credential
 
 __all__ = [  # Credential is re-exported: it is part of the protocol
@@ -25,23 +26,42 @@ __all__ = [  # Credential is re-exported: it is part of the protocol
     "ChatResult",
     "Credential",
     "CredentialStore",
+    "Embeddings",
+    "ImagePart",
     "ModelInfo",
     "Provider",
     "ProviderHealth",
     "ResponseSchema",
+    "SupportsEmbeddings",
+    "SupportsEmbeddingsForward",
     "SupportsOpenAIForward",
+    "SupportsVision",
     "UpstreamResponse",
     "Usage",
+    "check_can_see",
+    "has_images",
     "sampling_fields",
 ]
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image a message shows the model: its bytes and media type (``image/png``, ``image/jpeg``,
+    ``image/webp`` or ``image/gif``), already checked and downscaled. Each backend sends it its own way."""
+
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a conversation, in the roles every backend knows: system, user, assistant."""
+    """One message of a conversation, in the roles every backend knows: system, user, assistant.
+
+    ``images`` go with the text to a model that can see (a user message's attachments)."""
 
     role: str
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +182,25 @@ class Provider(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors of some texts, in their order, and what they cost."""
+
+    vectors: list[list[float]]
+    model: str
+    usage: Usage | None = None
+
+
+@runtime_checkable
+class SupportsEmbeddings(Protocol):
+    """A provider with embedding models."""
+
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> Embeddings:
+        """One vector per input, in order (batched as the backend needs); ``dimensions`` asks for
+        shorter vectors, where the model can make them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamResponse:
     """A raw upstream success for pass-through: status, content type and the body as bytes chunks.
 
@@ -186,6 +225,54 @@ class SupportsOpenAIForward(Protocol):
     async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
         """POST ``payload`` to the upstream's /chat/completions and return the raw answer."""
         ...
+
+
+@runtime_checkable
+class SupportsEmbeddingsForward(Protocol):
+    """A provider whose backend may speak OpenAI's embeddings wire format (``POST .../embeddings``).
+
+    The gateway forwards such requests as they came (only ``model`` rewritten), so token arrays,
+    ``dimensions`` and base64 answers are the upstream's own work.
+    """
+
+    async def forward_embeddings(self, payload: dict[str, Any]) -> UpstreamResponse | None:
+        """POST ``payload`` to the upstream's /embeddings and return the raw answer; None when this
+        upstream does not speak OpenAI's embeddings wire (the gateway then calls ``embed``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsVision(Protocol):
+    """A provider that can show its models images (:attr:`ChatMessage.images`) and knows which can see.
+
+    Each backend decides from what it knows of its own models (a name rule, or asking the server, as
+    Ollama's ``/api/show`` tells). A provider without this method is taken to have no model that sees:
+    it would drop the images, so they are refused instead (:func:`check_can_see`).
+    """
+
+    async def can_see(self, model: str) -> bool:
+        """Whether ``model`` (the provider's own name) reads images; True where the backend cannot
+        tell (the upstream refuses them then, in its own words)."""
+        ...
+
+
+def has_images(request: ChatRequest) -> bool:
+    """Whether any message of ``request`` shows an image."""
+    return any(message.images for message in request.messages)
+
+
+async def check_can_see(provider: Provider, model: str) -> None:
+    """Refuse, before anything is sent, images for a model that cannot read them.
+
+    Raises :class:`~ailab.errors.InvalidInput` naming ``provider/model``; the backend's own errors
+    (an unknown model, an unreachable server) come through as they are.
+    """
+    if isinstance(provider, SupportsVision) and await provider.can_see(model):
+        return
+    raise InvalidInput(
+        f"model '{provider.name}/{model}' cannot read images; choose a model that can see, "
+        "or send the message without its images"
+    )
 
 
 async def close_stream(stream: object) -> None:

@@ -8,6 +8,15 @@ a ``type``::
     -> message-end (delta.finish_reason, delta.usage)
 
 Structured output is ``response_format: {"type": "json_object", "json_schema": ...}``.
+
+Images go as OpenAI's ``image_url`` content parts (v2 chat takes the same shape), to the models that read
+them: Command A Vision and Aya Vision; the other Command models are text only.
+
+Embeddings are ``POST /v2/embed`` with ``{"model", "texts", "input_type": "search_document",
+"embedding_types": ["float"]}``, at most 96 texts per call, answering ``{"embeddings": {"float": [...]}}``
+with the tokens billed in ``meta.billed_units.input_tokens``. One input type serves documents and
+questions alike: AI-Lab's callers embed both with one call, and Cohere's models are trained to match
+``search_document`` vectors against each other too.
 """
 
 from __future__ import annotations
@@ -18,25 +27,37 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
     Credential,
+    Embeddings,
     ModelInfo,
     Usage,
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
+from ailab.providers.embeddings import EmbeddingProvider, vectors
+from ailab.providers.openai_wire import message_json
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
-from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.remote import Endpoint
+
+_SEES = re.compile(r"^(?:command-a-vision|c4ai-aya-vision)")
+EMBED_BATCH = 96  # texts per /v2/embed call
+
+
+def model_sees(model: str) -> bool:
+    """Whether a Cohere model reads images (the vision ones; see the module docstring)."""
+    return _SEES.match(model) is not None
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body of ``POST /v2/chat`` for ``request``."""
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [message_json(m) for m in request.messages],
         "stream": stream,
     }
     body.update(sampling_fields(request, top_p="p", stop="stop_sequences"))
@@ -107,11 +128,42 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     return models
 
 
-class CohereProvider(TranslatingProvider):
-    """Cohere Command models through the v2 Chat API."""
+def build_embed_body(model: str, inputs: list[str], dimensions: int | None = None) -> dict[str, Any]:
+    """The JSON body of ``POST /v2/embed``: float vectors of documents (``output_dimension`` if given)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "texts": inputs,
+        "input_type": "search_document",
+        "embedding_types": ["float"],
+    }
+    if dimensions is not None:
+        body["output_dimension"] = dimensions
+    return body
+
+
+def parse_embed_response(data: Any, requested_model: str) -> Embeddings:
+    """A v2 embed answer (``embeddings.float``) as :class:`Embeddings`, with the billed input tokens."""
+    by_type = data.get("embeddings") if isinstance(data, dict) else None
+    if not isinstance(by_type, dict):
+        raise ProviderUnavailable("cohere answered with an unexpected embeddings shape")
+    billed = ((data.get("meta") or {}).get("billed_units") or {}).get("input_tokens")
+    return Embeddings(
+        vectors=vectors("cohere", by_type.get("float")),
+        model=requested_model,
+        usage=Usage(prompt_tokens=int(billed)) if isinstance(billed, int | float) else None,
+    )
+
+
+class CohereProvider(EmbeddingProvider):
+    """Cohere Command models through the v2 Chat API, and Embed models through v2 embed."""
 
     name = "cohere"
     default_base_url = "https://api.cohere.com"
+    embed_batch_size = EMBED_BATCH
+
+    async def can_see(self, model: str) -> bool:
+        """Only Cohere's vision models read images."""
+        return model_sees(model)
 
     def headers(self, credential: Credential) -> dict[str, str]:
         """The bearer key header."""
@@ -140,6 +192,16 @@ class CohereProvider(TranslatingProvider):
     def stream_parser(self) -> StreamState:
         return StreamState()
 
+    def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
+        """``/v2/embed``."""
+        return Endpoint(f"{self.base_url(credential)}/v2/embed")
+
+    def embeddings_body(self, model: str, inputs: list[str], dimensions: int | None) -> dict[str, Any]:
+        return build_embed_body(model, inputs, dimensions)
+
+    def parse_embeddings(self, data: Any, model: str) -> Embeddings:
+        return parse_embed_response(data, model)
+
 
 class CohereSettings(ProviderSettings):
     """``AILAB_COHERE_*``."""
@@ -157,6 +219,6 @@ PLUGIN = ProviderPlugin(
     credential=CredentialFormat(
         re.compile(r"^[A-Za-z0-9]{40}$"), "a Cohere key: 40 letters and digits", config=BASE_URL_OPTIONAL
     ),
-    capabilities=Capabilities(json_schema=True),
-    description="Cohere's v2 Chat API",
+    capabilities=Capabilities(json_schema=True, images=True, embeddings=True),
+    description="Cohere's v2 Chat and Embed APIs",
 )

@@ -9,10 +9,18 @@ The key travels ONLY in the ``x-goog-api-key`` header, never as ``?key=`` in the
 access logs and traces would keep it. Google answers an invalid key with 400 ``API_KEY_INVALID`` (not
 401); :meth:`GeminiProvider._error_hook` maps that to ProviderAuthError. Structured output is
 ``responseMimeType: application/json`` with a ``responseSchema`` (:func:`gemini_schema`).
+
+Every Gemini model reads images: a message's images are ``inlineData`` parts (camelCase, as the rest of
+this body; the REST API takes ``inline_data`` too), before its text part, as Google's guide advises.
+
+Embeddings are ``POST /v1beta/models/{model}:batchEmbedContents`` with one ``requests`` item per text
+(each naming the model again, as the API requires), at most 100 per call, answering
+``{"embeddings": [{"values": [...]}]}`` in order. The answer counts no tokens, so the usage is None.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,28 +29,43 @@ from urllib.parse import quote
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ailab.errors import ProviderAuthError, ProviderError
+from ailab.errors import ProviderAuthError, ProviderError, ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResult,
     Credential,
+    Embeddings,
     ModelInfo,
     Usage,
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
+from ailab.providers.embeddings import EmbeddingProvider, vector
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
-from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.remote import Endpoint
 from ailab.providers.upstream_errors import status_error
 
 API_PREFIX = "/v1beta"
 MAX_MODEL_PAGES = 10
+EMBED_BATCH = 100  # requests per batchEmbedContents call
 
 
 def model_path(model: str) -> str:
     """``models/<name>`` with the name quoted so it cannot change the URL's path or query."""
     return "models/" + quote(model.removeprefix("models/"), safe="-._")
+
+
+def parts_of(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message's parts: its text, or its images' ``inlineData`` parts and then its text (if any)."""
+    if not message.images:
+        return [{"text": message.content}]
+    parts: list[dict[str, Any]] = [
+        {"inlineData": {"mimeType": image.media_type, "data": base64.b64encode(image.data).decode("ascii")}}
+        for image in message.images
+    ]
+    return parts + ([{"text": message.content}] if message.content else [])
 
 
 def build_body(request: ChatRequest) -> dict[str, Any]:
@@ -53,9 +76,9 @@ def build_body(request: ChatRequest) -> dict[str, Any]:
             continue
         role = "model" if message.role == "assistant" else "user"
         if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].append({"text": message.content})
+            contents[-1]["parts"] += parts_of(message)
         else:
-            contents.append({"role": role, "parts": [{"text": message.content}]})
+            contents.append({"role": role, "parts": parts_of(message)})
     body: dict[str, Any] = {"contents": contents}
     system = [{"text": m.content} for m in request.messages if m.role == "system"]
     if system:
@@ -166,11 +189,36 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     return models
 
 
-class GeminiProvider(TranslatingProvider):
+def build_embed_body(model: str, inputs: list[str], dimensions: int | None = None) -> dict[str, Any]:
+    """The BatchEmbedContentsRequest for ``inputs``: one request per text, each naming the model."""
+    path = model_path(model)
+    extra: dict[str, Any] = {"outputDimensionality": dimensions} if dimensions is not None else {}
+    return {"requests": [{"model": path, "content": {"parts": [{"text": text}]}, **extra} for text in inputs]}
+
+
+def parse_embed_response(data: Any, requested_model: str) -> Embeddings:
+    """A BatchEmbedContentsResponse as :class:`Embeddings` (usage only where the answer counts tokens)."""
+    items = data.get("embeddings") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise ProviderUnavailable("gemini answered with an unexpected embeddings shape")
+    found = [vector("gemini", item.get("values") if isinstance(item, dict) else None) for item in items]
+    metadata = data.get("usageMetadata") if isinstance(data, dict) else None
+    usage = None
+    if isinstance(metadata, dict) and isinstance(metadata.get("promptTokenCount"), int):
+        usage = Usage(prompt_tokens=metadata["promptTokenCount"])
+    return Embeddings(vectors=found, model=requested_model, usage=usage)
+
+
+class GeminiProvider(EmbeddingProvider):
     """Gemini models through the Generative Language API."""
 
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
+    embed_batch_size = EMBED_BATCH
+
+    async def can_see(self, model: str) -> bool:
+        """True: every Gemini model reads images."""
+        return True
 
     def headers(self, credential: Credential) -> dict[str, str]:
         """The key header (the key never goes in the URL)."""
@@ -220,6 +268,16 @@ class GeminiProvider(TranslatingProvider):
     def stream_parser(self) -> StreamState:
         return StreamState()
 
+    def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
+        """``:batchEmbedContents``; the key never in the URL."""
+        return Endpoint(f"{self.base_url(credential)}{API_PREFIX}/{model_path(model)}:batchEmbedContents")
+
+    def embeddings_body(self, model: str, inputs: list[str], dimensions: int | None) -> dict[str, Any]:
+        return build_embed_body(model, inputs, dimensions)
+
+    def parse_embeddings(self, data: Any, model: str) -> Embeddings:
+        return parse_embed_response(data, model)
+
 
 class GeminiSettings(ProviderSettings):
     """``AILAB_GEMINI_*``."""
@@ -239,7 +297,8 @@ PLUGIN = ProviderPlugin(
         "a Google AI Studio key: 39 characters starting with 'AIza'",
         config=BASE_URL_OPTIONAL,
     ),
-    capabilities=Capabilities(json_schema=True),  # responseSchema
+    # responseSchema; inlineData parts; batchEmbedContents
+    capabilities=Capabilities(json_schema=True, images=True, embeddings=True),
     aliases=("google",),
     description="Google Gemini (AI Studio, v1beta)",
 )

@@ -14,7 +14,9 @@ it answer "What is the capital of France?" wrongly 10 times in 10 at temperature
 direct answer" one rightly 10 in 10. Sampling a request leaves open takes small-model defaults: low
 temperature, top-p and a repetition penalty (``AILAB_LOCAL_TEMPERATURE``, ``_TOP_P``, ``_REPEAT_PENALTY``).
 A :class:`~ailab.providers.base.ResponseSchema` becomes a llama.cpp grammar, so the output cannot
-stray from the schema.
+stray from the schema. The embedded models read no images (llama.cpp's vision handlers need an mmproj
+file that no packaged model ships): a message with images is refused (it does not implement
+:class:`~ailab.providers.base.SupportsVision`), never answered as if they were not there.
 
 Bounds. No generation runs away: it stops at ``max_tokens`` (``AILAB_LOCAL_MAX_TOKENS`` when the request
 sets none), at ``AILAB_LOCAL_TIMEOUT_SECONDS``, or when it starts looping (``repetition.py``), whichever
@@ -57,6 +59,8 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
     Usage,
+    check_can_see,
+    has_images,
 )
 from ailab.providers.fair_queue import FairQueue
 from ailab.providers.plugin import Capabilities, ProviderContext, ProviderPlugin, ProviderSettings
@@ -299,6 +303,8 @@ class LocalProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Wait for a turn, generate in the worker thread and yield its tokens; closing this stops it."""
         name = self._check_model(request.model)
+        if has_images(request):
+            await check_can_see(self, name)  # refuses: no embedded model sees
         slot = await self.queue.acquire(request.requester or "")
         loop = asyncio.get_running_loop()
         job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event(), first_taken=threading.Event())

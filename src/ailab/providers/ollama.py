@@ -5,10 +5,20 @@ Ollama streams by default, so ``stream`` is always sent explicitly. Each streame
 with ``message.content``; the last has ``"done": true`` with ``prompt_eval_count`` / ``eval_count`` (the
 token counts). An unreachable Ollama makes :meth:`OllamaProvider.list_models` raise ProviderUnavailable,
 so the registry skips it. Structured output is a JSON schema in ``format``.
+
+A message's images go in its ``images`` list, as bare base64. Whether a model reads them, Ollama says:
+``POST /api/show`` lists its ``capabilities`` (``"vision"`` among them; an Ollama older than that list
+showed a vision model's ``projector_info``). The answer is kept per server and model for the
+life of the process, so only the first request with images to a model asks.
+
+Embeddings are ``POST /api/embed`` with ``{"model", "input": [...]}``, answering ``{"embeddings":
+[[...]], "prompt_eval_count": n}``; Ollama sets no batch limit, so 256 texts per call keep each request
+(and the memory it takes on a small machine) bounded.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from pydantic import SecretStr
@@ -17,25 +27,50 @@ from pydantic_settings import SettingsConfigDict
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResult,
     Credential,
+    CredentialStore,
+    Embeddings,
     ModelInfo,
     ProviderHealth,
     Usage,
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_REQUIRED, CredentialFormat
-from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
-from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.embeddings import EmbeddingProvider, vectors
+from ailab.providers.plugin import Capabilities, ProviderContext, ProviderPlugin, ProviderSettings
+from ailab.providers.remote import Endpoint
 from ailab.providers.upstream_errors import status_error
+
+MAX_KNOWN_SIGHTS = 256  # models whose sight is remembered (their names come from callers)
+EMBED_BATCH = 256  # texts per /api/embed call
+
+
+def message_json(message: ChatMessage) -> dict[str, Any]:
+    """One message of ``/api/chat``, its images (if any) as bare base64."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        out["images"] = [base64.b64encode(image.data).decode("ascii") for image in message.images]
+    return out
+
+
+def show_sees(data: Any) -> bool:
+    """Whether an ``/api/show`` answer describes a model that reads images."""
+    if not isinstance(data, dict):
+        return False
+    capabilities = data.get("capabilities")
+    if isinstance(capabilities, list):
+        return "vision" in capabilities
+    return bool(data.get("projector_info"))  # an Ollama older than the capabilities list
 
 
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body of ``POST /api/chat`` for ``request`` (sampling settings under ``options``)."""
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [message_json(m) for m in request.messages],
         "stream": stream,
     }
     options = sampling_fields(request, max_tokens="num_predict")
@@ -100,13 +135,69 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
     ]
 
 
-class OllamaProvider(TranslatingProvider):
+def build_embed_body(model: str, inputs: list[str], dimensions: int | None = None) -> dict[str, Any]:
+    """The JSON body of ``POST /api/embed`` (``dimensions`` where the model can shorten its vectors)."""
+    body: dict[str, Any] = {"model": model, "input": inputs}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
+
+
+def parse_embed_response(data: Any, requested_model: str) -> Embeddings:
+    """An ``/api/embed`` answer as :class:`Embeddings`; an ``{"error": ...}`` answer is raised."""
+    if not isinstance(data, dict):
+        raise ProviderUnavailable("ollama answered with an unexpected embeddings shape")
+    if data.get("error"):
+        raise status_error("ollama", 500, str(data["error"]))
+    usage = parse_usage(data)
+    return Embeddings(
+        vectors=vectors("ollama", data.get("embeddings")),
+        model=str(data.get("model") or requested_model),
+        usage=Usage(prompt_tokens=usage.prompt_tokens) if usage is not None else None,
+    )
+
+
+class OllamaProvider(EmbeddingProvider):
     """A local or remote Ollama server."""
 
     stream_format = "ndjson"
     name = "ollama"
     key_required = False
     default_base_url = "http://127.0.0.1:11434"
+    embed_batch_size = EMBED_BATCH
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        credentials: CredentialStore,
+        context: ProviderContext,
+        *,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(settings, credentials, context, name=name)
+        self._sight: dict[tuple[str, str], bool] = {}  # (base URL, model) -> reads images
+
+    async def can_see(self, model: str) -> bool:
+        """Whether ``model`` reads images, as its ``/api/show`` says (asked once per server and model).
+
+        An unknown model raises ModelNotFound, an unreachable server ProviderUnavailable.
+        """
+        credential = await self.require_credential()
+        base = self.base_url(credential)
+        known = self._sight.get((base, model))
+        if known is not None:
+            return known
+        data = await self.http.json(
+            "POST",
+            f"{base}/api/show",
+            headers=self.headers(credential),
+            body={"model": model},
+            secret=credential.api_key,
+        )
+        if len(self._sight) >= MAX_KNOWN_SIGHTS:
+            self._sight.clear()
+        sees = self._sight[(base, model)] = show_sees(data)
+        return sees
 
     def headers(self, credential: Credential) -> dict[str, str]:
         """A bearer header only when a key is set."""
@@ -146,6 +237,16 @@ class OllamaProvider(TranslatingProvider):
     def stream_parser(self) -> StreamState:
         return StreamState()
 
+    def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
+        """``/api/embed`` (the batch endpoint; ``/api/embeddings`` is its deprecated one-text form)."""
+        return Endpoint(f"{self.base_url(credential)}/api/embed")
+
+    def embeddings_body(self, model: str, inputs: list[str], dimensions: int | None) -> dict[str, Any]:
+        return build_embed_body(model, inputs, dimensions)
+
+    def parse_embeddings(self, data: Any, model: str) -> Embeddings:
+        return parse_embed_response(data, model)
+
 
 class OllamaSettings(ProviderSettings):
     """``AILAB_OLLAMA_*``: where Ollama listens (no key needed; one is sent when set)."""
@@ -166,6 +267,6 @@ PLUGIN = ProviderPlugin(
         key_required=False,
         config=BASE_URL_REQUIRED,
     ),
-    capabilities=Capabilities(json_schema=True),  # format: <schema>
+    capabilities=Capabilities(json_schema=True, images=True, embeddings=True),  # format: <schema>; images
     description="An Ollama server (always registered; no key needed)",
 )

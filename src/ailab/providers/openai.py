@@ -5,6 +5,15 @@ bearer key, streams ``data:`` chunks until ``[DONE]`` (asking for ``stream_optio
 last chunk carries the token counts), and forwards raw requests for the gateway's pass-through
 (:class:`~ailab.providers.base.SupportsOpenAIForward`). OpenAI-compatible servers, Hugging Face and Azure
 OpenAI are the same class with another base URL, key rule or URL scheme.
+
+Embeddings are ``POST {base}/embeddings``, at most 2048 inputs per request (OpenAI's limit) and about
+300,000 characters (OpenAI counts at most 300,000 tokens per request, and a token is rarely shorter
+than a character); the gateway forwards its clients' requests there as bytes
+(:class:`~ailab.providers.base.SupportsEmbeddingsForward`).
+
+Which models read images: OpenAI's own say so by their names (:func:`openai_model_sees`); behind another
+base URL the server is asked nothing and the images go along, since it refuses them itself if its model
+cannot see.
 """
 
 from __future__ import annotations
@@ -22,20 +31,43 @@ from ailab.providers.base import (
     ChatRequest,
     ChatResult,
     Credential,
+    Embeddings,
     ModelInfo,
     UpstreamResponse,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
+from ailab.providers.embeddings import EmbeddingProvider
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
-from ailab.providers.remote import Endpoint, TranslatingProvider
+from ailab.providers.remote import Endpoint
 from ailab.providers.transport import ResponseBody
 
+# OpenAI's models that read no images: GPT-3.5, the first GPT-4 and its previews, the small early
+# reasoning models and the open-weight gpt-oss. Every other current family sees (gpt-4o, chatgpt-4o,
+# gpt-4.1, gpt-4-turbo, gpt-5, o1, o3, o4-mini); a name not known here is assumed to, and OpenAI answers
+# for it. "gpt-35" is Azure's spelling; "ft:" marks a fine-tune of the base model that follows.
+_TEXT_ONLY = re.compile(
+    r"^(?:gpt-3\.5|gpt-35|gpt-oss|o1-mini|o1-preview|o3-mini)"
+    r"|^gpt-4(?:-\d{4}|-32k\S*|-\d{4}-preview|-turbo-preview)?$"
+)
 
-class OpenAIWireProvider(TranslatingProvider):
-    """A backend speaking OpenAI's chat completions API."""
+
+def openai_model_sees(model: str) -> bool:
+    """Whether an OpenAI model reads images, by its name (see ``_TEXT_ONLY``)."""
+    base = model.removeprefix("ft:").split(":", 1)[0].lower()
+    return _TEXT_ONLY.match(base) is None
+
+
+class OpenAIWireProvider(EmbeddingProvider):
+    """A backend speaking OpenAI's chat completions and embeddings APIs."""
 
     max_tokens_field = "max_tokens"
     end_marker = wire.DONE
+    embed_batch_size = 2048
+    embed_batch_chars = 300_000
+
+    async def can_see(self, model: str) -> bool:
+        """True: a server of unknown models is not second-guessed (it refuses images it cannot read)."""
+        return True
 
     # -- where and how to call; Azure overrides these ----------------------------------------------------
 
@@ -46,6 +78,10 @@ class OpenAIWireProvider(TranslatingProvider):
     def chat_url(self, credential: Credential, model: str) -> str:
         """The chat completions URL for ``model``."""
         return f"{self.base_url(credential)}/chat/completions"
+
+    def embeddings_url(self, credential: Credential, model: str) -> str:
+        """The embeddings URL for ``model``."""
+        return f"{self.base_url(credential)}/embeddings"
 
     def query(self, credential: Credential) -> Mapping[str, str] | None:
         """Query parameters every call carries (Azure's api-version)."""
@@ -83,6 +119,20 @@ class OpenAIWireProvider(TranslatingProvider):
         """A parser of ``chat.completion.chunk`` events."""
         return wire.StreamState(self.name)
 
+    # -- embeddings: the translations EmbeddingProvider batches and sends ---------------------------------
+
+    def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
+        """``POST {base}/embeddings`` (Azure: the deployment's URL and api-version)."""
+        return Endpoint(self.embeddings_url(credential, model), self.query(credential))
+
+    def embeddings_body(self, model: str, inputs: list[str], dimensions: int | None) -> dict[str, Any]:
+        """OpenAI's embeddings body, float vectors."""
+        return wire.build_embeddings_body(model, inputs, dimensions)
+
+    def parse_embeddings(self, data: Any, model: str) -> Embeddings:
+        """An embeddings ``list`` answer."""
+        return wire.parse_embeddings(data, model, self.name)
+
     # -- pass-through ------------------------------------------------------------------------------------
 
     async def forward_chat_completions(self, payload: dict[str, Any]) -> UpstreamResponse:
@@ -94,13 +144,32 @@ class OpenAIWireProvider(TranslatingProvider):
         to the end.
         """
         credential = await self.require_credential()
+        url = self.chat_url(credential, str(payload.get("model", "")))
+        return await self._forward(credential, url, payload, stream=bool(payload.get("stream")))
+
+    def speaks_openai_embeddings(self, credential: Credential) -> bool:
+        """Whether the upstream's embeddings are OpenAI's ``/embeddings`` (Hugging Face's router: no)."""
+        return True
+
+    async def forward_embeddings(self, payload: dict[str, Any]) -> UpstreamResponse | None:
+        """POST an embeddings ``payload`` as is (see :meth:`forward_chat_completions`); None when the
+        upstream's embeddings speak another wire."""
+        credential = await self.require_credential()
+        if not self.speaks_openai_embeddings(credential):
+            return None
+        url = self.embeddings_url(credential, str(payload.get("model", "")))
+        return await self._forward(credential, url, payload, stream=False)
+
+    async def _forward(
+        self, credential: Credential, url: str, payload: dict[str, Any], *, stream: bool
+    ) -> UpstreamResponse:
         response = await self.http.send(
             "POST",
-            self.chat_url(credential, str(payload.get("model", ""))),
+            url,
             headers=self.auth_headers(credential),
             params=self.query(credential),
             body=orjson.dumps(payload),
-            stream=bool(payload.get("stream")),
+            stream=stream,
         )
         if response.status >= 300:
             raise await self.http.error_for(response, credential.api_key)
@@ -120,6 +189,10 @@ class OpenAIProvider(OpenAIWireProvider):
     # OpenAI's reasoning models refuse max_tokens; every current model takes this one.
     max_tokens_field = "max_completion_tokens"
 
+    async def can_see(self, model: str) -> bool:
+        """Whether ``model`` reads images, by OpenAI's model names."""
+        return openai_model_sees(model)
+
 
 class OpenAISettings(ProviderSettings):
     """``AILAB_OPENAI_*``: the key and, to use a proxy or a mirror, another base URL."""
@@ -136,7 +209,8 @@ CREDENTIAL = CredentialFormat(
     config=BASE_URL_OPTIONAL,
     mistakes=((re.compile(r"^sk-ant-"), "this looks like an Anthropic key; store it as 'anthropic'"),),
 )
-WIRE_CAPABILITIES = Capabilities(json_schema=True)  # OpenAI's wire: strict json_schema response format
+# OpenAI's wire: the strict json_schema response format, image_url content parts, /embeddings.
+WIRE_CAPABILITIES = Capabilities(json_schema=True, images=True, embeddings=True)
 PLUGIN = ProviderPlugin(
     name="openai",
     settings=OpenAISettings,

@@ -4,23 +4,34 @@ OpenAI itself, Azure OpenAI, Hugging Face's router / TGI Messages API and OpenAI
 llama.cpp server, LM Studio) all take the same request body and answer the same JSON, or the same stream
 of ``data: {chat.completion.chunk}`` events ending with ``data: [DONE]``. With
 ``stream_options.include_usage`` the stream's last chunk (with empty ``choices``) carries the usage.
-Structured output is the strict ``json_schema`` response format.
+Structured output is the strict ``json_schema`` response format. A message's images are ``image_url``
+content parts holding a ``data:`` URL, beside a text part; a message without images keeps its plain
+string content, so text-only requests are what they always were.
+
+Embeddings are ``POST /embeddings`` with ``{"model", "input": [...], "encoding_format": "float"}``; the
+answer's ``data`` items carry their ``index``, which (not their place in the list) says which input
+each vector belongs to.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResult,
+    Embeddings,
+    ImagePart,
     ModelInfo,
     ResponseSchema,
     Usage,
     sampling_fields,
 )
+from ailab.providers.embeddings import vector
 
 DONE = "[DONE]"
 
@@ -36,7 +47,7 @@ def build_chat_body(
     """
     body: dict[str, Any] = dict(request.extra)
     body["model"] = request.model
-    body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+    body["messages"] = [message_json(m) for m in request.messages]
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -44,6 +55,25 @@ def build_chat_body(
     if request.response_schema is not None:
         body["response_format"] = response_format(request.response_schema)
     return body
+
+
+def data_url(image: ImagePart) -> str:
+    """``data:<media type>;base64,<data>``: an image inline, as OpenAI's ``image_url`` takes it."""
+    return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+def content_parts(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message with images as content parts: its text (when there is any), then one ``image_url`` part
+    per image. Cohere's v2 chat takes the same parts."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    parts += [{"type": "image_url", "image_url": {"url": data_url(image)}} for image in message.images]
+    return parts
+
+
+def message_json(message: ChatMessage) -> dict[str, Any]:
+    """One message of the request: plain string content, or content parts when it shows images."""
+    content: str | list[dict[str, Any]] = content_parts(message) if message.images else message.content
+    return {"role": message.role, "content": content}
 
 
 def response_format(schema: ResponseSchema) -> dict[str, Any]:
@@ -130,3 +160,25 @@ def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
                 )
             )
     return models
+
+
+def build_embeddings_body(model: str, inputs: list[str], dimensions: int | None = None) -> dict[str, Any]:
+    """The JSON body of ``POST /embeddings``: float vectors, shortened to ``dimensions`` when given."""
+    body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    return body
+
+
+def parse_embeddings(data: Any, requested_model: str, provider: str = "openai") -> Embeddings:
+    """An embeddings ``list`` answer as :class:`Embeddings`, the vectors in the inputs' order."""
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ProviderUnavailable(f"{provider} answered with an unexpected embeddings shape")
+    ordered = sorted(items, key=lambda item: item.get("index") if isinstance(item.get("index"), int) else 0)
+    usage = data.get("usage")
+    return Embeddings(
+        vectors=[vector(provider, item.get("embedding")) for item in ordered],
+        model=str(data.get("model") or requested_model),
+        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0)) if isinstance(usage, dict) else None,
+    )

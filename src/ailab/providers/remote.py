@@ -26,6 +26,8 @@ from ailab.providers.base import (
     CredentialStore,
     ModelInfo,
     ProviderHealth,
+    check_can_see,
+    has_images,
 )
 from ailab.providers.plugin import ProviderContext, ProviderSettings
 from ailab.providers.transport import HttpClient
@@ -159,7 +161,9 @@ class TranslatingProvider(RemoteProvider):
 
     Subclasses say where a chat goes and hand over the pure translations; sending, streaming (SSE or
     NDJSON), stopping on the end event or end marker, and the error mapping (with the key scrubbed from
-    any message) are done here, once.
+    any message) are done here, once. Images for a model that cannot see them are refused here too, before
+    anything is sent, whichever service asked (a subclass declares its models' sight with ``can_see``;
+    without it, it shows none).
     """
 
     stream_format: str = "sse"  # or "ndjson"
@@ -187,6 +191,8 @@ class TranslatingProvider(RemoteProvider):
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """One whole answer."""
+        if has_images(request):
+            await check_can_see(self, request.model)
         credential = await self.require_credential()
         endpoint = self.chat_endpoint(credential, request, stream=False)
         data = await self.http.json(
@@ -203,6 +209,8 @@ class TranslatingProvider(RemoteProvider):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
+        if has_images(request):
+            await check_can_see(self, request.model)
         credential = await self.require_credential()
         endpoint = self.chat_endpoint(credential, request, stream=True)
         parser = self.stream_parser()

@@ -1,8 +1,9 @@
-"""The OpenAI-compatible routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
+"""The OpenAI-compatible routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/embeddings``.
 
 Thin on purpose (this is the hot path): the body is read as bytes and handed to the gateway service,
-which validates it against :class:`ChatCompletionRequest` (declared below for ``/openapi.json``, not
-parsed twice) and whose reply goes out as is; errors answer OpenAI's ``{"error": {...}}`` shape.
+which validates it against :class:`ChatCompletionRequest` or :class:`EmbeddingsRequest` (declared below
+for ``/openapi.json``, not parsed twice) and whose reply goes out as is; errors answer OpenAI's
+``{"error": {...}}`` shape.
 Authentication is the protected router's dependency; the handlers take the services straight from the
 app rather than through more dependencies, each of which costs a resolution step per request. A client
 that hangs up before its JSON answer is ready cancels the work, as with OpenAI (a stream stops too).
@@ -19,7 +20,14 @@ from ailab.api.disconnect import CLIENT_CLOSED_REQUEST, until_disconnected
 from ailab.api.errors import request_id
 from ailab.api.openapi import json_body
 from ailab.api.schemas.common import event_stream
-from ailab.api.schemas.openai import ChatCompletion, ChatCompletionRequest, ModelList, OpenAIProblem
+from ailab.api.schemas.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    EmbeddingList,
+    EmbeddingsRequest,
+    ModelList,
+    OpenAIProblem,
+)
 from ailab.api.sse import DirectStreamResponse
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
@@ -69,4 +77,19 @@ async def answer_chat_completions(request: Request, user: Principal) -> Response
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: for the access log
     if reply.stream is not None:
         return DirectStreamResponse(reply.stream, status_code=reply.status, media_type=reply.content_type)
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+
+
+@router.post("/embeddings", response_model=EmbeddingList, openapi_extra=json_body(EmbeddingsRequest))
+async def embeddings(request: Request, user: CurrentUser) -> Response:
+    """OpenAI's embeddings, for a model of any provider that has embeddings."""
+    return await answer_embeddings(request, user)
+
+
+async def answer_embeddings(request: Request, _user: Principal) -> Response:
+    """The embeddings answer (also served by the fast lane)."""
+    body = await request.body()
+    reply = await until_disconnected(request.receive, _services(request).gateway.embeddings(body))
+    if reply is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: for the access log
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type)

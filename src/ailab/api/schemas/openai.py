@@ -1,7 +1,8 @@
 """``/v1``: OpenAI's shapes, as the official SDKs read them.
 
-The request is :class:`~ailab.services.gateway.request.ChatCompletionRequest` (validated by the gateway
-itself, on the fast lane too). Answers passed through from a backend that speaks OpenAI's wire keep every
+The requests are :class:`~ailab.services.gateway.request.ChatCompletionRequest` and
+:class:`~ailab.services.gateway.embeddings.EmbeddingsRequest` (validated by the gateway itself, on the
+fast lane too). Answers passed through from a backend that speaks OpenAI's wire keep every
 field it sent, so these models allow extra fields.
 """
 
@@ -11,9 +12,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ailab.services.gateway.embeddings import EmbeddingsRequest
 from ailab.services.gateway.request import ChatCompletionRequest
 
-__all__ = ["ChatCompletion", "ChatCompletionRequest", "ModelList", "OpenAIProblem"]
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionRequest",
+    "EmbeddingList",
+    "EmbeddingsRequest",
+    "ModelList",
+    "OpenAIProblem",
+]
 
 
 class _Open(BaseModel):
@@ -58,6 +67,26 @@ class ChatCompletion(_Open):
     model: str
     choices: list[Choice]
     usage: CompletionUsage | None = None
+
+
+class Embedding(_Open):
+    object: Literal["embedding"]
+    index: int  # of the input it embeds
+    embedding: list[float] | str  # floats, or with encoding_format base64 their little-endian float32 bytes
+
+
+class EmbeddingUsage(_Open):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(_Open):
+    """The answer of ``POST /v1/embeddings``: one embedding per input."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage | None = None  # always in AI-Lab's answers; passed through as the upstream sent it
 
 
 class OpenAIErrorBody(_Open):

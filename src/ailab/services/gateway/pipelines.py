@@ -14,6 +14,9 @@ chat UIs show folded:
   ``delta.content``. A pipeline without agents (``direct``) streams its answer as ``content`` at once.
 
 A failure mid-run is an OpenAI error event in the stream, or the error's status and OpenAI's error shape.
+
+Images in the last message go with the turn to every agent's model; a model among them that cannot see
+refuses them (422, naming it) before anything is sent to it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def to_turn(request: ChatRequest, owner_id: str | None, request_id: str) -> Turn
         request_id=request_id,
         message=last.content,
         history=history,
+        images=last.images,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
     )

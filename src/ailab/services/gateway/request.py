@@ -8,7 +8,7 @@ does not name (``tools``, ``logprobs``, ...) pass through untouched, so it allow
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,6 +16,7 @@ from ailab.errors import InvalidInput
 
 MAX_MESSAGES = 4096
 MAX_TOKENS = 2**31 - 1  # no backend takes more; bounded so the number fits every integer type
+M = TypeVar("M", bound=BaseModel)
 
 
 class BadRequest(InvalidInput):
@@ -25,13 +26,25 @@ class BadRequest(InvalidInput):
     code = "invalid_request"
 
 
-class TextPart(BaseModel):
-    """A content part; only text parts reach every backend."""
+class ImageURL(BaseModel):
+    """Where an ``image_url`` part's image is: a ``data:image/...;base64,`` URL (an http(s) URL only
+    reaches backends that speak OpenAI's wire, which fetch it themselves)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(BaseModel):
+    """A content part: ``text``, or ``image_url`` for a model that can see. Other kinds (audio, files)
+    reach only backends that speak OpenAI's wire, as they are."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
     text: str | None = None
+    image_url: ImageURL | None = None
 
 
 class MessageIn(BaseModel):
@@ -40,7 +53,7 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, tool_calls, tool_call_id... pass through
 
     role: Annotated[str, Field(min_length=1, max_length=64)]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -66,13 +79,22 @@ class ChatCompletionRequest(BaseModel):
 
 
 def validate_request(payload: Any) -> ChatCompletionRequest:
-    """``payload`` checked against :class:`ChatCompletionRequest`; :class:`BadRequest` naming the field.
+    """``payload`` checked against :class:`ChatCompletionRequest` (see :func:`validate_body`)."""
+    return validate_body(ChatCompletionRequest, payload)
 
-    The message never repeats the value (it may be a secret pasted in the wrong place).
+
+def validate_body(model: type[M], payload: Any) -> M:
+    """``payload`` checked against ``model``; :class:`BadRequest` naming the field.
+
+    The message never repeats the value (it may be a secret pasted in the wrong place). Of several errors
+    it names the deepest: inside a union (content: a string or parts) that is the member the value nearly
+    matched, a malformed part rather than "not a string"; the union's member tags are left out of the path.
     """
     try:
-        return ChatCompletionRequest.model_validate(payload)
+        return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the request body"
+        errors = exc.errors(include_input=False, include_url=False)
+        first = max(errors, key=lambda error: len(error["loc"]))
+        parts = [part for part in first["loc"] if not (isinstance(part, str) and "[" in part)]
+        where = ".".join(str(part) for part in parts) or "the request body"
         raise BadRequest(f"'{where}': {first['msg']}") from None

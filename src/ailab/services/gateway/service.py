@@ -1,4 +1,5 @@
-"""The OpenAI-compatible gateway: ``/v1/models`` and ``/v1/chat/completions`` over every provider.
+"""The OpenAI-compatible gateway: ``/v1/models``, ``/v1/chat/completions`` and ``/v1/embeddings`` (its
+own module, ``gateway/embeddings.py``) over every provider.
 
 Two paths, chosen per provider once:
 
@@ -9,6 +10,9 @@ Two paths, chosen per provider once:
   the client did not ask for it, drops that one usage-only event again), so nothing is re-encoded;
 - **translation** for the others (local, anthropic, gemini, cohere, ollama...): their
   :class:`ChatResult` / :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON.
+  A user message's ``image_url`` parts (inline ``data:`` URLs, ``gateway/images.py``) become its
+  :attr:`ChatMessage.images`; a model that cannot see them is answered 400, naming it, before anything
+  is sent. On the pass-through path images go as the client sent them, and the upstream judges them.
 
 Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``gateway/pipelines.py``).
 
@@ -28,21 +32,26 @@ from typing import Any, cast
 
 import orjson
 
-from ailab.errors import AILabError, ProviderUnavailable
+from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
 from ailab.providers.base import (
     ChatMessage,
     ChatRequest,
+    ImagePart,
     Provider,
     SupportsOpenAIForward,
     UpstreamResponse,
     Usage,
+    check_can_see,
     close_stream,
+    has_images,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
 from ailab.providers.upstream_errors import error_message, scrub
 from ailab.services.chat.turns import PipelineLookup
 from ailab.services.gateway.chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
+from ailab.services.gateway.embeddings import GatewayEmbeddings
+from ailab.services.gateway.images import image_of
 from ailab.services.gateway.pipelines import PipelineCompletions, pipeline_name, to_turn
 from ailab.services.gateway.request import BadRequest, validate_request
 
@@ -77,16 +86,33 @@ def parse_request(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _text_of(content: Any, index: int) -> str:
+_NO_IMAGES: tuple[ImagePart, ...] = ()
+
+
+def _content_of(content: Any, index: int, role: str) -> tuple[str, tuple[ImagePart, ...]]:
+    """A message's text and images: a string, or content parts (text, and images in a user's message)."""
     if isinstance(content, str):
-        return content
+        return content, _NO_IMAGES
     if content is None:
-        return ""
-    if isinstance(content, list):  # content parts: the text ones are understood by every backend
-        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        if len(texts) == len(content):
-            return "".join(str(t) for t in texts)
-    raise BadRequest(f"messages[{index}].content: only text content is supported by this backend")
+        return "", _NO_IMAGES
+    if not isinstance(content, list):
+        raise BadRequest(f"messages[{index}].content must be a string or an array of content parts")
+    texts: list[str] = []
+    images: list[ImagePart] = []
+    for number, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            texts.append(str(part.get("text") or ""))
+        elif kind == "image_url" and role == "user":
+            images.append(image_of(part, f"messages[{index}].content[{number}]"))
+        elif kind == "image_url":
+            raise BadRequest(f"messages[{index}]: only a user's message can carry images")
+        else:
+            raise BadRequest(
+                f"messages[{index}].content[{number}]: only text and image_url content parts are "
+                "supported by this backend"
+            )
+    return "".join(texts), tuple(images)
 
 
 def _number(payload: dict[str, Any], name: str, low: float, high: float) -> float | None:
@@ -105,7 +131,8 @@ def to_chat_request(payload: dict[str, Any], model: str, requester: str | None =
         if not isinstance(item, dict) or not isinstance(item.get("role"), str):
             raise BadRequest(f"messages[{index}] must be an object with a 'role'")
         role = "system" if item["role"] == "developer" else item["role"]
-        messages.append(ChatMessage(role, _text_of(item.get("content"), index)))
+        text, images = _content_of(item.get("content"), index, role)
+        messages.append(ChatMessage(role, text, images))
     max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
         raise BadRequest("'max_tokens' must be an integer")
@@ -128,6 +155,14 @@ def to_chat_request(payload: dict[str, Any], model: str, requester: str | None =
     )
 
 
+async def _check_sight(provider: Provider, model: str) -> None:
+    """A model that cannot see the request's images is a bad request (400, OpenAI's answer to it)."""
+    try:
+        await check_can_see(provider, model)
+    except InvalidInput as exc:
+        raise BadRequest(exc.message) from None
+
+
 def _usage_from(obj: Any) -> tuple[int, int]:
     if isinstance(obj, dict):
         usage = obj.get("usage")
@@ -137,12 +172,13 @@ def _usage_from(obj: Any) -> tuple[int, int]:
 
 
 class Gateway:
-    """Serves OpenAI's chat completions API from the provider registry."""
+    """Serves OpenAI's chat completions and embeddings APIs from the provider registry."""
 
     def __init__(self, providers: ProviderRegistry, pipelines: PipelineLookup | None = None) -> None:
         self._providers = providers
         self._pipelines = PipelineCompletions(pipelines) if pipelines is not None else None
         self._forwarding: dict[str, bool] = {}  # provider name -> speaks OpenAI's wire format
+        self._embeddings = GatewayEmbeddings(providers)
 
     async def models(self) -> dict[str, Any]:
         """Every model of every configured backend, then every pipeline, as OpenAI's model list."""
@@ -174,9 +210,15 @@ class Gateway:
         if forwarding:
             return await self._forward(provider, model, payload)
         request = to_chat_request(payload, model, requester)
+        if has_images(request):
+            await _check_sight(provider, model)
         if payload.get("stream"):
             return GatewayReply(200, EVENT_STREAM, stream=self._translate_stream(provider, request, payload))
         return await self._translate(provider, request, model_id)
+
+    async def embeddings(self, body: bytes) -> GatewayReply:
+        """Answer one embeddings request (``gateway/embeddings.py``)."""
+        return GatewayReply(200, JSON, body=await self._embeddings.create(body))
 
     async def _pipeline(
         self, name: str, payload: dict[str, Any], requester: str | None, request_id: str

@@ -1,0 +1,1 @@
+"""Files: uploads, their text, search over it, and attachments in chat."""
