@@ -95,7 +95,12 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
             allow_headers=["*"],
         )
     app.add_middleware(MonitorContextMiddleware)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, observers=observers)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        observers=observers,
+        uploads=("/files", settings.max_upload_bytes),
+    )
     return app
 
 

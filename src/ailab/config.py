@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     max_runs_per_user: int = Field(4, ge=1, le=1000)  # concurrent runs; past it /chat answers 429
     run_events_retention_seconds: float = Field(600.0, ge=0)  # events kept for replay after a run ends
 
+    # Files (uploads under <data dir>/uploads)
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    # POST /files waits this long for a document's text before answering "processing" (0: never waits).
+    upload_wait_seconds: float = Field(10.0, ge=0)
+    extract_timeout_seconds: float = Field(30.0, gt=0)  # per document, in a worker process
+    extract_memory_mb: int = Field(512, ge=64)  # a worker process's address space
+    extract_max_pages: int = Field(2000, ge=1)
+    extract_workers: int = Field(1, ge=1, le=16)
+    # A provider's embedding model ("openai/text-embedding-3-small"): a second stage of file retrieval.
+    files_embedding_model: str = ""
+
     # Monitoring
     benchmark_max_running: int = Field(2, ge=1, le=100)  # per user, waiting and background runs together
     metrics_retention_days: int = Field(30, ge=1)

@@ -7,6 +7,8 @@ messages and exit codes, so neither layer needs to know the other::
     ├── NotFound                    404  unknown id, or an object of another user
     ├── Conflict                    409  the object exists already
     ├── InvalidInput                422  well-formed but unacceptable input
+    ├── TooLarge                    413  an upload past its byte limit
+    ├── UnsupportedType             415  a file whose bytes are not accepted (or not what its name says)
     ├── AuthError                   401  missing, invalid, expired or revoked credentials
     │   └── TooManyAttempts         429  login throttled (carries retry_after seconds)
     ├── TooManyRunning              429  a user's limit of concurrent expensive work (carries retry_after)
@@ -50,6 +52,16 @@ class Conflict(AILabError):
 class InvalidInput(AILabError):
     status = 422
     code = "invalid_input"
+
+
+class TooLarge(AILabError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedType(AILabError):
+    status = 415
+    code = "unsupported_type"
 
 
 class AuthError(AILabError):

@@ -63,19 +63,23 @@ async def authenticate_caller(
     *,
     cookie: str | None,
     content_type: str | None,
+    requested_with: bool = False,
 ) -> Principal:
     """Who a request stands for: its ``Authorization`` header, else its browser session cookie. The one
     place that decides, for the routers' dependency and for the fast lane alike.
 
-    A request that changes something with the cookie must be JSON: another site's page can make a
-    browser send its cookie with a form or a simple request, never with ``Content-Type:
-    application/json`` (that needs a CORS preflight this server does not grant), so this refuses
-    cross-site request forgery.
+    A request that changes something with the cookie must be JSON, or (an upload) carry
+    ``X-Requested-With``: another site's page can make a browser send its cookie with a form or a simple
+    request, never with ``Content-Type: application/json`` or a custom header (both need a CORS
+    preflight this server does not grant), so this refuses cross-site request forgery.
     """
     if scheme is None and cookie and services.settings.auth == "on":
         media_type = (content_type or "").partition(";")[0].strip().lower()
-        if method not in SAFE_METHODS and media_type != JSON_TYPE:
-            raise Forbidden("a change made with the session cookie must be sent as application/json")
+        if method not in SAFE_METHODS and media_type != JSON_TYPE and not requested_with:
+            raise Forbidden(
+                "a change made with the session cookie must be sent as application/json "
+                "(an upload: with the header X-Requested-With)"
+            )
         return await services.auth.authenticate(cookie)
     return await authenticate(services, scheme, credential)
 
@@ -91,6 +95,7 @@ async def authenticate_request(
         credential,
         cookie=request.cookies.get(SESSION_COOKIE),
         content_type=request.headers.get("content-type"),
+        requested_with="x-requested-with" in request.headers,
     )
 
 

@@ -30,8 +30,8 @@ from ailab.api.errors import error_body
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-# Routes whose body is not JSON (none yet; uploads will be multipart).
-NOT_JSON_PREFIXES: tuple[str, ...] = ()
+# Routes whose body is not JSON: uploads are multipart (the route checks that itself).
+NOT_JSON_PREFIXES: tuple[str, ...] = ("/files",)
 
 
 def is_loopback(host: str) -> bool:

@@ -24,6 +24,7 @@ from ailab.logs import ACCESS_LOGGER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+UPLOAD_FRAMING_BYTES = 128 * 1024  # a multipart body's boundaries, part headers and other fields
 log = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -68,10 +69,18 @@ class RequestContextMiddleware:
     """Gives each request an id, enforces the body limit, logs it and tells the observers."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, observers: list[RequestObserver] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        observers: list[RequestObserver] | None = None,
+        uploads: tuple[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (path, limit): POST to that path is an upload, streamed and counted by its route against its
+        # own limit; here only a declared length past it (plus the multipart framing) is refused.
+        self.upload_path, self.upload_limit = uploads or ("", 0)
         self.observers = observers if observers is not None else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,12 +109,16 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            too_large = content_length is not None and content_length > self.max_body_bytes
-            if not too_large and content_length is None and scope["method"] in _BODY_METHODS:
+            limit = self.max_body_bytes
+            upload = scope["path"] == self.upload_path and scope["method"] == "POST"
+            if upload:
+                limit = self.upload_limit + UPLOAD_FRAMING_BYTES
+            too_large = content_length is not None and content_length > limit
+            if not too_large and not upload and content_length is None and scope["method"] in _BODY_METHODS:
                 receive, too_large = await self._buffer_body(receive)
             if too_large:
                 status_holder[0] = 413
-                detail = f"request body larger than {self.max_body_bytes} bytes"
+                detail = f"request body larger than {limit} bytes"
                 await _send_json(send, 413, {"detail": detail}, request_id)
                 return
             try:

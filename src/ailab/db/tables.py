@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -122,6 +123,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16), default="complete")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     run_id: Mapped[str | None] = mapped_column(String(36), default=None)  # the /chat run it belongs to
+    # The files a user message came with: [{"id", "filename", "content_type"}] (None: none).
+    files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class Run(Base):
@@ -181,6 +184,52 @@ class AgentState(Base):
     status: Mapped[str] = mapped_column(String(32), default="done")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     run_id: Mapped[str | None] = mapped_column(String(36), default=None)  # the /chat run of this step
+
+
+class StoredFile(Base):
+    """An upload: its bytes live in ``<data dir>/uploads/<id>``, its text in ``file_chunks``.
+
+    The same bytes are stored once per owner (``sha256``). ``status``: ``processing`` while its text is
+    read, ``ready``, or ``failed`` (``error`` says why; its bytes and chunks are gone by then).
+    """
+
+    __tablename__ = "files"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "sha256", name="uq_files_owner_sha256"),
+        Index("ix_files_owner_created", "owner_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    filename: Mapped[str] = mapped_column(String(255))  # as uploaded: metadata, never a path
+    content_type: Mapped[str] = mapped_column(String(128))  # from the bytes, not from the client
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="processing")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    pages: Mapped[int | None] = mapped_column(Integer, default=None)
+    chars: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class FileChunk(Base):
+    """A piece of a file's text with its page. Indexed for full-text search by the database itself:
+    an FTS5 table kept by triggers on SQLite, a generated ``tsvector`` column with a GIN index on
+    PostgreSQL (both made by migration 0006, not declared here)."""
+
+    __tablename__ = "file_chunks"
+    __table_args__ = (Index("ix_file_chunks_file_idx", "file_id", "idx"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer, default=None)
+    text: Mapped[str] = mapped_column(Text)
+    # With AILAB_FILES_EMBEDDING_MODEL: the text's vector (float32, unit length) and the model that made it.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    embedding_model: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class ApiKey(Base):

@@ -23,6 +23,10 @@ from ailab.services.chat.agents import AgentCatalog
 from ailab.services.chat.direct import DirectPipeline
 from ailab.services.chat.pipelines import Pipelines
 from ailab.services.chat.service import ChatService
+from ailab.services.files.context import AttachmentReader
+from ailab.services.files.extract import ExtractionLimits, Extractor
+from ailab.services.files.service import FileService
+from ailab.services.files.vectors import ChunkEmbedder
 from ailab.services.gateway.service import Gateway
 from ailab.services.masterkey import load_master_keys
 from ailab.services.monitoring.benchmark import BenchmarkService
@@ -52,6 +56,7 @@ class Services:
     gateway: Gateway
     monitor: Monitor  # system sampler, Prometheus metrics, performance history
     benchmarks: BenchmarkService
+    files: FileService  # uploads, their text, search
     health: HealthCheck
     redis: Any = None  # a redis.asyncio client when AILAB_REDIS_URL is set
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
@@ -90,9 +95,26 @@ class CoreServices:
         """The API-key vault, validating and testing through the installed plugins."""
         return Vault(self.db, self.settings, self.master_keys, Plugins.load(self.settings.providers))
 
+    @cached_property
+    def files(self) -> FileService:
+        """Uploaded files, with a worker to read documents (started on the first one)."""
+        return FileService(self.db, self.settings, build_extractor(self.settings))
+
     async def aclose(self) -> None:
-        """Close the database pool."""
+        """Stop the document reader, if one was started, and close the database pool."""
+        if "files" in self.__dict__:
+            await self.files.aclose()
         await self.db.close()
+
+
+def build_extractor(settings: Settings) -> Extractor:
+    """The document reader of ``settings``: worker processes with their limits."""
+    limits = ExtractionLimits(
+        timeout_s=settings.extract_timeout_seconds,
+        memory_bytes=settings.extract_memory_mb * 1024 * 1024,
+        max_pages=settings.extract_max_pages,
+    )
+    return Extractor(limits, workers=settings.extract_workers)
 
 
 def build_core(settings: Settings) -> CoreServices:
@@ -121,7 +143,12 @@ async def build_services(settings: Settings) -> Services:
     context = ProviderContext(data_dir=settings.data_dir, timeout_s=settings.provider_timeout_seconds)
     providers = ProviderRegistry.from_plugins(plugins, vault, context, settings.default_model)
     pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
-    chat = ChatService(db, sessions, providers, pipelines, settings)
+    embedder = None
+    if settings.files_embedding_model:
+        embedder = ChunkEmbedder(db, providers, settings.files_embedding_model)
+    files = FileService(db, settings, build_extractor(settings), embedder)
+    attachments = AttachmentReader(db, files.blobs, embedder)
+    chat = ChatService(db, sessions, providers, pipelines, settings, attachments=attachments)
     monitor = Monitor(settings, db, Metrics.from_environment())
     providers.observers.append(monitor.observe_generation)
     probes: dict[str, Callable[[], Awaitable[Any]]] = {}
@@ -140,6 +167,7 @@ async def build_services(settings: Settings) -> Services:
         gateway=Gateway(providers, pipelines),
         monitor=monitor,
         benchmarks=BenchmarkService(db, providers, max_running=settings.benchmark_max_running),
+        files=files,
         health=HealthCheck(db, probes),
         health_probes=probes,
     )
@@ -154,6 +182,8 @@ async def build_services(settings: Settings) -> Services:
     services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     services.closers.append(services.benchmarks.aclose)
+    await files.start()  # reads again the documents a restart interrupted
+    services.closers.append(files.aclose)
     await services.runs.start()  # fails the runs a previous process left behind
     services.closers.append(services.runs.aclose)  # closed first: stops runs, stores their answers
     if redis is not None:

@@ -88,6 +88,7 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         pipeline=body.pipeline,
         max_tokens=body.max_tokens,
         temperature=body.temperature,
+        files=tuple(body.files),
     )
     # A stream's run executes in a task of its own (the response's task ends when its client goes); a
     # JSON answer's in this request's task, which the server lets finish when its client goes.

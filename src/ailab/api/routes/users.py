@@ -47,6 +47,9 @@ async def update_user(name: UserName, body: UserUpdate, services: ServicesDep) -
 
 @router.delete("/users/{name}", status_code=204)
 async def delete_user(name: UserName, services: ServicesDep) -> Response:
-    """Delete a user with their sessions and tokens (409 for the last active admin)."""
-    await services.auth.delete_user(name)
+    """Delete a user with their sessions, tokens and files (409 for the last active admin)."""
+    owner = await services.auth.get_user(name)
+    file_ids = await services.files.ids_of(owner.id)
+    await services.auth.delete_user(name)  # the rows of their files go with them (foreign keys)
+    await services.files.remove_bytes(file_ids)
     return Response(status_code=204)

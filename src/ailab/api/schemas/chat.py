@@ -6,7 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ailab.services.files.context import MAX_ATTACHED_FILES
 from ailab.services.sessions.service import SESSION_ID_PATTERN
+
+FILE_ID_PATTERN = r"^[0-9a-f-]{36}$"
 
 MAX_MESSAGE_CHARS = 200_000
 
@@ -24,6 +27,14 @@ class ChatBody(BaseModel):
     stream: bool = False
     max_tokens: Annotated[int | None, Field(ge=1, le=32768)] = None
     temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    files: Annotated[
+        list[Annotated[str, Field(pattern=FILE_ID_PATTERN)]],
+        Field(
+            max_length=MAX_ATTACHED_FILES,
+            description="ids of the caller's files (`POST /files`): documents reach the model as "
+            "context named by file and page, images reach models that can see",
+        ),
+    ] = []
 
 
 class TurnUsage(BaseModel):

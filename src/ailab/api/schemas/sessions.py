@@ -40,6 +40,14 @@ class SessionList(BaseModel):
     next_cursor: str | None = Field(description="pass it back as `cursor` for the next page")
 
 
+class AttachedFile(BaseModel):
+    """A file a message came with (``GET /files/{id}`` has the rest)."""
+
+    id: str
+    filename: str
+    content_type: str
+
+
 class MessageOut(Out):
     """A stored message; ``status`` is ``complete``, or ``error``/``cancelled`` for a turn that failed."""
 
@@ -55,6 +63,7 @@ class MessageOut(Out):
     status: str
     created_at: Timestamp
     run_id: str | None = Field(description="the `/chat` run of this turn (its question and its answer)")
+    files: list[AttachedFile] | None = Field(None, description="the files a user message came with")
 
 
 class MessageList(BaseModel):

@@ -123,7 +123,7 @@ _INSERT_SESSION = insert(SESSIONS)
 _INSERT_FIRST = insert(MESSAGES)
 _FIND_SESSION = select(SESSIONS.c.id, SESSIONS.c.owner_id).where(SESSIONS.c.id == bindparam("sid"))
 _RECENT_MESSAGES = (
-    select(MESSAGES.c.role, MESSAGES.c.content)
+    select(MESSAGES.c.role, MESSAGES.c.content, MESSAGES.c.files)
     .where(MESSAGES.c.session_id == bindparam("sid"))
     .order_by(MESSAGES.c.seq.desc())
     .limit(bindparam("limit"))
@@ -154,10 +154,13 @@ def start_session(
     conn.execute(_INSERT_FIRST, _row(first, 0, now))
 
 
-def recent_messages(conn: Connection, session_id: str, limit: int) -> list[tuple[str, str]]:
-    """``(role, content)`` of the newest ``limit`` messages of a session, oldest first."""
+def recent_messages(
+    conn: Connection, session_id: str, limit: int
+) -> list[tuple[str, str, list[dict[str, Any]] | None]]:
+    """``(role, content, files)`` of the newest ``limit`` messages of a session, oldest first."""
     rows = [
-        (row.role, row.content) for row in conn.execute(_RECENT_MESSAGES, {"sid": session_id, "limit": limit})
+        (row.role, row.content, row.files)
+        for row in conn.execute(_RECENT_MESSAGES, {"sid": session_id, "limit": limit})
     ]
     rows.reverse()
     return rows
@@ -207,6 +210,7 @@ class NewMessage:
     created_at: dt.datetime | None = None
     run_end: RunEnd | None = None  # the run this message answers, ended in the same transaction
     run_id: str | None = None  # the run this message starts (its answer names it through run_end)
+    files: list[dict[str, Any]] | None = None  # the files a user message came with
 
 
 _INSERT_MESSAGES = insert(MESSAGES).returning(MESSAGES.c.id, sort_by_parameter_order=True)
@@ -226,6 +230,7 @@ def _row(item: NewMessage, seq: int, now: dt.datetime) -> dict[str, Any]:
         "status": item.status,
         "created_at": item.created_at or now,
         "run_id": item.run_end.run_id if item.run_end is not None else item.run_id,
+        "files": item.files,
     }
 
 

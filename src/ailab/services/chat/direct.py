@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
-from ailab.providers.base import ChatMessage, ChatRequest, Provider, Usage, close_stream
+from ailab.providers.base import ChatRequest, Provider, Usage, close_stream
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.chat.turns import Delta, Final, PipelineEvent, Turn
@@ -90,7 +90,7 @@ class DirectPipeline:
         provider, model = self._providers.resolve(turn.model)
         request = ChatRequest(
             model=model,
-            messages=[*turn.history, ChatMessage("user", turn.message)],
+            messages=[*turn.history, turn.user_message()],
             max_tokens=turn.max_tokens,
             temperature=turn.temperature,
             requester=turn.owner_id,

@@ -20,12 +20,13 @@ A turn therefore always stores exactly two messages, whatever the pipeline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +36,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
 from ailab.db.repos.runs import CANCELLED, DONE, FAILED, NewRun, RunEnd, insert_run
 from ailab.errors import AILabError, InvalidInput, NotFound
-from ailab.providers.base import ChatMessage, Provider, close_stream
+from ailab.providers.base import ChatMessage, Provider, SupportsVision, check_can_see, close_stream
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.chat.turns import (
     AgentStart,
@@ -46,6 +47,7 @@ from ailab.services.chat.turns import (
     PipelineLookup,
     Turn,
 )
+from ailab.services.files.context import AttachmentReader, Attachments
 from ailab.services.sessions.service import SessionService, new_session_id
 
 log = logging.getLogger("ailab.chat")
@@ -57,6 +59,24 @@ TEMPLATE_RESERVE_TOKENS = 64  # a default system prompt some templates add
 CHARS_PER_TOKEN = 4  # the usual approximation for English text
 CONTEXT_ROLES = ("user", "assistant", "system")
 MAX_CACHED_WINDOWS = 256
+# Of the window left beside the message and the answer, what attached documents may take (the rest is
+# for the conversation so far; approximate counts need a margin too).
+DOCUMENTS_SHARE = 0.6
+
+
+async def can_see(provider: Provider, model: str) -> bool:
+    """Whether the model reads images (False when its backend cannot say now)."""
+    try:
+        return isinstance(provider, SupportsVision) and await provider.can_see(model)
+    except AILabError:
+        return False
+
+
+def _with_sources(final: Final, sources: str) -> Final:
+    """``final`` with the attached files' pages it was given named in its thought process."""
+    line = f"Files used: {sources}"
+    thought = f"{final.thought_process}\n\n{line}" if final.thought_process else line
+    return dataclasses.replace(final, thought_process=thought)
 
 
 @runtime_checkable
@@ -76,6 +96,7 @@ class ChatInput:
     pipeline: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    files: tuple[str, ...] = ()  # the caller's file ids (POST /files)
 
 
 @dataclass(slots=True)
@@ -93,6 +114,7 @@ class PreparedTurn:
     answer: str = ""  # the stored answer: the final response, or what was produced before the end
     # The run's events so far (its stored record gets the id of its last event, the one after these).
     events_emitted: Callable[[], int] = lambda: 0
+    sources: str = ""  # the attached files' pages given to the model, for the thought process
 
     @property
     def run_id(self) -> str | None:
@@ -164,9 +186,11 @@ def open_turn(
     message: str,
     *,
     run: NewRun | None = None,
-) -> tuple[str, list[ChatMessage]]:
+    files: list[dict[str, Any]] | None = None,
+) -> tuple[str, list[ChatMessage], list[str]]:
     """Transaction function: the session (created when new), its recent context, the user's message
-    (and the turn's run, when it is one).
+    (and the turn's run, when it is one), and the ids of the files its earlier messages came with
+    (newest first).
 
     Raises NotFound for another user's session; IntegrityError when a new session id was created
     concurrently (the caller tries again: then it exists).
@@ -176,18 +200,21 @@ def open_turn(
         raise NotFound(f"session {session_id!r} not found")
     run_id = run.id if run is not None else None
     history: list[ChatMessage] = []
+    earlier: dict[str, None] = {}
     if found is None:  # a new session has no history to read
         session_id = session_id or new_session_id()
-        first = repo.NewMessage(session_id, "user", message, run_id=run_id)
+        first = repo.NewMessage(session_id, "user", message, run_id=run_id, files=files)
         repo.start_session(conn, session_id=session_id, owner_id=owner_id, title=title, first=first)
     else:
         session_id = found.id
         recent = repo.recent_messages(conn, session_id, HISTORY_LIMIT)
-        history = [ChatMessage(role, text) for role, text in recent if role in CONTEXT_ROLES and text]
-        repo.append_message(conn, repo.NewMessage(session_id, "user", message, run_id=run_id))
+        history = [ChatMessage(role, text) for role, text, _ in recent if role in CONTEXT_ROLES and text]
+        for _, _, attached in reversed(recent):
+            earlier.update((item["id"], None) for item in attached or ())
+        repo.append_message(conn, repo.NewMessage(session_id, "user", message, run_id=run_id, files=files))
     if run is not None:
         insert_run(conn, run, session_id=session_id, owner_id=owner_id)
-    return session_id, history
+    return session_id, history, list(earlier)
 
 
 class ChatService:
@@ -200,12 +227,15 @@ class ChatService:
         providers: ProviderRegistry,
         pipelines: PipelineLookup,
         settings: Settings,
+        *,
+        attachments: AttachmentReader | None = None,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._providers = providers
         self._pipelines = pipelines
         self._settings = settings
+        self._attachments = attachments
         self._windows: OrderedDict[str, int] = OrderedDict()  # bounded: model names come from callers
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -226,15 +256,29 @@ class ChatService:
         fit = functools.partial(
             fit_history, provider, context_window=window, max_tokens=data.max_tokens, model=model
         )
-        await fit([], data.message)  # refuses a message that cannot fit before anything is stored
+        attached = Attachments()
+        if data.files:
+            attached = await self._read_attachments(
+                owner_id, data, provider, model, window=window, file_ids=data.files
+            )
+        as_sent = f"{attached.context}\n\n{data.message}" if attached.context else data.message
+        await fit([], as_sent)  # refuses a message that cannot fit before anything is stored
         args = (owner_id, data.session_id, title, data.message)
+        files = attached.files or None
         try:
-            session_id, history = await self._db.run_write(open_turn, *args, run=run)
+            session_id, history, earlier = await self._db.run_write(open_turn, *args, run=run, files=files)
         except IntegrityError:  # the same new session id was created concurrently: now it exists
-            session_id, history = await self._db.run_write(open_turn, *args, run=run)
+            session_id, history, earlier = await self._db.run_write(open_turn, *args, run=run, files=files)
+        if earlier and not data.files:
+            # A follow-up question: the files the conversation came with are still its subject. Those
+            # deleted or unreadable since are left out (the message is stored: no refusal now).
+            attached = await self._read_attachments(
+                owner_id, data, provider, model, window=window, file_ids=earlier, follow_up=True
+            )
+            as_sent = f"{attached.context}\n\n{data.message}" if attached.context else data.message
         if history:
             try:
-                history = await fit(history, data.message)
+                history = await fit(history, as_sent)
             except InvalidInput:  # only if the count above was exact and this one approximated
                 history = []
         turn = Turn(
@@ -247,8 +291,42 @@ class ChatService:
             max_tokens=data.max_tokens,
             temperature=data.temperature,
             run_id=run.id if run is not None else None,
+            context=attached.context,
+            images=attached.images,
         )
-        return PreparedTurn(owner_id=owner_id, session_id=session_id, pipeline=pipeline, turn=turn)
+        return PreparedTurn(
+            owner_id=owner_id, session_id=session_id, pipeline=pipeline, turn=turn, sources=attached.sources
+        )
+
+    async def _read_attachments(
+        self,
+        owner_id: str | None,
+        data: ChatInput,
+        provider: Provider,
+        model: str,
+        *,
+        window: int,
+        file_ids: Sequence[str],
+        follow_up: bool = False,
+    ) -> Attachments:
+        """The files for the model; documents get a share of the window the message leaves. Files of
+        earlier messages (``follow_up``) are skipped when unreadable, their images when the model is blind."""
+        if self._attachments is None:
+            if follow_up:
+                return Attachments()
+            raise InvalidInput("this server takes no files")
+        reserve = data.max_tokens if data.max_tokens is not None else min(ANSWER_RESERVE_TOKENS, window // 4)
+        left = window - reserve - TEMPLATE_RESERVE_TOKENS - len(data.message) // CHARS_PER_TOKEN
+        budget_chars = max(0, int(left * DOCUMENTS_SHARE)) * CHARS_PER_TOKEN
+        attached = await self._attachments.read(
+            owner_id, file_ids, data.message, budget_chars, skip_unusable=follow_up
+        )
+        if attached.images:
+            if not follow_up:
+                await check_can_see(provider, model)
+            elif not await can_see(provider, model):
+                attached = dataclasses.replace(attached, images=())
+        return attached
 
     async def _context_window(self, provider: Provider, model: str) -> int:
         key = f"{provider.name}/{model}"
@@ -273,12 +351,15 @@ class ChatService:
         events = prepared.pipeline.run(prepared.turn)
         parts: list[str] = []
         try:
-            async for event in events:
+            async for produced in events:
+                event = produced
                 if isinstance(event, Delta):
                     parts.append(event.text)
                 elif isinstance(event, AgentStart):
                     parts.clear()  # a cut-off answer is the current agent's text
                 elif isinstance(event, Final):
+                    if prepared.sources:
+                        event = _with_sources(event, prepared.sources)
                     prepared.final = event
                     prepared.status = "complete"
                 yield event

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ailab.providers.base import ChatMessage, Usage
+from ailab.providers.base import ChatMessage, ImagePart, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,17 @@ class Turn:
     max_tokens: int | None = None
     temperature: float | None = None
     run_id: str | None = None  # the /chat run this turn is (its agent steps name it)
+    # The attached files: documents' text (headed by file and page) and images, for the model only.
+    context: str = ""
+    images: tuple[ImagePart, ...] = ()
+
+    def user_message(self, content: str | None = None) -> ChatMessage:
+        """The user's message as the model gets it: ``content`` (the turn's message by default) after
+        the attached documents' text, with the attached images."""
+        text = self.message if content is None else content
+        if self.context:
+            text = f"{self.context}\n\n{text}"
+        return ChatMessage("user", text, self.images)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -33,8 +33,18 @@ def new_session_id() -> str:
     return time_ordered_id()
 
 
-def encode_cursor(row: ChatSession) -> str:
-    """An opaque cursor pointing just after ``row`` in the newest-first listing."""
+class Keyed(Protocol):
+    """A row of a newest-first listing: ordered by ``(created_at, id)``."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+
+    @property
+    def id(self) -> str: ...
+
+
+def encode_cursor(row: Keyed) -> str:
+    """An opaque cursor pointing just after ``row`` in a newest-first listing (sessions, files)."""
     raw = orjson.dumps([row.created_at.isoformat(), row.id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -493,7 +493,7 @@ class AgentPipeline:
         content = self._content(turn, step, earlier)
         return ChatRequest(
             model=model_name,
-            messages=[ChatMessage("system", system), *_recent(turn.history), ChatMessage("user", content)],
+            messages=[ChatMessage("system", system), *_recent(turn.history), turn.user_message(content)],
             max_tokens=min(limits) if limits else None,
             temperature=agent.temperature if agent.temperature is not None else turn.temperature,
             requester=turn.owner_id,
