@@ -3,7 +3,7 @@ import preact from "@preact/preset-vite";
 
 // The API server to proxy to while developing with `npm run dev`.
 const server = process.env.AILAB_URL || "http://127.0.0.1:8001";
-const proxied = ["/auth", "/chat", "/runs", "/sessions", "/pipelines", "/v1", "/api-keys", "/users",
+const proxied = ["/auth", "/chat", "/runs", "/sessions", "/pipelines", "/v1", "/api-keys", "/users", "/files",
   "/metrics", "/performance", "/benchmark"];
 
 export default defineConfig({

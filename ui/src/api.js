@@ -1,7 +1,8 @@
 // Fetch helpers for the AI-Lab API (same origin, signed in with the session cookie).
 //
 // Every request carries the cookie; every state change is sent as JSON (the server refuses a
-// cookie-authenticated change that is not), even when it has nothing to say: `{}`.
+// cookie-authenticated change that is not), even when it has nothing to say: `{}`. A file upload is
+// the one multipart request, marked with X-Requested-With instead.
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -50,6 +51,28 @@ export async function send(method, path, { body, headers = {}, signal, signIn = 
     throw await problem(response);
   }
   return response;
+}
+
+/**
+ * Uploads `file` as multipart/form-data (field `file`) and answers `{status, body}`. The header
+ * X-Requested-With tells the server a page of its own sent it (a cookie-signed upload without it is
+ * refused as a possible cross-site request).
+ */
+export async function upload(path, file, { signal } = {}) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const response = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-Requested-With": "fetch" },
+    body: form,
+    signal,
+  });
+  if (!response.ok) {
+    if (response.status === 401) onSignedOut();
+    throw await problem(response);
+  }
+  return { status: response.status, body: await response.json() };
 }
 
 async function call(method, path, options) {

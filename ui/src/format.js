@@ -34,3 +34,28 @@ export function span(seconds) {
   const parts = [[Math.floor(minutes / 1440), "d"], [Math.floor(minutes / 60) % 24, "h"], [minutes % 60, "min"]];
   return parts.filter(([value]) => value).map(([value, unit]) => `${value} ${unit}`).join(" ");
 }
+
+/** A size in bytes, as B, KB or MB. */
+export function bytes(size) {
+  if (size == null) return "–";
+  if (size < 1024) return `${size} B`;
+  if (size < 1024 * 1024) return `${decimal.format(size / 1024)} KB`;
+  return `${decimal.format(size / (1024 * 1024))} MB`;
+}
+
+const KINDS = { "application/pdf": "PDF", "text/csv": "CSV", "text/markdown": "MD", "text/html": "HTML" };
+
+/** A short tag for a file's kind (PDF, PNG, TXT…), from its name's extension or its content type. */
+export function fileKind(name, type) {
+  const extension = /\.([a-z0-9]{1,5})$/i.exec(name || "");
+  if (extension) return extension[1].toUpperCase();
+  if (KINDS[type]) return KINDS[type];
+  const subtype = /^[a-z]+\/([a-z0-9]{1,5})$/i.exec(type || "");
+  return subtype ? subtype[1].toUpperCase() : "FILE";
+}
+
+/** Where a stored file's bytes are (an attachment to download; an <img> of the page may show an image). */
+export const fileContent = (id) => `/files/${encodeURIComponent(id)}/content`;
+
+/** Whether a content type is an image the page can show as a thumbnail. */
+export const isImage = (type) => /^image\/(png|jpeg|webp|gif)$/.test(type || "");

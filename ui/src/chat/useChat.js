@@ -101,7 +101,7 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
     self.live = null;
     self.controller = null;
     setLive(null);
-    if (run.status === "error") setError(run.error);
+    if (run.status === "error") setError(run.refused ? `The message was not sent: ${run.error}` : run.error);
     setAnnouncement(announcementOf(run));
     if (id) refreshStates(id);
     callbacks.current.onRunEnd?.(id);
@@ -213,20 +213,23 @@ export function useChat(sessionId, { onSession, onRunEnd }) {
     }
   };
 
-  /** Sends a message as a new turn; answers false when the server refused it. */
-  const sendMessage = async (text, { model, pipeline } = {}) => {
+  /** Sends a message as a new turn, with `files` ({id, filename, content_type}) attached; answers
+   * false when the server refused it. */
+  const sendMessage = async (text, { model, pipeline, files } = {}) => {
     if (self.live || !text.trim()) return false;
     setError("");
+    const attached = files?.length ? files : null;
     const body = {
       message: text,
       stream: true,
       session_id: self.sessionId || undefined,
       model: model || undefined,
       pipeline: pipeline || undefined,
+      files: attached ? attached.map((file) => file.id) : undefined,
     };
     setMessages((current) => [
       ...current,
-      { key: `pending-${++pendingCount}`, role: "user", content: text, status: "complete", pending: true },
+      { key: `pending-${++pendingCount}`, role: "user", content: text, files: attached, status: "complete", pending: true },
     ]);
     const run = newRun(); // its session is known from its first event, when the server has taken it
     await follow(run, (signal) => send("POST", "/chat", { body, signal }));

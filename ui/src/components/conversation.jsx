@@ -9,7 +9,7 @@ import { hasAgents, shownText, subscribe } from "../chat/run.js";
 import { Markdown, lazyObserver } from "./markdown.jsx";
 import { LiveTrace, ThoughtProcess, Trace } from "./trace.jsx";
 import { memo } from "./memo.js";
-import { duration, num } from "../format.js";
+import { duration, fileContent, fileKind, isImage, num } from "../format.js";
 
 const roleName = (role) => (role ? role[0].toUpperCase() + role.slice(1) : "Message");
 const keyOf = (message) => message.id ?? message.key;
@@ -28,6 +28,35 @@ function Facts({ message }) {
     message.tokens_per_second != null && `${num(message.tokens_per_second)} tokens/s`,
   ].filter(Boolean);
   return facts.length ? <span class="facts muted">{facts.join(" · ")}</span> : null;
+}
+
+/** The files a user message came with: each a link that downloads it. */
+function Attachments({ files }) {
+  return (
+    <ul class="message-files" aria-label="Attachments">
+      {files.map((file) => (
+        <li key={file.id}>
+          <a class="file-link" href={fileContent(file.id)} download={file.filename} title={`Download ${file.filename}`}>
+            {isImage(file.content_type) ? (
+              <img class="chip-thumb" src={fileContent(file.id)} alt="" loading="lazy" />
+            ) : (
+              <span class="chip-kind" aria-hidden="true">{fileKind(file.filename, file.content_type)}</span>
+            )}
+            <span class="file-name">{file.filename}</span>
+          </a>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+const SOURCES = /(?:^|\n)Files used: ([^\n]*)$/;
+
+/** An answer's thought process, less its last line naming the attached files used, and that line. */
+function splitSources(text) {
+  const match = text ? SOURCES.exec(text) : null;
+  if (!match) return { thought: text, sources: "" };
+  return { thought: text.slice(0, match.index).trim(), sources: match[1] };
 }
 
 function CopyButton({ text }) {
@@ -84,6 +113,7 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
   const labelId = `message-${keyOf(message)}-role`;
   const isUser = message.role === "user";
   const isAnswer = message.role === "assistant";
+  const { thought, sources } = isAnswer ? splitSources(message.thought_process) : {};
   return (
     <article class={`message ${message.role}${message.pending ? " pending" : ""}`} aria-labelledby={labelId}>
       <header class="message-head">
@@ -97,7 +127,7 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
           onCancel={() => setEditing(false)}
           onSend={(text) => {
             setEditing(false);
-            actions.send(text);
+            actions.send(text, message.files);
           }}
         />
       ) : message.content && isUser ? (
@@ -107,6 +137,8 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
       ) : (
         <p class="muted">{message.status === "cancelled" ? "Stopped before any text." : "No text."}</p>
       )}
+      {isUser && message.files?.length > 0 && <Attachments files={message.files} />}
+      {sources && <p class="sources muted">Files used: {sources}</p>}
       {!editing && !message.pending && (isUser || isAnswer) && (
         <div class="actions">
           {isAnswer && <CopyButton text={message.content} />}
@@ -118,7 +150,7 @@ function MessageView({ message, trace, isLastAnswer, busy, actions, observe }) {
           )}
         </div>
       )}
-      {trace ? <Trace steps={trace} /> : message.thought_process && isAnswer && <ThoughtProcess text={message.thought_process} />}
+      {trace ? <Trace steps={trace} /> : thought && <ThoughtProcess text={thought} />}
     </article>
   );
 }

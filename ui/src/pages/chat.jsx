@@ -23,11 +23,11 @@ export function Chat({ sessionId }) {
   latest.current = { chat, choice };
   const actions = useMemo(
     () => ({
-      send: (text) => latest.current.chat.send(text, latest.current.choice),
+      send: (text, files) => latest.current.chat.send(text, { ...latest.current.choice, files }),
       regenerate: () => {
         const { chat: current, choice: chosen } = latest.current;
         const question = current.messages.findLast((message) => message.role === "user");
-        if (question) current.send(question.content, chosen);
+        if (question) current.send(question.content, { ...chosen, files: question.files });
       },
     }),
     [],
@@ -93,7 +93,7 @@ export function Chat({ sessionId }) {
           busy={busy}
           choice={choice}
           onChoose={choose}
-          onSend={(text) => chat.send(text, choice)}
+          onSend={(text, files) => chat.send(text, { ...choice, files })}
           onStop={chat.stop}
         />
         <div role="status" aria-live="polite" class="sr-only">{chat.announcement}</div>
