@@ -249,7 +249,8 @@ class FileService:
 
     async def wait_read(self, file_id: str) -> None:
         """Wait until this process is done with a file: read, and embedded (tests, the CLI)."""
-        while (task := self._tasks.get(file_id)) is not None:
+        # A finished task stays listed until its done-callback runs: awaiting it again would not yield.
+        while (task := self._tasks.get(file_id)) is not None and not task.done():
             await asyncio.shield(task)
 
     async def get(self, owner_id: str | None, file_id: str) -> FileRow:
