@@ -4,6 +4,13 @@ Checks what the real API checks: ``x-api-key``, the ``anthropic-version`` header
 only ``user``/``assistant`` roles in ``messages`` (the system prompt is top-level), content as a string
 or blocks (``text``, non-empty; ``image`` with a ``base64`` source whose bytes match its ``media_type``,
 recorded in ``images``). Errors are ``{"type": "error", "error": {"type", "message"}}``.
+
+Tools: each needs a ``name`` and an ``input_schema`` of type object; ``tool_choice`` is ``auto``, ``any``,
+``tool`` (with a ``name`` among the tools) or ``none``, only with tools, and may say
+``disable_parallel_tool_use``. An assistant's ``tool_use`` blocks (``id``, ``name``, ``input`` an object)
+must each be answered by a ``tool_result`` block (``tool_use_id``) in the very next user message, before
+any other block there. The fake's calls are ``tool_use`` blocks with ``stop_reason: tool_use``, streamed as
+``content_block_start`` (id, name, empty input) and ``input_json_delta`` pieces.
 """
 
 from __future__ import annotations
@@ -13,7 +20,16 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, Generation, ReceivedImage, decode_base64, image_problem, main
+from tests.fakes.base import (
+    FakeServer,
+    Generation,
+    PlannedCall,
+    ReceivedImage,
+    decode_base64,
+    image_problem,
+    main,
+    quoting,
+)
 
 _ERROR_TYPES = {
     "auth": "authentication_error",
@@ -29,39 +45,78 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps({"type": event, **data}) + b"\n\n"
 
 
-def forced_tool(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The tool ``tool_choice`` forces (None when the model may answer in text), or what is wrong."""
-    choice = body.get("tool_choice")
-    tools = body.get("tools") or []
-    for tool in tools:
+_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
+
+
+def read_tools(body: dict[str, Any]) -> tuple[dict[str, Any], str, str | None, str | None]:
+    """The tools' input schemas by name, the choice's mode (auto/required/function/none), the forced
+    tool, and what the Messages API would refuse."""
+    tools: dict[str, Any] = {}
+    for tool in body.get("tools") or []:
         if (
             not isinstance(tool, dict)
             or not tool.get("name")
             or not isinstance(tool.get("input_schema"), dict)
         ):
-            return None, "tools: each tool needs a name and an input_schema object"
+            return {}, "auto", None, "tools: each tool needs a name and an input_schema object"
         if tool["input_schema"].get("type") != "object":
-            return None, "tools.input_schema.type: Input should be 'object'"
-    if not isinstance(choice, dict) or choice.get("type") != "tool":
-        return None, None
-    named = [t for t in tools if t["name"] == choice.get("name")]
-    if not named:
-        return None, f"tool_choice: tool {choice.get('name')!r} not found in tools"
-    return named[0], None
+            return {}, "auto", None, "tools.input_schema.type: Input should be 'object'"
+        tools[tool["name"]] = tool["input_schema"]
+    choice = body.get("tool_choice")
+    if choice is None:
+        return tools, "auto", None, None
+    if not tools:
+        return {}, "auto", None, "tool_choice: may only be specified while providing tools"
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in _MODES:
+        return {}, "auto", None, "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'"
+    if kind == "tool" and choice.get("name") not in tools:
+        return {}, "auto", None, f"tool_choice: tool {choice.get('name')!r} not found in tools"
+    return tools, _MODES[kind], choice.get("name") if kind == "tool" else None, None
 
 
 def read_messages(messages: list[Any]) -> tuple[list[str], list[ReceivedImage], str | None]:
     """The texts and images of ``messages``, and what the Messages API would refuse in them."""
     texts: list[str] = []
     images: list[ReceivedImage] = []
+    uses: list[str] = []  # the tool_use ids of the previous (assistant) message
     for index, message in enumerate(messages):
         content = message.get("content")
+        if uses and message.get("role") != "user":
+            return [], [], f"messages.{index}: tool_use ids were found without tool_result blocks: {uses}"
         if isinstance(content, str):
+            if uses:
+                return [], [], f"messages.{index}: tool_use ids were found without tool_result blocks: {uses}"
             texts.append(content)
             continue
+        answered: list[str] = []
         for number, block in enumerate(content if isinstance(content, list) else []):
             where = f"messages.{index}.content.{number}"
             kind = block.get("type") if isinstance(block, dict) else None
+            if kind != "tool_result" and uses and not answered:
+                return [], [], f"{where}: tool_result blocks must come first, answering {uses}"
+            if kind == "tool_use":
+                if message.get("role") != "assistant":
+                    return [], [], f"{where}: tool_use blocks are only allowed in assistant messages"
+                if not block.get("id") or not block.get("name") or not isinstance(block.get("input"), dict):
+                    return [], [], f"{where}: tool_use needs an id, a name and an input object"
+                answered.append(str(block["id"]))
+                continue
+            if kind == "tool_result":
+                if block.get("tool_use_id") not in uses:
+                    return (
+                        [],
+                        [],
+                        (
+                            f"{where}: unexpected tool_use_id found in tool_result blocks: "
+                            f"{block.get('tool_use_id')}. Each tool_result block must have a corresponding "
+                            "tool_use block in the previous message."
+                        ),
+                    )
+                answered.append(str(block["tool_use_id"]))
+                result = block.get("content", "")
+                texts.append(result if isinstance(result, str) else orjson.dumps(result).decode())
+                continue
             if kind == "text":
                 if not block.get("text"):
                     return [], [], f"{where}: text content blocks must be non-empty"
@@ -77,7 +132,34 @@ def read_messages(messages: list[Any]) -> tuple[list[str], list[ReceivedImage], 
                 images.append(ReceivedImage(str(source["media_type"]), data))
             else:
                 return [], [], f"{where}.type: unexpected block type {kind!r}"
+        missing = [use for use in uses if use not in answered]
+        if message.get("role") == "user" and missing:
+            return [], [], f"messages.{index}: tool_use ids were found without tool_result blocks: {missing}"
+        uses = answered if message.get("role") == "assistant" else []
     return texts, images, None
+
+
+def trailing_results(messages: list[Any]) -> list[str]:
+    """The tool results of the last message, when it is a user's answering tool calls."""
+    last = messages[-1] if messages else {}
+    blocks = last.get("content") if last.get("role") == "user" else None
+    results = []
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            result = block.get("content", "")
+            results.append(result if isinstance(result, str) else orjson.dumps(result).decode())
+    return results
+
+
+def last_user_text(messages: list[Any]) -> str:
+    """The text of the last user message."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(str(b.get("text", "")) for b in content or [] if isinstance(b, dict))
+    return ""
 
 
 class FakeAnthropic(FakeServer):
@@ -132,36 +214,41 @@ class FakeAnthropic(FakeServer):
             return self.error(400, "invalid", problem)
         self.images += images
         texts.insert(0, str(system))
-        tool, problem = forced_tool(body)
+        tools, mode, forced, problem = read_tools(body)
         if problem:
             return self.error(400, "invalid", problem)
-        gen = self.generation(model, texts, int(body["max_tokens"]), tool["input_schema"] if tool else None)
-        if tool is not None:
-            gen.extra["tool"] = tool["name"]
+        if tools:
+            self.tools_received.append(body["tools"])
+        results = trailing_results(messages)
+        calls = self.plan_calls(tools, mode, forced, last_user_text(messages), bool(results), "toolu_")
+        if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+            calls = calls[:1]
+        reply = quoting(results) if results and not calls else None
+        gen = self.generation(model, texts, int(body["max_tokens"]), None, reply)
+        if calls:
+            gen.pieces = [piece for call in calls for piece in call.pieces()]
+            gen.finish_reason = "tool_use"
         if body.get("stream"):
-            return await self.stream_events(request, gen)
-        content: dict[str, Any] = {"type": "text", "text": gen.text}
-        if tool is not None:
-            content = {
-                "type": "tool_use",
-                "id": self.next_id("toolu_"),
-                "name": tool["name"],
-                "input": orjson.loads(gen.text),
-            }
+            return await self.stream_events(request, gen, calls)
+        content: list[dict[str, Any]] = [{"type": "text", "text": gen.text}]
+        if calls:
+            content = [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in calls]
         return self.json(
             {
                 "id": self.next_id("msg_"),
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [content],
-                "stop_reason": "tool_use" if tool is not None else _STOP[gen.finish_reason],
+                "content": content,
+                "stop_reason": _STOP.get(gen.finish_reason, gen.finish_reason),
                 "stop_sequence": None,
                 "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": gen.completion_tokens},
             }
         )
 
-    async def stream_events(self, request: web.Request, gen: Generation) -> web.StreamResponse:
+    async def stream_events(
+        self, request: web.Request, gen: Generation, calls: list[PlannedCall]
+    ) -> web.StreamResponse:
         message = {
             "id": self.next_id("msg_"),
             "type": "message",
@@ -172,33 +259,33 @@ class FakeAnthropic(FakeServer):
             "stop_sequence": None,
             "usage": {"input_tokens": gen.prompt_tokens, "output_tokens": 1},
         }
-        tool = gen.extra.get("tool")
-        block: dict[str, Any] = {"type": "text", "text": ""}
-        if tool is not None:
-            block = {"type": "tool_use", "id": self.next_id("toolu_"), "name": tool, "input": {}}
-        head = [
-            sse("message_start", {"message": message}),
-            sse("content_block_start", {"index": 0, "content_block": block}),
-            sse("ping", {}),
-        ]
+        produced = gen.completion_tokens  # the calls' pieces, streamed below instead of text
+        head = [sse("message_start", {"message": message})]
+        if calls:  # one content block per call, its input in pieces; no text
+            gen.pieces = []
+            for index, call in enumerate(calls):
+                block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+                head.append(sse("content_block_start", {"index": index, "content_block": block}))
+                for text in call.pieces():
+                    delta = {"type": "input_json_delta", "partial_json": text}
+                    head.append(sse("content_block_delta", {"index": index, "delta": delta}))
+                head.append(sse("content_block_stop", {"index": index}))
+        else:
+            block = {"type": "text", "text": ""}
+            head += [sse("content_block_start", {"index": 0, "content_block": block}), sse("ping", {})]
 
         def piece(text: str) -> bytes:
-            if tool is not None:
-                delta = {"type": "input_json_delta", "partial_json": text}
-                return sse("content_block_delta", {"index": 0, "delta": delta})
             return sse("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
 
         def tail() -> list[bytes]:
+            stop = _STOP.get(gen.finish_reason, gen.finish_reason)
             return [
-                sse("content_block_stop", {"index": 0}),
+                *([] if calls else [sse("content_block_stop", {"index": 0})]),
                 sse(
                     "message_delta",
                     {
-                        "delta": {
-                            "stop_reason": "tool_use" if tool is not None else _STOP[gen.finish_reason],
-                            "stop_sequence": None,
-                        },
-                        "usage": {"output_tokens": gen.completion_tokens},
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": produced},
                     },
                 ),
                 sse("message_stop", {}),

@@ -13,12 +13,22 @@ its error shape; this class records every request and applies the behaviours a t
 - ``error_after``: streams send this many text pieces, then the provider's error event, quoting the key
   the client sent (as a careless upstream does), and end
 - ``garbage``: every answer is 200 with an HTML page (a broken proxy in front of the upstream)
+- ``reset_connections``: every request's connection is reset (TCP RST) before any answer (an upstream
+  that crashed)
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
 - ``choice``: asked for structured output (each provider's own way), it answers a JSON object valid
   against the schema whose enum properties take ``choice`` when it is allowed, else their first value
 
 ``images``: every image a chat request showed, decoded from the provider's own wire format (a malformed
 one is answered 400, as the provider would), so a test can assert that the very bytes arrived.
+
+Tools (each fake in its provider's own wire format, checked as the real API checks it): ``tools_received``
+holds the tools of every chat request that offered some, as sent. The fake calls a tool when its tool
+choice forces one (the named tool, or the first for "required"/"any"), when the last user message asks
+for it (:data:`TOOL_REQUEST`, "use the tool", in it; the first tool), or when ``tool_calls`` is set
+(``[("get_weather", {"city": "Paris"})]``: these calls, of the tools offered); the arguments are those
+given, else a value valid against the tool's schema (:meth:`FakeServer.sample`). After a tool result it
+answers text quoting the results (:func:`quoting`), unless its choice forces another call.
 
 Embeddings (each fake's own endpoint) are :func:`bag_of_words_vector` of each text: deterministic, and
 with meaning enough for retrieval tests (texts that share words are near). A model is an embedding model
@@ -36,6 +46,7 @@ import binascii
 import contextlib
 import math
 import re
+import socket
 import struct
 import time
 import zlib
@@ -136,6 +147,32 @@ class Generation:
         return len(self.pieces)
 
 
+TOOL_REQUEST = "use the tool"
+
+
+@dataclass
+class PlannedCall:
+    """A tool call the fake answers: its id (the provider's style; unused where the wire has none), the
+    tool and the arguments."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def json(self) -> str:
+        return orjson.dumps(self.arguments).decode()
+
+    def pieces(self) -> list[str]:
+        """The arguments' JSON text in short pieces, as a stream sends them."""
+        return re.findall(r".{1,6}", self.json, re.DOTALL)
+
+
+def quoting(results: list[str]) -> str:
+    """The fakes' answer after tool results: they are quoted."""
+    return "The tool said: " + " | ".join(results)
+
+
 def words(text: str) -> int:
     """A crude token count: whitespace-separated words."""
     return len(text.split())
@@ -189,6 +226,8 @@ class FakeServer:
         self.reply = reply
         self.echo = echo
         self.choice: str | None = None
+        self.tool_calls: list[tuple[str, dict[str, Any]]] = []
+        self.tools_received: list[Any] = []
         self.record = record
         self.requests: list[RecordedRequest] = []
         self.images: list[ReceivedImage] = []
@@ -200,6 +239,7 @@ class FakeServer:
         self.drop_after: int | None = None
         self.error_after: int | None = None
         self.garbage = False
+        self.reset_connections = False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()
@@ -261,7 +301,12 @@ class FakeServer:
         return request.get(BODY)
 
     def generation(
-        self, model: str, prompt_texts: list[str], max_tokens: int | None = None, schema: Any = None
+        self,
+        model: str,
+        prompt_texts: list[str],
+        max_tokens: int | None = None,
+        schema: Any = None,
+        reply: str | None = None,
     ) -> Generation:
         """The answer to a request: ``reply`` (or the echo) cut into word pieces, truncated at ``max_tokens``.
 
@@ -271,7 +316,8 @@ class FakeServer:
             reply = orjson.dumps(self.sample(schema)).decode()
             pieces = re.findall(r".{1,6}", reply, re.DOTALL)
         else:
-            reply = f"echo: {prompt_texts[-1] if prompt_texts else ''}" if self.echo else self.reply
+            if reply is None:
+                reply = f"echo: {prompt_texts[-1] if prompt_texts else ''}" if self.echo else self.reply
             pieces = re.findall(r"\S+\s*", reply) or [""]
         finish = "stop"
         if max_tokens is not None and len(pieces) > max_tokens:
@@ -287,6 +333,28 @@ class FakeServer:
         if kind == "object":
             return {name: self.sample(sub) for name, sub in (schema.get("properties") or {}).items()}
         return {"array": [], "number": 1, "integer": 1, "boolean": True}.get(kind, "text")
+
+    def plan_calls(
+        self,
+        tools: dict[str, Any],
+        mode: str,
+        forced: str | None,
+        last_user: str,
+        after_result: bool,
+        prefix: str = "call_",
+    ) -> list[PlannedCall]:
+        """The tool calls to answer (none: answer text), see the module docstring.
+
+        ``tools``: name -> its parameters' schema; ``mode``: auto, none, required (any tool) or function
+        (``forced``); ``after_result``: the last message is a tool result.
+        """
+        if not tools or mode == "none" or (after_result and mode == "auto"):
+            return []
+        offered = [forced] if forced is not None else list(tools)
+        chosen = [(name, args) for name, args in self.tool_calls if name in offered]
+        if not chosen and (mode != "auto" or TOOL_REQUEST in last_user.lower()):
+            chosen = [(offered[0], self.sample(tools[offered[0]] or {"type": "object"}))]
+        return [PlannedCall(self.next_id(prefix), name, args) for name, args in chosen]
 
     def unknown_model(self, model: str) -> bool:
         return bool(self.models) and model not in self.models
@@ -369,6 +437,12 @@ class FakeServer:
             except asyncio.CancelledError:  # handler_cancellation: the client went away
                 self.disconnected.set()
                 raise
+        if self.reset_connections and request.transport is not None:
+            sock = request.transport.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends RST, not FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.transport.abort()
+            raise ConnectionResetError("reset by the fake")
         if self.fail_status is not None:
             return self._failure(self.fail_status)
         if self.garbage:
@@ -428,6 +502,8 @@ class FakeServer:
         self.images.clear()
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
         self.drop_after, self.choice, self.error_after, self.garbage = None, None, None, False
+        self.tool_calls, self.tools_received = [], []
+        self.reset_connections = False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()

@@ -7,6 +7,12 @@ honoured), billing the words as input tokens.
 
 Errors are ``{"id", "message"}`` as Cohere's are. Content may be a string or OpenAI-style parts
 (``text``, ``image_url`` with a data URL; the images are recorded in ``images``).
+
+Tools are OpenAI's shape; ``tool_choice`` is ``REQUIRED`` or ``NONE`` (no other value, and only with
+tools). Assistant messages carry ``tool_calls`` (arguments as JSON text) and a ``tool_plan``; ``tool``
+messages answer them by ``tool_call_id``. The fake's calls come with a ``tool_plan`` and
+``finish_reason: TOOL_CALL``; streamed as ``tool-plan-delta`` events, then per call ``tool-call-start``
+(id, name), ``tool-call-delta`` pieces of the arguments and ``tool-call-end``.
 """
 
 from __future__ import annotations
@@ -20,14 +26,25 @@ from tests.fakes.base import (
     EMBEDDING_DIMS,
     FakeServer,
     Generation,
+    PlannedCall,
     bag_of_words_vector,
     is_embedding_model,
     main,
+    quoting,
     words,
 )
-from tests.fakes.openai_server import read_messages
+from tests.fakes.openai_server import (
+    last_user_text,
+    read_messages,
+    read_tools,
+    tool_history_problem,
+    trailing_results,
+)
 
-_FINISH = {"stop": "COMPLETE", "length": "MAX_TOKENS"}
+TOOL_PLAN = "I will use a tool for this."
+_CHOICES = {None: "auto", "REQUIRED": "required", "NONE": "none"}
+
+_FINISH = {"stop": "COMPLETE", "length": "MAX_TOKENS", "tool_call": "TOOL_CALL"}
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -129,8 +146,20 @@ class FakeCohere(FakeServer):
                 "and that you have access to the model.",
             )
         texts, images, problem = read_messages(body["messages"])
+        tools, _, _, tools_problem = read_tools({"tools": body.get("tools")})
+        problem = problem or tools_problem or tool_history_problem(body["messages"])
         if problem:
             return self.error(400, "invalid", f"invalid request: {problem}")
+        choice = body.get("tool_choice")
+        if choice not in _CHOICES or (choice is not None and not tools):
+            return self.error(
+                400, "invalid", "invalid request: tool_choice must be REQUIRED or NONE, with tools"
+            )
+        if tools:
+            self.tools_received.append(body["tools"])
+        results = trailing_results(body["messages"])
+        last_user = last_user_text(body["messages"])
+        calls = self.plan_calls(tools, _CHOICES[choice], None, last_user, bool(results), "tool_")
         self.images += images
         limit = body.get("max_tokens")
         response_format = body.get("response_format") or {}
@@ -142,33 +171,61 @@ class FakeCohere(FakeServer):
                 )
             if response_format.get("type") == "json_object":
                 schema = response_format.get("json_schema") or {"type": "object"}
-        gen = self.generation(model, texts, int(limit) if limit else None, schema)
+        reply = quoting(results) if results and not calls else None
+        gen = self.generation(model, texts, int(limit) if limit else None, schema, reply)
+        if calls:
+            gen.pieces = [piece for call in calls for piece in call.pieces()]
+            gen.finish_reason = "tool_call"
         if body.get("stream"):
-            return await self.stream_events(request, gen)
+            return await self.stream_events(request, gen, calls)
+        message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": gen.text}]}
+        if calls:
+            message = {
+                "role": "assistant",
+                "tool_plan": TOOL_PLAN,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.json}}
+                    for c in calls
+                ],
+            }
         return self.json(
             {
                 "id": self.next_id("chat-"),
                 "finish_reason": _FINISH[gen.finish_reason],
-                "message": {"role": "assistant", "content": [{"type": "text", "text": gen.text}]},
+                "message": message,
                 "usage": usage(gen),
             }
         )
 
-    async def stream_events(self, request: web.Request, gen: Generation) -> web.StreamResponse:
+    async def stream_events(
+        self, request: web.Request, gen: Generation, calls: list[PlannedCall]
+    ) -> web.StreamResponse:
         message = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
-        head = [
-            sse("message-start", {"id": self.next_id("chat-"), "delta": {"message": message}}),
-            sse(
-                "content-start", {"index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}}
-            ),
-        ]
+        counted = usage(gen)  # the calls' pieces count, streamed below instead of text
+        head = [sse("message-start", {"id": self.next_id("chat-"), "delta": {"message": message}})]
+        if calls:
+            gen.pieces = []
+            for word in TOOL_PLAN.split(" "):
+                head.append(sse("tool-plan-delta", {"delta": {"message": {"tool_plan": word + " "}}}))
+            for index, call in enumerate(calls):
+                start = {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+                head.append(
+                    sse("tool-call-start", {"index": index, "delta": {"message": {"tool_calls": start}}})
+                )
+                for text in call.pieces():
+                    more = {"tool_calls": {"function": {"arguments": text}}}
+                    head.append(sse("tool-call-delta", {"index": index, "delta": {"message": more}}))
+                head.append(sse("tool-call-end", {"index": index}))
+        else:
+            text = {"message": {"content": {"type": "text", "text": ""}}}
+            head.append(sse("content-start", {"index": 0, "delta": text}))
 
         def piece(text: str) -> bytes:
             return sse("content-delta", {"index": 0, "delta": {"message": {"content": {"text": text}}}})
 
         def tail() -> list[bytes]:
-            end = {"delta": {"finish_reason": _FINISH[gen.finish_reason], "usage": usage(gen)}}
-            return [sse("content-end", {"index": 0}), sse("message-end", end)]
+            end = {"delta": {"finish_reason": _FINISH[gen.finish_reason], "usage": counted}}
+            return [*([] if calls else [sse("content-end", {"index": 0})]), sse("message-end", end)]
 
         return await self.stream(request, "text/event-stream", head, piece, gen, tail)
 

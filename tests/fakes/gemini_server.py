@@ -8,6 +8,14 @@ Parts are ``text`` or ``inlineData`` / ``inline_data`` images (both casings, as 
 recorded in ``images``). ``models/{m}:batchEmbedContents`` (at most 100 requests, each naming the same
 model) and ``:embedContent`` answer :func:`~tests.fakes.base.bag_of_words_vector` of each content's text
 (``outputDimensionality`` honoured), counting no tokens, as Google's answer counts none.
+
+Tools: ``tools: [{"functionDeclarations": [{name, description, parameters}]}]`` (the parameters in the
+same schema dialect, an OBJECT with properties), ``toolConfig.functionCallingConfig`` (``mode`` AUTO, ANY
+or NONE; ``allowedFunctionNames`` only with ANY). A model turn's ``functionCall`` parts must be answered by
+as many ``functionResponse`` parts (``{name, response: <object>}``) in the next turn. The fake's calls are
+``functionCall`` parts (no ids; finish reason ``STOP``), whole, also when streamed. With
+``thought_signature`` set it signs its first call as Gemini 3 does (``thoughtSignature`` beside the
+``functionCall``), and refuses a conversation whose function call turn does not carry it back.
 """
 
 from __future__ import annotations
@@ -21,12 +29,14 @@ from tests.fakes.base import (
     EMBEDDING_DIMS,
     FakeServer,
     Generation,
+    PlannedCall,
     ReceivedImage,
     bag_of_words_vector,
     decode_base64,
     image_problem,
     is_embedding_model,
     main,
+    quoting,
 )
 
 _STATUS = {
@@ -45,34 +55,113 @@ _TYPES = {"STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT"}
 _SCHEMA_FIELDS = {
     "type", "format", "description", "nullable", "enum", "properties", "required", "items",
     "propertyOrdering", "minItems", "maxItems", "anyOf", "title", "minimum", "maximum",
+    "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "default",
 }  # fmt: skip
 
 
-def schema_problem(schema: Any) -> str | None:
-    """What Gemini would refuse in a ``responseSchema`` (its OpenAPI subset), or None."""
+def schema_problem(schema: Any, where: str = "generation_config.response_schema") -> str | None:
+    """What Gemini would refuse in a ``responseSchema`` or a function's ``parameters`` (its OpenAPI
+    subset), or None."""
     if not isinstance(schema, dict):
-        return "Invalid JSON payload received. responseSchema: expected an object"
+        return f"Invalid JSON payload received. {where}: expected an object"
     for name in schema:
         if name not in _SCHEMA_FIELDS:
-            return f"Invalid JSON payload received. Unknown name \"{name}\" at 'generation_config.response_schema'"
+            return f"Invalid JSON payload received. Unknown name \"{name}\" at '{where}'"
     if schema.get("type") not in _TYPES:
-        return f"Invalid value at 'generation_config.response_schema.type': {schema.get('type')!r}"
+        return f"Invalid value at '{where}.type': {schema.get('type')!r}"
+    if schema["type"] == "OBJECT" and not schema.get("properties"):
+        return f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
     for sub in [
         *(schema.get("properties") or {}).values(),
         *([schema["items"]] if "items" in schema else []),
+        *(schema.get("anyOf") or []),
     ]:
-        problem = schema_problem(sub)
+        problem = schema_problem(sub, where)
         if problem:
             return problem
     return None
 
 
-def read_parts(contents: list[Any]) -> tuple[list[str], list[ReceivedImage], str | None]:
-    """The texts and inline images of ``contents``, and what Gemini would refuse in them."""
+_MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none"}
+
+
+def read_tools(body: dict[str, Any]) -> tuple[dict[str, Any], str, str | None, str | None]:
+    """The declared functions' parameter schemas by name, the calling mode (auto/required/function/none),
+    the one allowed function, and what Gemini would refuse."""
+    tools: dict[str, Any] = {}
+    for index, tool in enumerate(body.get("tools") or []):
+        for number, declaration in enumerate((tool or {}).get("functionDeclarations") or []):
+            where = f"tools[{index}].function_declarations[{number}]"
+            if not isinstance(declaration, dict) or not declaration.get("name"):
+                return {}, "auto", None, f"* GenerateContentRequest.{where}.name: Name cannot be empty."
+            parameters = declaration.get("parameters")
+            problem = schema_problem(parameters, f"{where}.parameters") if parameters is not None else None
+            if problem:
+                return {}, "auto", None, problem
+            tools[declaration["name"]] = parameters
+    config = (body.get("toolConfig") or {}).get("functionCallingConfig")
+    if config is None:
+        return tools, "auto", None, None
+    mode = config.get("mode", "AUTO")
+    if mode not in _MODES:
+        return {}, "auto", None, f"Invalid value at 'tool_config.function_calling_config.mode' ({mode!r})"
+    allowed = config.get("allowedFunctionNames")
+    if allowed is None:
+        return tools, _MODES[mode], None, None
+    if mode != "ANY":
+        return {}, "auto", None, "allowed_function_names can only be set when the mode is ANY"
+    unknown = [name for name in allowed if name not in tools]
+    if unknown or len(allowed) != 1:  # the fake forces one function; Gemini takes several
+        return {}, "auto", None, f"allowed_function_names: {allowed} must name declared functions"
+    return tools, "function", allowed[0], None
+
+
+def read_parts(
+    contents: list[Any], signature: str | None = None
+) -> tuple[list[str], list[ReceivedImage], str | None]:
+    """The texts and inline images of ``contents``, and what Gemini would refuse in them (function calls
+    not answered by as many responses, a call turn without the thought ``signature``)."""
     texts: list[str] = []
     images: list[ReceivedImage] = []
+    calls: list[str] = []  # the names of the previous turn's function calls
     for index, content in enumerate(contents):
-        for number, part in enumerate(content.get("parts") or []):
+        parts = content.get("parts") or []
+        responses = [p["functionResponse"] for p in parts if isinstance(p.get("functionResponse"), dict)]
+        if calls and sorted(calls) != sorted(str(r.get("name")) for r in responses):
+            return (
+                [],
+                [],
+                (
+                    "Please ensure that the number of function response parts is equal to the number of "
+                    "function call parts of the function call turn."
+                ),
+            )
+        if responses and not calls:
+            return [], [], f"contents[{index}]: a function response turn must follow a function call turn"
+        if any(not isinstance(r.get("response"), dict) for r in responses):
+            return [], [], f"Invalid value at 'contents[{index}].parts.function_response.response'"
+        call_parts = [p for p in parts if isinstance(p.get("functionCall"), dict)]
+        if call_parts and content.get("role") != "model":
+            return [], [], f"contents[{index}]: function calls are only allowed in model turns"
+        if call_parts and signature is not None and call_parts[0].get("thoughtSignature") != signature:
+            return (
+                [],
+                [],
+                (
+                    f"Function call is missing a thought_signature in functionCall parts. This is required "
+                    f"for tools to work correctly. Additional data, function call `default_api:"
+                    f"{call_parts[0]['functionCall'].get('name')}` , position {index + 1}."
+                ),
+            )
+        if any(not isinstance(p["functionCall"].get("args", {}), dict) for p in call_parts):
+            return [], [], f"Invalid value at 'contents[{index}].parts.function_call.args'"
+        calls = [str(p["functionCall"].get("name")) for p in call_parts]
+        for number, part in enumerate(parts):
+            if "functionCall" in part:
+                continue
+            if "functionResponse" in part:
+                texts.append(orjson.dumps(part["functionResponse"].get("response")).decode())
+                continue
             inline = part.get("inlineData") or part.get("inline_data")
             if inline is None:
                 texts.append(str(part.get("text", "")))
@@ -89,6 +178,15 @@ def read_parts(contents: list[Any]) -> tuple[list[str], list[ReceivedImage], str
     return texts, images, None
 
 
+def last_user_text(contents: list[Any]) -> str:
+    """The text of the last user turn that is not function responses."""
+    for content in reversed(contents):
+        parts = content.get("parts") or []
+        if content.get("role") == "user" and not any("functionResponse" in part for part in parts):
+            return " ".join(str(part.get("text", "")) for part in parts)
+    return ""
+
+
 class FakeGemini(FakeServer):
     """Google's Generative Language API on 127.0.0.1."""
 
@@ -96,6 +194,7 @@ class FakeGemini(FakeServer):
     default_api_key: ClassVar[str | None] = "AIza" + "SyFakeKeyForTests0123456789abcdefgh"
     default_models: ClassVar[tuple[str, ...]] = ("gemini-2.0-flash", "gemini-2.5-pro")
     max_embedding_inputs: ClassVar[int | None] = 100
+    thought_signature: str | None = None  # set: sign calls, and want the signature back (Gemini 3)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -167,9 +266,14 @@ class FakeGemini(FakeServer):
             return self.error(400, "invalid", "* GenerateContentRequest.contents: contents is not specified")
         if any(c.get("role") not in ("user", "model") for c in contents):
             return self.error(400, "invalid", "Please use a valid role: user, model.")
-        texts, images, problem = read_parts(contents)
+        texts, images, problem = read_parts(contents, self.thought_signature)
         if problem:
             return self.error(400, "invalid", problem)
+        tools, mode, forced, problem = read_tools(body)
+        if problem:
+            return self.error(400, "invalid", problem)
+        if tools:
+            self.tools_received.append(body["tools"])
         self.images += images
         texts += [p.get("text", "") for p in (body.get("systemInstruction") or {}).get("parts", [])]
         config = body.get("generationConfig") or {}
@@ -181,7 +285,25 @@ class FakeGemini(FakeServer):
                 problem = "responseSchema needs responseMimeType application/json"
             if problem:
                 return self.error(400, "invalid", problem)
-        gen = self.generation(model, texts, int(limit) if limit else None, schema)
+        last = contents[-1]
+        results = [
+            orjson.dumps(part["functionResponse"].get("response")).decode()
+            for part in last.get("parts") or []
+            if last.get("role") == "user" and isinstance(part.get("functionResponse"), dict)
+        ]
+        calls = self.plan_calls(tools, mode, forced, last_user_text(contents), bool(results))
+        reply = quoting(results) if results and not calls else None
+        gen = self.generation(model, texts, int(limit) if limit else None, schema, reply)
+        if calls:
+            produced = sum(len(call.pieces()) for call in calls)
+            answer = self.response(gen, "", produced, final=True, calls=calls)
+            if method == "generateContent" or request.query.get("alt") != "sse":
+                return self.json(answer if method == "generateContent" else [answer])
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b"data: " + orjson.dumps(answer) + b"\r\n\r\n")
+            await response.write_eof()
+            return response
         if method == "generateContent":
             return self.json(self.response(gen, gen.text, len(gen.pieces), final=True))
         if request.query.get("alt") != "sse":
@@ -230,8 +352,15 @@ class FakeGemini(FakeServer):
             return self.json({"embedding": embeddings[0]})
         return self.json({"embeddings": embeddings})
 
-    def response(self, gen: Generation, text: str, produced: int, final: bool) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    def response(
+        self, gen: Generation, text: str, produced: int, final: bool, calls: list[PlannedCall] | None = None
+    ) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = [{"text": text}]
+        if calls:
+            parts = [{"functionCall": {"name": call.name, "args": call.arguments}} for call in calls]
+            if self.thought_signature is not None:
+                parts[0]["thoughtSignature"] = self.thought_signature
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if final:
             candidate["finishReason"] = _FINISH[gen.finish_reason]
         return {

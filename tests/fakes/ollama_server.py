@@ -10,6 +10,12 @@ Errors are ``{"error": "..."}``; an unknown model is 404 ``model "x" not found, 
 ``/api/show`` lists a model's ``capabilities`` as Ollama 0.6.4+ does: ``completion``, and ``vision`` for
 the models in ``VISION`` (``llava``, ``gemma3``...). A message's ``images`` (bare base64) are recorded in
 ``images``; sent to a model without vision, they are answered 400 (AI-Lab must refuse them first).
+
+Tools are OpenAI's shape in ``tools``; the models in ``TOOLS`` call them (``/api/show`` lists ``tools``
+among their capabilities), another answers 400 ``... does not support tools``. An assistant's
+``tool_calls`` must carry their ``function.arguments`` as an object (Ollama's Go types refuse a string);
+``tool`` messages may name their ``tool_name``. The fake's calls are ``message.tool_calls`` with no ids
+(``done_reason`` stays ``stop``), streamed whole in one line before the last.
 """
 
 from __future__ import annotations
@@ -24,15 +30,19 @@ from tests.fakes.base import (
     EMBEDDING_DIMS,
     FakeServer,
     Generation,
+    PlannedCall,
     ReceivedImage,
     bag_of_words_vector,
     decode_base64,
     is_embedding_model,
     main,
+    quoting,
     words,
 )
+from tests.fakes.openai_server import last_user_text, read_tools
 
 VISION = frozenset({"llava:latest", "llava:7b", "gemma3:4b", "llama3.2-vision:latest", "qwen2.5vl:3b"})
+TOOLS = frozenset({"qwen2.5:0.5b", "llama3.1:latest", "llama3.2:latest", "qwen3:0.6b"})
 
 
 def sniff(data: bytes) -> str:
@@ -48,6 +58,36 @@ def sniff(data: bytes) -> str:
 
 def stamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def tool_calls(calls: list[PlannedCall]) -> list[dict[str, Any]]:
+    """The fake's calls as Ollama answers them: no ids, the arguments an object."""
+    return [
+        {"function": {"index": index, "name": call.name, "arguments": call.arguments}}
+        for index, call in enumerate(calls)
+    ]
+
+
+def history_problem(messages: list[Any]) -> str | None:
+    """What Ollama refuses in a conversation with tools: arguments that are no object."""
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            if not isinstance((call.get("function") or {}).get("arguments"), dict):
+                return (
+                    "json: cannot unmarshal string into Go struct field ToolCallFunction.messages.tool_calls"
+                    ".function.arguments of type api.ToolCallFunctionArguments"
+                )
+    return None
+
+
+def trailing(messages: list[Any]) -> list[Any]:
+    """The tool messages the conversation ends with."""
+    found: list[Any] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        found.insert(0, message)
+    return found
 
 
 class FakeOllama(FakeServer):
@@ -119,12 +159,17 @@ class FakeOllama(FakeServer):
     def _sees(model: str) -> bool:
         return model in VISION or f"{model}:latest" in VISION
 
+    @staticmethod
+    def _calls_tools(model: str) -> bool:
+        return model in TOOLS or f"{model}:latest" in TOOLS
+
     async def show(self, request: web.Request) -> web.Response:
         body = self.body(request)
         model = str((body or {}).get("model") or (body or {}).get("name") or "")
         if not model or not self._known(model):
             return self.error(404, "not_found", f"model '{model}' not found")
         capabilities = ["completion", *(["vision"] if self._sees(model) else [])]
+        capabilities += ["tools"] if self._calls_tools(model) else []
         return self.json(
             {
                 "modelfile": f"FROM {model}",
@@ -157,19 +202,34 @@ class FakeOllama(FakeServer):
         model = str(body.get("model", ""))
         if not self._known(model):
             return self.error(404, "not_found", f'model "{model}" not found, try pulling it first')
-        problem = self.read_images(model, body.get("messages") or [])
+        messages = body.get("messages") or []
+        problem = self.read_images(model, messages)
+        tools, _, _, tools_problem = read_tools({"tools": body.get("tools")})
+        problem = problem or tools_problem or history_problem(messages)
         if problem:
             return self.error(400, "invalid", problem)
-        texts = [str(m.get("content", "")) for m in body.get("messages") or []]
+        if tools and not self._calls_tools(model):
+            return self.error(400, "invalid", f"registry.ollama.ai/library/{model} does not support tools")
+        if tools:
+            self.tools_received.append(body["tools"])
+        results = [str(m.get("content", "")) for m in trailing(messages)]
+        calls = self.plan_calls(tools, "auto", None, last_user_text(messages), bool(results))
+        texts = [str(m.get("content", "")) for m in messages]
         limit = (body.get("options") or {}).get("num_predict")
         answer_format = body.get("format")
         schema = {"type": "object"} if answer_format == "json" else answer_format
         if schema is not None and not isinstance(schema, dict):
             return self.error(400, "invalid", 'invalid format: expected "json" or a JSON schema')
-        gen = self.generation(model, texts, int(limit) if limit else None, schema)
+        reply = quoting(results) if results and not calls else None
+        gen = self.generation(model, texts, int(limit) if limit else None, schema, reply)
+        if calls:
+            gen.pieces = [piece for call in calls for piece in call.pieces()]
         if body.get("stream", True):
-            return await self.stream_lines(request, gen)
-        return self.json({**self.final(gen), "message": {"role": "assistant", "content": gen.text}})
+            return await self.stream_lines(request, gen, calls)
+        message: dict[str, Any] = {"role": "assistant", "content": "" if calls else gen.text}
+        if calls:
+            message["tool_calls"] = tool_calls(calls)
+        return self.json({**self.final(gen), "message": message})
 
     def final(self, gen: Generation) -> dict[str, Any]:
         return {
@@ -186,7 +246,17 @@ class FakeOllama(FakeServer):
             "eval_duration": 800_000,
         }
 
-    async def stream_lines(self, request: web.Request, gen: Generation) -> web.StreamResponse:
+    async def stream_lines(
+        self, request: web.Request, gen: Generation, calls: list[PlannedCall]
+    ) -> web.StreamResponse:
+        head = []
+        last = self.final(gen)  # counted before the calls' pieces are taken out of the text
+        if calls:  # all the calls, whole, in one line
+            message = {"role": "assistant", "content": "", "tool_calls": tool_calls(calls)}
+            line = {"model": gen.model, "created_at": stamp(), "message": message, "done": False}
+            head.append(orjson.dumps(line) + b"\n")
+            gen.pieces = []
+
         def piece(text: str) -> bytes:
             line = {
                 "model": gen.model,
@@ -196,9 +266,9 @@ class FakeOllama(FakeServer):
             return orjson.dumps({**line, "done": False}) + b"\n"
 
         def tail() -> list[bytes]:
-            return [orjson.dumps(self.final(gen)) + b"\n"]
+            return [orjson.dumps(last) + b"\n"]
 
-        return await self.stream(request, "application/x-ndjson", [], piece, gen, tail)
+        return await self.stream(request, "application/x-ndjson", head, piece, gen, tail)
 
 
 if __name__ == "__main__":

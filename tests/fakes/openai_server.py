@@ -8,6 +8,10 @@ code}}``. Content may be a string or parts: ``text``, and ``image_url`` with a `
 ``images``; an http(s) URL is taken without fetching it). Embeddings take ``input`` as a string, strings, or
 token arrays (token ``n`` is the word ``t<n>``), ``dimensions`` and ``encoding_format`` (``float`` or
 ``base64``), and answer :func:`~tests.fakes.base.bag_of_words_vector` of each text with its ``index``.
+Tools as OpenAI takes them (``{"type": "function", "function": {name, parameters}}``, a ``tool_choice``
+only with tools, ``tool`` messages answering an earlier assistant's ``tool_calls`` by id, arguments as JSON
+text); a call is answered with ``finish_reason: "tool_calls"`` and null content, or streamed as
+``delta.tool_calls`` pieces (id, type and name first, then the arguments in pieces).
 Also the team's fast upstream for the gateway benchmark::
 
     python -m tests.fakes.openai_server --port 9100     # any key accepted, nothing recorded
@@ -28,6 +32,7 @@ from tests.fakes.base import (
     EMBEDDING_DIMS,
     FakeServer,
     Generation,
+    PlannedCall,
     ReceivedImage,
     bag_of_words_vector,
     float32_base64,
@@ -36,6 +41,7 @@ from tests.fakes.base import (
     main,
     now,
     parse_data_url,
+    quoting,
     words,
 )
 
@@ -110,11 +116,23 @@ class FakeOpenAI(FakeServer):
         schema, problem = response_schema(body.get("response_format"))
         if problem:
             return self.error(400, "invalid", problem)
-        gen = self.generation(model, texts, int(limit) if limit else None, schema)
+        tools, mode, forced, problem = read_tools(body)
+        problem = problem or tool_history_problem(body["messages"])
+        if problem:
+            return self.error(400, "invalid", problem)
+        if tools:
+            self.tools_received.append(body["tools"])
+        results = trailing_results(body["messages"])
+        calls = self.plan_calls(tools, mode, forced, last_user_text(body["messages"]), bool(results))
+        reply = quoting(results) if results and not calls else None
+        gen = self.generation(model, texts, int(limit) if limit else None, schema, reply)
+        if calls:
+            gen.pieces = [piece for call in calls for piece in call.pieces()]
+            gen.finish_reason = "tool_calls"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self.stream_chunks(request, gen, include_usage)
-        return self.json(self.completion(gen))
+            return await self.stream_chunks(request, gen, include_usage, calls)
+        return self.json(self.completion(gen, calls))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = self.body(request)
@@ -156,7 +174,14 @@ class FakeOpenAI(FakeServer):
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return self.json({"object": "list", "data": data, "model": model, "usage": usage})
 
-    def completion(self, gen: Generation) -> dict[str, Any]:
+    def completion(self, gen: Generation, calls: list[PlannedCall] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": gen.text, "refusal": None}
+        if calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.json}}
+                for c in calls
+            ]
         return {
             "id": self.next_id("chatcmpl-"),
             "object": "chat.completion",
@@ -164,18 +189,17 @@ class FakeOpenAI(FakeServer):
             "model": gen.model,
             "system_fingerprint": "fp_fake",
             "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": gen.text, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": gen.finish_reason,
-                }
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": gen.finish_reason}
             ],
             "usage": usage(gen),
         }
 
     async def stream_chunks(
-        self, request: web.Request, gen: Generation, include_usage: bool
+        self,
+        request: web.Request,
+        gen: Generation,
+        include_usage: bool,
+        calls: list[PlannedCall] | None = None,
     ) -> web.StreamResponse:
         # One dict reused for every chunk: the fake must be fast enough to benchmark a gateway with.
         chunk: dict[str, Any] = {
@@ -192,7 +216,17 @@ class FakeOpenAI(FakeServer):
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return b"data: " + orjson.dumps({**chunk, "choices": choices, **extra}) + b"\n\n"
 
+        counted = usage(gen)  # the calls' pieces count, streamed below instead of text
         head = [event(chunk["choices"])]
+        if calls:  # the calls instead of the text: each its id and name first, then its arguments
+            gen.pieces = []
+            for index, call in enumerate(calls):
+                start = {"index": index, "id": call.id, "type": "function"}
+                start["function"] = {"name": call.name, "arguments": ""}
+                head.append(event([{"index": 0, "delta": {"tool_calls": [start]}, "finish_reason": None}]))
+                for text in call.pieces():
+                    more = {"index": index, "function": {"arguments": text}}
+                    head.append(event([{"index": 0, "delta": {"tool_calls": [more]}, "finish_reason": None}]))
 
         def piece(text: str) -> bytes:
             return event([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
@@ -200,7 +234,7 @@ class FakeOpenAI(FakeServer):
         def tail() -> list[bytes]:
             events = [event([{"index": 0, "delta": {}, "finish_reason": gen.finish_reason}])]
             if include_usage:
-                events.append(event([], usage=usage(gen)))
+                events.append(event([], usage=counted))
             return [*events, b"data: [DONE]\n\n"]
 
         return await self.stream(request, SSE, head, piece, gen, tail)
@@ -240,6 +274,82 @@ def read_messages(messages: Any) -> tuple[list[str], list[ReceivedImage], str | 
             else:
                 return [], [], f"{where}.type: invalid content part type {kind!r}"
     return texts, images, None
+
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def read_tools(body: dict[str, Any]) -> tuple[dict[str, Any], str, str | None, str | None]:
+    """OpenAI-shaped ``tools`` and ``tool_choice`` (Cohere and Ollama take the same tools): the tools'
+    parameter schemas by name, the choice's mode, the forced tool, and what the API would refuse."""
+    tools: dict[str, Any] = {}
+    for index, tool in enumerate(body.get("tools") or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type") != "function":
+            return {}, "auto", None, f"tools[{index}]: expected {{type: function, function: {{...}}}}"
+        if not _TOOL_NAME.match(str(function.get("name", ""))):
+            return {}, "auto", None, f"tools[{index}].function.name: must match ^[a-zA-Z0-9_-]{{1,64}}$"
+        parameters = function.get("parameters", {"type": "object"})
+        if not isinstance(parameters, dict):
+            return {}, "auto", None, f"tools[{index}].function.parameters: expected an object"
+        tools[function["name"]] = parameters
+    choice = body.get("tool_choice")
+    if choice is None:
+        return tools, "auto", None, None
+    if not tools:
+        return {}, "auto", None, "'tool_choice' is only allowed when 'tools' are specified"
+    if choice in ("auto", "none", "required"):
+        return tools, choice, None, None
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if name not in tools:
+        return {}, "auto", None, f"tool_choice: no tool named {name!r} in tools"
+    return tools, "function", name, None
+
+
+def tool_history_problem(messages: list[Any]) -> str | None:
+    """What OpenAI refuses in a conversation with tools: arguments that are no JSON text, a ``tool``
+    message that answers no call of the assistant message before it."""
+    open_calls: set[str] = set()
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role == "assistant" and message.get("tool_calls"):
+            open_calls = set()
+            for call in message["tool_calls"]:
+                arguments = (call.get("function") or {}).get("arguments")
+                if not isinstance(arguments, str):
+                    return f"messages[{index}].tool_calls: function.arguments must be a string"
+                open_calls.add(call.get("id"))
+        elif role == "tool":
+            if message.get("tool_call_id") not in open_calls:
+                return (
+                    f"messages[{index}]: messages with role 'tool' must be a response to a preceding "
+                    "message with 'tool_calls'"
+                )
+        elif role != "system":
+            open_calls = set()
+    return None
+
+
+def trailing_results(messages: list[Any]) -> list[str]:
+    """The contents of the tool results the conversation ends with (none when it ends otherwise)."""
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        content = message.get("content")
+        results.insert(0, content if isinstance(content, str) else orjson.dumps(content).decode())
+    return results
+
+
+def last_user_text(messages: list[Any]) -> str:
+    """The text of the last user message (OpenAI's shape: a string or text parts)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
 
 
 def embedding_texts(value: Any) -> list[str] | None:

@@ -8,6 +8,15 @@ without HTTP. Errors are raised as the ``ProviderError`` subclasses of :mod:`ail
 
 Credentials are looked up per request through a :class:`CredentialStore` (the vault, then settings), so
 a key set or rotated at run time is used at once without a restart.
+
+Tools (function calling) are OpenAI's model, backend-neutral: a request offers :class:`Tool` s and a
+:class:`ToolChoice`; the model's answer may be :class:`ToolCall` s (``ChatResult.tool_calls``, finish
+reason ``"tool_calls"``; streamed as :class:`ToolCallDelta` s: the first of a call has its id and name,
+the next ones pieces of its arguments, as OpenAI streams them); the conversation goes on with the
+assistant message that carries the calls and one ``tool`` message per result (``tool_call_id``). A call's
+arguments are JSON text, as OpenAI carries them, whatever the backend's own wire says (an object for
+Anthropic, Gemini, Ollama). A provider that can call tools says so (:class:`SupportsTools`); the others
+refuse a request that uses them (:func:`check_can_use_tools`), never answering as if there were none.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from ailab.errors import InvalidInput
 from ailab.providers.credentials import Credential
 
 __all__ = [  # Credential is re-exported: it is part of the protocol
+    "FINISH_TOOL_CALLS",
     "ChatChunk",
     "ChatMessage",
     "ChatRequest",
@@ -35,13 +45,26 @@ __all__ = [  # Credential is re-exported: it is part of the protocol
     "SupportsEmbeddings",
     "SupportsEmbeddingsForward",
     "SupportsOpenAIForward",
+    "SupportsRequestCheck",
+    "SupportsTools",
     "SupportsVision",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "UpstreamResponse",
     "Usage",
     "check_can_see",
+    "check_can_use_tools",
+    "check_request",
+    "extra_sampling",
     "has_images",
     "sampling_fields",
+    "tool_names",
+    "uses_tools",
 ]
+
+FINISH_TOOL_CALLS = "tool_calls"  # the finish reason of an answer that calls tools (OpenAI's word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +77,29 @@ class ImagePart:
 
 
 @dataclass(frozen=True, slots=True)
-class ChatMessage:
-    """One message of a conversation, in the roles every backend knows: system, user, assistant.
+class ToolCall:
+    """A call of a tool the model made: the call's id, the tool's name, its arguments as JSON text (an
+    object). Backends without call ids (Gemini, Ollama) get generated ones."""
 
-    ``images`` go with the text to a model that can see (a user message's attachments)."""
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, in the roles every backend knows: system, user, assistant, and
+    ``tool`` (a tool's result).
+
+    ``images`` go with the text to a model that can see (a user message's attachments). An assistant
+    message may carry the ``tool_calls`` it made (its ``content`` may then be empty); a ``tool`` message
+    answers the call whose id is ``tool_call_id``, with the result as ``content``."""
 
     role: str
     content: str
     images: tuple[ImagePart, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +116,43 @@ class ResponseSchema:
     name: str
     schema: Mapping[str, Any]
     description: str = ""
+    # OpenAI's ``strict``: the schema is enforced, not only followed; backends that constrain decoding to
+    # a schema (Gemini, Cohere, Ollama, llama.cpp) always do, the others (Anthropic's tool) do their best.
+    strict: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call: its name, what it is for, and the JSON schema of its arguments (an
+    object). ``strict`` is OpenAI's (the arguments are held to the schema); backends without it ignore it."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool = False
+
+
+TOOL_CHOICE_MODES = ("auto", "none", "required", "function")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model may call tools: ``auto`` (it decides), ``none`` (it answers in text),
+    ``required`` (it calls at least one), or ``function`` (it calls the tool ``name``)."""
+
+    mode: str = "auto"
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
-    """A chat completion request, backend-neutral. ``model`` is the provider's own name (no prefix)."""
+    """A chat completion request, backend-neutral. ``model`` is the provider's own name (no prefix).
+
+    ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` (None: the backend's default, which lets the
+    model make several calls at once) offer functions to call. ``json_object`` asks for an answer that is
+    some JSON object (OpenAI's ``json_object`` response format), ``response_schema`` for one valid against
+    a schema; a backend with no such mode refuses them.
+    """
 
     model: str
     messages: list[ChatMessage]
@@ -95,6 +165,10 @@ class ChatRequest:
     response_schema: ResponseSchema | None = None
     # Who asks (a user id): a backend shared by many, like the embedded model, queues fairly by it.
     requester: str | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    json_object: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +191,19 @@ class ChatResult:
     model: str
     usage: Usage | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call, as OpenAI streams them: ``index`` says which call of the answer;
+    its first piece has the call's ``id`` and the tool's ``name``, every piece may add to ``arguments``
+    (JSON text, whole only once all pieces are joined)."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +213,7 @@ class ChatChunk:
     delta: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +344,45 @@ class SupportsVision(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsTools(Protocol):
+    """A provider whose backend can call tools (:attr:`ChatRequest.tools`), and knows which models can.
+
+    A provider without this method is taken to have no model that can: it would drop the tools, so a
+    request that uses them is refused instead (:func:`check_can_use_tools`).
+    """
+
+    async def can_use_tools(self, model: str) -> bool:
+        """Whether ``model`` (the provider's own name) calls tools; True where the backend cannot tell
+        (the upstream refuses them then, in its own words)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRequestCheck(Protocol):
+    """A provider that can tell, before anything is sent, what of a request its wire cannot carry."""
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Raise :class:`~ailab.errors.InvalidInput` for what the backend cannot do for ``request`` (a
+        tool choice it cannot force, a schema keyword it does not know...); nothing is sent."""
+        ...
+
+
+def uses_tools(request: ChatRequest) -> bool:
+    """Whether ``request`` offers tools or holds a conversation with tool calls or results."""
+    return (
+        bool(request.tools)
+        or request.tool_choice is not None
+        or any(message.tool_calls or message.role == "tool" for message in request.messages)
+    )
+
+
+def tool_names(messages: list[ChatMessage]) -> dict[str, str]:
+    """The tool name of every call id the assistant messages carry: the backends that pair a result
+    with its call by the tool's name (Gemini, Ollama) look it up here."""
+    return {call.id: call.name for message in messages for call in message.tool_calls}
+
+
 def has_images(request: ChatRequest) -> bool:
     """Whether any message of ``request`` shows an image."""
     return any(message.images for message in request.messages)
@@ -273,6 +400,31 @@ async def check_can_see(provider: Provider, model: str) -> None:
         f"model '{provider.name}/{model}' cannot read images; choose a model that can see, "
         "or send the message without its images"
     )
+
+
+async def check_can_use_tools(provider: Provider, model: str) -> None:
+    """Refuse, before anything is sent, tools for a model that cannot call them.
+
+    Raises :class:`~ailab.errors.InvalidInput` naming ``provider/model``.
+    """
+    if isinstance(provider, SupportsTools) and await provider.can_use_tools(model):
+        return
+    raise InvalidInput(
+        f"model '{provider.name}/{model}' cannot call tools; choose a model that can, "
+        "or send the request without tools and tool messages"
+    )
+
+
+async def check_request(provider: Provider, request: ChatRequest) -> None:
+    """Everything a provider can refuse in ``request`` before anything is sent: images for a model that
+    cannot see, tools for one that cannot call them, and what its wire cannot carry
+    (:class:`SupportsRequestCheck`). Raises :class:`~ailab.errors.InvalidInput` naming the model."""
+    if has_images(request):
+        await check_can_see(provider, request.model)
+    if uses_tools(request):
+        await check_can_use_tools(provider, request.model)
+    if isinstance(provider, SupportsRequestCheck):
+        provider.check_request(request)
 
 
 async def close_stream(stream: object) -> None:
@@ -304,4 +456,18 @@ def sampling_fields(
         fields[top_p] = request.top_p
     if request.stop:
         fields[stop] = list(request.stop)
+    return fields
+
+
+EXTRA_SAMPLING = ("seed", "presence_penalty", "frequency_penalty")
+
+
+def extra_sampling(request: ChatRequest, **names: str) -> dict[str, int | float]:
+    """The ``seed`` and penalties ``request.extra`` carries (OpenAI's names, as the gateway passes them
+    on), under a backend's own ``names`` (``presence_penalty="presencePenalty"``); numbers only."""
+    fields: dict[str, int | float] = {}
+    for name in EXTRA_SAMPLING:
+        value = request.extra.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            fields[names.get(name, name)] = value
     return fields

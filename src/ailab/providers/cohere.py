@@ -7,7 +7,17 @@ a ``type``::
     message-start -> content-start -> content-delta* (delta.message.content.text) -> content-end
     -> message-end (delta.finish_reason, delta.usage)
 
-Structured output is ``response_format: {"type": "json_object", "json_schema": ...}``.
+Structured output is ``response_format: {"type": "json_object", "json_schema": ...}`` (without the
+schema: any JSON object).
+
+Tools are OpenAI's shape (``{"type": "function", "function": {...}}``). The choice is ``tool_choice``
+``"REQUIRED"`` or ``"NONE"`` (left out: the model decides); a named tool is ``REQUIRED`` with only that tool
+offered. Cohere has no switch for parallel calls, so ``parallel_tool_calls: false`` is refused. The
+model's calls are ``message.tool_calls`` (ids and JSON text arguments, as OpenAI's), with its
+``tool_plan`` (what it means to do) as the answer's text; ``finish_reason`` is ``TOOL_CALL``. Streamed:
+``tool-plan-delta`` text, then per call ``tool-call-start`` (id, name), ``tool-call-delta`` pieces of the
+arguments and ``tool-call-end``. The conversation goes back with the assistant's ``tool_plan`` and
+``tool_calls``, and ``tool`` messages with their ``tool_call_id``.
 
 Images go as OpenAI's ``image_url`` content parts (v2 chat takes the same shape), to the models that read
 them: Command A Vision and Aya Vision; the other Command models are text only.
@@ -29,20 +39,25 @@ from pydantic_settings import SettingsConfigDict
 
 from ailab.errors import ProviderUnavailable
 from ailab.providers.base import (
+    FINISH_TOOL_CALLS,
     ChatChunk,
+    ChatMessage,
     ChatRequest,
     ChatResult,
     Credential,
     Embeddings,
     ModelInfo,
+    ToolCallDelta,
     Usage,
+    extra_sampling,
     sampling_fields,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider, vectors
-from ailab.providers.openai_wire import message_json
+from ailab.providers.openai_wire import content_parts, parse_tool_calls, tool_call_json, tool_json
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 from ailab.providers.remote import Endpoint
+from ailab.providers.tools import CallIndexes, choice_of, refuse
 
 _SEES = re.compile(r"^(?:command-a-vision|c4ai-aya-vision)")
 EMBED_BATCH = 96  # texts per /v2/embed call
@@ -53,6 +68,19 @@ def model_sees(model: str) -> bool:
     return _SEES.match(model) is not None
 
 
+def message_json(message: ChatMessage) -> dict[str, Any]:
+    """One v2 message: OpenAI's shape, except that an assistant's text beside its calls is its plan."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        out: dict[str, Any] = {"role": message.role}
+        if message.content:
+            out["tool_plan"] = message.content
+        out["tool_calls"] = [tool_call_json(call) for call in message.tool_calls]
+        return out
+    return {"role": message.role, "content": content_parts(message) if message.images else message.content}
+
+
 def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     """The JSON body of ``POST /v2/chat`` for ``request``."""
     body: dict[str, Any] = {
@@ -61,9 +89,29 @@ def build_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         "stream": stream,
     }
     body.update(sampling_fields(request, top_p="p", stop="stop_sequences"))
+    body.update(extra_sampling(request))  # seed and the penalties: OpenAI's names
     if request.response_schema is not None:
         body["response_format"] = {"type": "json_object", "json_schema": dict(request.response_schema.schema)}
+    elif request.json_object:
+        body["response_format"] = {"type": "json_object"}
+    body.update(tool_fields(request))
     return body
+
+
+def tool_fields(request: ChatRequest) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` of a request with tools (see the module docstring)."""
+    if not request.tools:
+        return {}
+    if request.parallel_tool_calls is False:
+        raise refuse("cohere", "be kept to one tool call at a time (parallel_tool_calls: false)")
+    tools = request.tools
+    choice = choice_of(request)
+    fields: dict[str, Any] = {}
+    if choice is not None and choice.mode == "function":
+        tools = tuple(tool for tool in tools if tool.name == choice.name)  # the only one it may call
+    if choice is not None and choice.mode != "auto":
+        fields["tool_choice"] = "NONE" if choice.mode == "none" else "REQUIRED"
+    return {"tools": [tool_json(tool) for tool in tools], **fields}
 
 
 def parse_usage(data: Any) -> Usage | None:
@@ -74,15 +122,22 @@ def parse_usage(data: Any) -> Usage | None:
     return Usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
 
 
+def finish_reason(reason: Any) -> str | None:
+    """Cohere's finish reason, ``TOOL_CALL`` as OpenAI's ``tool_calls``."""
+    return FINISH_TOOL_CALLS if reason == "TOOL_CALL" else reason
+
+
 def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
-    """A v2 chat answer as a :class:`ChatResult`."""
-    content = (data.get("message") or {}).get("content") or []
+    """A v2 chat answer as a :class:`ChatResult` (with its tool calls; its plan as the text)."""
+    message = data.get("message") or {}
+    content = message.get("content") or []
     text = "".join(part.get("text", "") for part in content if part.get("type", "text") == "text")
     return ChatResult(
-        content=text,
+        content=text or str(message.get("tool_plan") or ""),
         model=requested_model,
         usage=parse_usage(data.get("usage")),
-        finish_reason=data.get("finish_reason"),
+        finish_reason=finish_reason(data.get("finish_reason")),
+        tool_calls=parse_tool_calls(message.get("tool_calls")),
     )
 
 
@@ -93,16 +148,35 @@ class StreamState:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False
+        self.calls = CallIndexes()  # by the event's index
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
-        """The text of one event, or None."""
+        """The text (or tool call piece) of one event, or None."""
         kind = data.get("type")
         delta = data.get("delta") or {}
+        message = delta.get("message") or {}
         if kind == "content-delta":
-            text = ((delta.get("message") or {}).get("content") or {}).get("text") or ""
+            text = (message.get("content") or {}).get("text") or ""
             return ChatChunk(delta=text) if text else None
+        if kind == "tool-plan-delta":
+            text = message.get("tool_plan") or ""
+            return ChatChunk(delta=text) if text else None
+        if kind in ("tool-call-start", "tool-call-delta"):
+            call = message.get("tool_calls") or {}
+            function = call.get("function") or {}
+            arguments = function.get("arguments") or ""
+            if kind == "tool-call-start":
+                start = self.calls.start(data.get("index"))
+                name = str(function.get("name") or "")
+                return ChatChunk(
+                    tool_calls=(ToolCallDelta(start, str(call.get("id") or ""), name, arguments),)
+                )
+            index = self.calls.get(data.get("index"))
+            if index is not None and arguments:
+                return ChatChunk(tool_calls=(ToolCallDelta(index, arguments=arguments),))
+            return None
         if kind == "message-end":
-            self.finish_reason = delta.get("finish_reason")
+            self.finish_reason = finish_reason(delta.get("finish_reason"))
             self.usage = parse_usage(delta.get("usage"))
             self.done = True
         return None
@@ -160,6 +234,7 @@ class CohereProvider(EmbeddingProvider):
     name = "cohere"
     default_base_url = "https://api.cohere.com"
     embed_batch_size = EMBED_BATCH
+    tools = True  # the Command models call tools
 
     async def can_see(self, model: str) -> bool:
         """Only Cohere's vision models read images."""
@@ -186,10 +261,10 @@ class CohereProvider(EmbeddingProvider):
     def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         return build_body(request, stream=stream)
 
-    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
-        return parse_response(data, model)
+    def parse_result(self, data: dict[str, Any], request: ChatRequest) -> ChatResult:
+        return parse_response(data, request.model)
 
-    def stream_parser(self) -> StreamState:
+    def stream_parser(self, request: ChatRequest) -> StreamState:
         return StreamState()
 
     def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
@@ -219,6 +294,6 @@ PLUGIN = ProviderPlugin(
     credential=CredentialFormat(
         re.compile(r"^[A-Za-z0-9]{40}$"), "a Cohere key: 40 letters and digits", config=BASE_URL_OPTIONAL
     ),
-    capabilities=Capabilities(json_schema=True, images=True, embeddings=True),
+    capabilities=Capabilities(json_schema=True, tools=True, images=True, embeddings=True),
     description="Cohere's v2 Chat and Embed APIs",
 )

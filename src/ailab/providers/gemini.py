@@ -3,12 +3,24 @@
 ``POST /v1beta/models/{model}:generateContent`` answers JSON; ``:streamGenerateContent?alt=sse`` streams
 SSE ``data:`` events, each a partial GenerateContentResponse whose ``usageMetadata`` is cumulative (no
 ``[DONE]``: the stream just ends). Roles are ``user`` and ``model``; system prompts go in
-``systemInstruction``; sampling settings in ``generationConfig``.
+``systemInstruction``; sampling settings (``seed`` and the penalties too) in ``generationConfig``.
 
 The key travels ONLY in the ``x-goog-api-key`` header, never as ``?key=`` in the URL, where proxies,
 access logs and traces would keep it. Google answers an invalid key with 400 ``API_KEY_INVALID`` (not
 401); :meth:`GeminiProvider._error_hook` maps that to ProviderAuthError. Structured output is
-``responseMimeType: application/json`` with a ``responseSchema`` (:func:`gemini_schema`).
+``responseMimeType: application/json`` with a ``responseSchema`` (:func:`gemini_schema`); without a
+schema, ``json_object`` is the MIME type alone.
+
+Tools are ``tools: [{"functionDeclarations": [{name, description, parameters}]}]``, their parameters in
+the same schema dialect; the choice is ``toolConfig.functionCallingConfig.mode`` ``AUTO`` / ``ANY`` /
+``NONE`` (a named tool: ``ANY`` with ``allowedFunctionNames``). Gemini has no switch for parallel calls, so
+``parallel_tool_calls: false`` is refused. The model's calls are ``functionCall`` parts (``{name, args}``,
+whole, also when streamed) with no id: each gets a generated one. A result goes back as a
+``functionResponse`` part (``{name, response}``: the result's JSON object, or ``{"output": <the result>}``)
+in a user turn, named by the call it answers (found by its id in the assistant message of the call);
+Gemini pairs calls and results by name and order. Gemini 3 signs its calls (``thoughtSignature``) and
+wants the signature back with the call; the gateway is stateless, so it rides in the call's id
+(``call_<hex>__thought__<signature>``) and is put back on the way in.
 
 Every Gemini model reads images: a message's images are ``inlineData`` parts (camelCase, as the rest of
 this body; the REST API takes ``inline_data`` too), before its text part, as Google's guide advises.
@@ -26,11 +38,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from ailab.errors import ProviderAuthError, ProviderError, ProviderUnavailable
+from ailab.errors import InvalidInput, ProviderAuthError, ProviderError, ProviderUnavailable
 from ailab.providers.base import (
+    FINISH_TOOL_CALLS,
     ChatChunk,
     ChatMessage,
     ChatRequest,
@@ -38,13 +52,18 @@ from ailab.providers.base import (
     Credential,
     Embeddings,
     ModelInfo,
+    ToolCall,
+    ToolCallDelta,
     Usage,
+    extra_sampling,
     sampling_fields,
+    tool_names,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider, vector
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 from ailab.providers.remote import Endpoint
+from ailab.providers.tools import arguments_object, arguments_text, choice_of, new_call_id, refuse
 from ailab.providers.upstream_errors import status_error
 
 API_PREFIX = "/v1beta"
@@ -68,50 +87,191 @@ def parts_of(message: ChatMessage) -> list[dict[str, Any]]:
     return parts + ([{"text": message.content}] if message.content else [])
 
 
+THOUGHT = "__thought__"  # between a call's id and the thought signature it carries (module docstring)
+
+
+def call_id(signature: str | None) -> str:
+    """A new call id, carrying Gemini's thought signature when the call has one."""
+    return new_call_id() + (THOUGHT + signature if signature else "")
+
+
+def signature_of(call_id: str) -> str | None:
+    """The thought signature a call id carries, or None."""
+    _, found, signature = call_id.partition(THOUGHT)
+    return signature if found and signature else None
+
+
+def result_object(content: str) -> dict[str, Any]:
+    """A tool result as ``functionResponse.response``: its JSON object, or ``{"output": <value>}``."""
+    try:
+        value: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        value = content
+    return value if isinstance(value, dict) else {"output": value}
+
+
+def function_parts(message: ChatMessage, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The ``functionCall`` parts of an assistant's calls, or the ``functionResponse`` part of a result."""
+    if message.role == "tool":
+        name = names.get(message.tool_call_id or "")
+        if name is None:
+            raise InvalidInput(
+                f"the tool result for call '{message.tool_call_id}' answers no call of an earlier "
+                "assistant message (gemini pairs a result with its call by the tool's name)"
+            )
+        return [{"functionResponse": {"name": name, "response": result_object(message.content)}}]
+    parts: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+    for call in message.tool_calls:
+        part: dict[str, Any] = {"functionCall": {"name": call.name, "args": arguments_object(call)}}
+        signature = signature_of(call.id)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
 def build_body(request: ChatRequest) -> dict[str, Any]:
     """The GenerateContentRequest for ``request`` (the same for streaming and not)."""
     contents: list[dict[str, Any]] = []
+    names = tool_names(request.messages)
     for message in request.messages:
         if message.role == "system":
             continue
         role = "model" if message.role == "assistant" else "user"
+        parts = function_parts(message, names) if message.tool_calls or message.role == "tool" else None
+        parts = parts if parts is not None else parts_of(message)
         if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"] += parts_of(message)
+            contents[-1]["parts"] += parts
         else:
-            contents.append({"role": role, "parts": parts_of(message)})
+            contents.append({"role": role, "parts": parts})
     body: dict[str, Any] = {"contents": contents}
     system = [{"text": m.content} for m in request.messages if m.role == "system"]
     if system:
         body["systemInstruction"] = {"parts": system}
     config = sampling_fields(request, max_tokens="maxOutputTokens", top_p="topP", stop="stopSequences")
+    config.update(
+        extra_sampling(request, presence_penalty="presencePenalty", frequency_penalty="frequencyPenalty")
+    )
     if request.response_schema is not None:
         config["responseMimeType"] = "application/json"
         config["responseSchema"] = gemini_schema(request.response_schema.schema)
+    elif request.json_object:
+        config["responseMimeType"] = "application/json"
     if config:
         body["generationConfig"] = config
+    body.update(tool_fields(request))
     return body
 
 
-def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON schema in Gemini's ``responseSchema`` dialect (an OpenAPI subset).
+_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 
-    Types are upper case, properties keep their order through ``propertyOrdering``, and keywords it
-    refuses (``additionalProperties``: Gemini answers 400 "Unknown name") are left out.
+
+def tool_fields(request: ChatRequest) -> dict[str, Any]:
+    """``tools`` and ``toolConfig`` of a request with tools (see the module docstring)."""
+    if not request.tools:
+        return {}
+    if request.parallel_tool_calls is False:
+        raise refuse("gemini", "be kept to one tool call at a time (parallel_tool_calls: false)")
+    declarations = []
+    for tool in request.tools:
+        declaration: dict[str, Any] = {"name": tool.name}
+        if tool.description:
+            declaration["description"] = tool.description
+        if tool.parameters.get("properties"):  # Gemini refuses an OBJECT without properties
+            declaration["parameters"] = gemini_schema(tool.parameters, f"tool '{tool.name}'")
+        declarations.append(declaration)
+    fields: dict[str, Any] = {"tools": [{"functionDeclarations": declarations}]}
+    choice = choice_of(request)
+    if choice is not None:
+        config: dict[str, Any] = {"mode": _MODES[choice.mode]}
+        if choice.mode == "function":
+            config["allowedFunctionNames"] = [choice.name]
+        fields["toolConfig"] = {"functionCallingConfig": config}
+    return fields
+
+
+# Gemini's Schema (an OpenAPI 3.0 subset): the keywords it takes, those left out because they only narrow
+# what is valid (Gemini answers 400 "Unknown name" to them), and every other one is refused: it would
+# change what the model is asked for.
+_KEPT = (
+    "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "required",
+    "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "default",
+    "minimum", "maximum",
+)  # fmt: skip
+_HANDLED = ("type", "properties", "items", "anyOf", "oneOf", "const", "$ref", "$defs", "definitions")
+_LEFT_OUT = frozenset(
+    {
+        "additionalProperties", "$schema", "$id", "$comment", "examples", "uniqueItems", "multipleOf",
+        "exclusiveMinimum", "exclusiveMaximum", "readOnly", "writeOnly", "deprecated", "strict",
+        "contentEncoding", "contentMediaType",
+    }
+)  # fmt: skip
+_KNOWN = frozenset((*_HANDLED, *_KEPT, *_LEFT_OUT))
+_NULL = {"type": "null"}
+
+
+def gemini_schema(schema: Mapping[str, Any], where: str = "the schema") -> dict[str, Any]:
+    """A JSON schema in Gemini's ``Schema`` dialect (an OpenAPI subset), for a ``responseSchema`` or a
+    function's ``parameters``.
+
+    Types are upper case, properties keep their order through ``propertyOrdering``; ``["string",
+    "null"]`` and ``anyOf: [X, {"type": "null"}]`` become ``nullable``, ``oneOf`` is ``anyOf``, a
+    ``const`` string an ``enum`` of one, and local ``$ref`` s (``#/$defs/...``, as pydantic writes them)
+    are inlined. Keywords that only narrow what is valid (``additionalProperties``, ``uniqueItems``...)
+    are left out; any other Gemini does not know (``allOf``, ``not``, ``if``, a recursive ``$ref``...) is
+    refused with :class:`~ailab.errors.InvalidInput` naming it, rather than silently loosened.
     """
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _convert(schema, definitions, where, ())
+
+
+def _convert(
+    schema: Mapping[str, Any], definitions: Mapping[str, Any], where: str, seen: tuple[str, ...]
+) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref is not None:
+        name = str(ref).rpartition("/")[2]
+        if not str(ref).startswith(("#/$defs/", "#/definitions/")) or name not in definitions:
+            raise InvalidInput(f"gemini cannot take {where}: only local $refs (#/$defs/...) are resolved")
+        if name in seen:
+            raise InvalidInput(f"gemini cannot take {where}: '{name}' refers to itself")
+        inlined = {**definitions[name], **{key: value for key, value in schema.items() if key != "$ref"}}
+        return _convert(inlined, definitions, where, (*seen, name))
+    unknown = sorted(key for key in schema if key not in _KNOWN)
+    if unknown:
+        raise InvalidInput(f"gemini cannot take {where}: its schema keyword '{unknown[0]}' is not supported")
     out: dict[str, Any] = {}
     kind = schema.get("type")
+    if isinstance(kind, list):  # ["string", "null"]
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) != 1:
+            raise InvalidInput(f"gemini cannot take {where}: a value of several types {kind}")
+        kind = kinds[0]
+        if len(kinds) < len(schema["type"]):
+            out["nullable"] = True
     if isinstance(kind, str):
         out["type"] = kind.upper()
-    for key in ("description", "enum", "format", "nullable", "required", "minItems", "maxItems"):
-        if key in schema:
-            out[key] = schema[key]
+    out.update({key: schema[key] for key in _KEPT if key in schema})
+    if "const" in schema:
+        if not isinstance(schema["const"], str):
+            raise InvalidInput(f"gemini cannot take {where}: a 'const' that is not a string")
+        out["enum"] = [schema["const"]]
+        out.setdefault("type", "STRING")
     properties = schema.get("properties")
     if isinstance(properties, Mapping):
-        out["properties"] = {name: gemini_schema(value) for name, value in properties.items()}
+        out["properties"] = {
+            name: _convert(value, definitions, where, seen) for name, value in properties.items()
+        }
         out["propertyOrdering"] = list(properties)
     items = schema.get("items")
     if isinstance(items, Mapping):
-        out["items"] = gemini_schema(items)
+        out["items"] = _convert(items, definitions, where, seen)
+    options = schema.get("anyOf", schema.get("oneOf"))
+    if isinstance(options, list):
+        others = [option for option in options if option != _NULL]
+        if len(others) == 1 and len(others) < len(options):  # Optional[X]: X, nullable
+            return {**_convert(others[0], definitions, where, seen), **out, "nullable": True}
+        out["anyOf"] = [_convert(option, definitions, where, seen) for option in options]
     return out
 
 
@@ -129,19 +289,38 @@ def candidate_text(data: dict[str, Any]) -> tuple[str, str | None]:
         blocked = (data.get("promptFeedback") or {}).get("blockReason")
         return "", str(blocked) if blocked else None
     first = candidates[0]
-    parts = (first.get("content") or {}).get("parts") or []
-    text = "".join(part.get("text", "") for part in parts if not part.get("thought"))
+    text = "".join(part.get("text", "") for part in _parts(data) if not part.get("thought"))
     return text, first.get("finishReason")
 
 
+def _parts(data: dict[str, Any]) -> list[dict[str, Any]]:
+    candidates = data.get("candidates") or []
+    parts = ((candidates[0] if candidates else {}).get("content") or {}).get("parts") or []
+    return [part for part in parts if isinstance(part, dict)]
+
+
+def candidate_calls(data: dict[str, Any]) -> list[ToolCall]:
+    """The first candidate's ``functionCall`` parts as tool calls, each with a new id."""
+    calls = []
+    for part in _parts(data):
+        call = part.get("functionCall")
+        if isinstance(call, dict) and call.get("name"):
+            signature = part.get("thoughtSignature")
+            new_id = call_id(signature if isinstance(signature, str) else None)
+            calls.append(ToolCall(new_id, str(call["name"]), arguments_text(call.get("args"))))
+    return calls
+
+
 def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:
-    """A GenerateContentResponse as a :class:`ChatResult`."""
+    """A GenerateContentResponse as a :class:`ChatResult` (with its function calls, if any)."""
     text, finish = candidate_text(data)
+    calls = tuple(candidate_calls(data))
     return ChatResult(
         content=text,
         model=data.get("modelVersion") or requested_model,
         usage=parse_usage(data.get("usageMetadata")),
-        finish_reason=finish,
+        finish_reason=FINISH_TOOL_CALLS if calls and finish in (None, "STOP") else finish,
+        tool_calls=calls,
     )
 
 
@@ -152,9 +331,10 @@ class StreamState:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.done = False  # Gemini sends no end event: the stream simply ends
+        self.calls = 0
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
-        """The text of one event, or None; an ``error`` object is raised."""
+        """The text (and whole function calls) of one event, or None; an ``error`` object is raised."""
         if isinstance(data.get("error"), dict):
             error = data["error"]
             raise status_error("gemini", int(error.get("code") or 500), str(error.get("message")))
@@ -163,11 +343,18 @@ class StreamState:
             self.usage = usage
         text, finish = candidate_text(data)
         self.finish_reason = finish or self.finish_reason
-        return ChatChunk(delta=text) if text else None
+        deltas = []
+        for call in candidate_calls(data):  # a call comes whole: one piece with everything
+            deltas.append(ToolCallDelta(self.calls, id=call.id, name=call.name, arguments=call.arguments))
+            self.calls += 1
+        return ChatChunk(delta=text, tool_calls=tuple(deltas)) if text or deltas else None
 
     def final(self) -> ChatChunk:
         """The last chunk: finish reason and usage."""
-        return ChatChunk(finish_reason=self.finish_reason or "STOP", usage=self.usage)
+        finish = self.finish_reason or "STOP"
+        if self.calls and finish == "STOP":
+            finish = FINISH_TOOL_CALLS
+        return ChatChunk(finish_reason=finish, usage=self.usage)
 
 
 def parse_models(data: dict[str, Any]) -> list[ModelInfo]:
@@ -215,6 +402,7 @@ class GeminiProvider(EmbeddingProvider):
     name = "gemini"
     default_base_url = "https://generativelanguage.googleapis.com"
     embed_batch_size = EMBED_BATCH
+    tools = True  # function calling: every current Gemini model
 
     async def can_see(self, model: str) -> bool:
         """True: every Gemini model reads images."""
@@ -262,10 +450,10 @@ class GeminiProvider(EmbeddingProvider):
     def request_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         return build_body(request)
 
-    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
-        return parse_response(data, model)
+    def parse_result(self, data: dict[str, Any], request: ChatRequest) -> ChatResult:
+        return parse_response(data, request.model)
 
-    def stream_parser(self) -> StreamState:
+    def stream_parser(self, request: ChatRequest) -> StreamState:
         return StreamState()
 
     def embeddings_endpoint(self, credential: Credential, model: str) -> Endpoint:
@@ -297,8 +485,8 @@ PLUGIN = ProviderPlugin(
         "a Google AI Studio key: 39 characters starting with 'AIza'",
         config=BASE_URL_OPTIONAL,
     ),
-    # responseSchema; inlineData parts; batchEmbedContents
-    capabilities=Capabilities(json_schema=True, images=True, embeddings=True),
+    # responseSchema; functionDeclarations; inlineData parts; batchEmbedContents
+    capabilities=Capabilities(json_schema=True, tools=True, images=True, embeddings=True),
     aliases=("google",),
     description="Google Gemini (AI Studio, v1beta)",
 )

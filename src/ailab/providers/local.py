@@ -16,7 +16,11 @@ temperature, top-p and a repetition penalty (``AILAB_LOCAL_TEMPERATURE``, ``_TOP
 A :class:`~ailab.providers.base.ResponseSchema` becomes a llama.cpp grammar, so the output cannot
 stray from the schema. The embedded models read no images (llama.cpp's vision handlers need an mmproj
 file that no packaged model ships): a message with images is refused (it does not implement
-:class:`~ailab.providers.base.SupportsVision`), never answered as if they were not there.
+:class:`~ailab.providers.base.SupportsVision`), never answered as if they were not there. Tools likewise
+(it does not implement :class:`~ailab.providers.base.SupportsTools`): llama-cpp-python parses no tool call
+out of a GGUF template's text (only a named, forced one, through a grammar), and the packaged 135M model
+cannot choose between tools, so a request with tools is refused, naming the model. ``json_object`` is
+llama.cpp's JSON grammar.
 
 Bounds. No generation runs away: it stops at ``max_tokens`` (``AILAB_LOCAL_MAX_TOKENS`` when the request
 sets none), at ``AILAB_LOCAL_TIMEOUT_SECONDS``, or when it starts looping (``repetition.py``), whichever
@@ -60,7 +64,9 @@ from ailab.providers.base import (
     ProviderHealth,
     Usage,
     check_can_see,
+    check_can_use_tools,
     has_images,
+    uses_tools,
 )
 from ailab.providers.fair_queue import FairQueue
 from ailab.providers.plugin import Capabilities, ProviderContext, ProviderPlugin, ProviderSettings
@@ -305,6 +311,8 @@ class LocalProvider:
         name = self._check_model(request.model)
         if has_images(request):
             await check_can_see(self, name)  # refuses: no embedded model sees
+        if uses_tools(request):
+            await check_can_use_tools(self, name)  # refuses: no embedded model calls tools
         slot = await self.queue.acquire(request.requester or "")
         loop = asyncio.get_running_loop()
         job = _Job(loop=loop, queue=asyncio.Queue(), stop=threading.Event(), first_taken=threading.Event())
@@ -362,6 +370,8 @@ class LocalProvider:
         if request.response_schema is not None:
             schema = dict(request.response_schema.schema)
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        elif request.json_object:
+            kwargs["response_format"] = {"type": "json_object"}
         return kwargs
 
     def _generate(self, name: str, request: ChatRequest, job: _Job) -> None:

@@ -62,6 +62,7 @@ class OpenAIWireProvider(EmbeddingProvider):
 
     max_tokens_field = "max_tokens"
     end_marker = wire.DONE
+    tools = True  # OpenAI's tools; a model behind another base URL that cannot call them says so itself
     embed_batch_size = 2048
     embed_batch_chars = 300_000
 
@@ -111,11 +112,11 @@ class OpenAIWireProvider(EmbeddingProvider):
         """OpenAI's chat completions body (with ``stream_options.include_usage`` when streaming)."""
         return wire.build_chat_body(request, stream=stream, max_tokens_field=self.max_tokens_field)
 
-    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
+    def parse_result(self, data: dict[str, Any], request: ChatRequest) -> ChatResult:
         """A ``chat.completion`` object."""
-        return wire.parse_chat_response(data, model)
+        return wire.parse_chat_response(data, request.model)
 
-    def stream_parser(self) -> wire.StreamState:
+    def stream_parser(self, request: ChatRequest) -> wire.StreamState:
         """A parser of ``chat.completion.chunk`` events."""
         return wire.StreamState(self.name)
 
@@ -209,8 +210,8 @@ CREDENTIAL = CredentialFormat(
     config=BASE_URL_OPTIONAL,
     mistakes=((re.compile(r"^sk-ant-"), "this looks like an Anthropic key; store it as 'anthropic'"),),
 )
-# OpenAI's wire: the strict json_schema response format, image_url content parts, /embeddings.
-WIRE_CAPABILITIES = Capabilities(json_schema=True, images=True, embeddings=True)
+# OpenAI's wire: the strict json_schema response format, tools, image_url content parts, /embeddings.
+WIRE_CAPABILITIES = Capabilities(json_schema=True, tools=True, images=True, embeddings=True)
 PLUGIN = ProviderPlugin(
     name="openai",
     settings=OpenAISettings,

@@ -8,6 +8,13 @@ Structured output is the strict ``json_schema`` response format. A message's ima
 content parts holding a ``data:`` URL, beside a text part; a message without images keeps its plain
 string content, so text-only requests are what they always were.
 
+Tools are ``{"type": "function", "function": {name, description, parameters}}``; the tool choice is
+``"auto"`` / ``"none"`` / ``"required"`` or ``{"type": "function", "function": {"name"}}``. An assistant
+message carries its ``tool_calls`` (``{id, type: function, function: {name, arguments}}``, the arguments
+as JSON text), a ``tool`` message its ``tool_call_id``. A stream sends each call in pieces under
+``delta.tool_calls``: the first with its ``index``, ``id`` and name, the next ones with the same index and
+pieces of the arguments.
+
 Embeddings are ``POST /embeddings`` with ``{"model", "input": [...], "encoding_format": "float"}``; the
 answer's ``data`` items carry their ``index``, which (not their place in the list) says which input
 each vector belongs to.
@@ -28,10 +35,15 @@ from ailab.providers.base import (
     ImagePart,
     ModelInfo,
     ResponseSchema,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     Usage,
     sampling_fields,
 )
 from ailab.providers.embeddings import vector
+from ailab.providers.tools import arguments_text, choice_of, new_call_id
 
 DONE = "[DONE]"
 
@@ -54,7 +66,46 @@ def build_chat_body(
     body.update(sampling_fields(request, max_tokens=max_tokens_field))
     if request.response_schema is not None:
         body["response_format"] = response_format(request.response_schema)
+    elif request.json_object:
+        body["response_format"] = {"type": "json_object"}
+    body.update(tool_fields(request))
     return body
+
+
+def tool_fields(request: ChatRequest) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` of a request, as OpenAI takes them (Ollama
+    takes its ``tools`` in the same shape)."""
+    fields: dict[str, Any] = {}
+    if request.tools:
+        fields["tools"] = [tool_json(tool) for tool in request.tools]
+    choice = choice_of(request)
+    if choice is not None:
+        fields["tool_choice"] = tool_choice_json(choice)
+    if request.parallel_tool_calls is not None and request.tools:
+        fields["parallel_tool_calls"] = request.parallel_tool_calls
+    return fields
+
+
+def tool_json(tool: Tool) -> dict[str, Any]:
+    """One tool: ``{"type": "function", "function": {...}}``."""
+    function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}
+
+
+def tool_choice_json(choice: ToolChoice) -> str | dict[str, Any]:
+    """``"auto"``, ``"none"``, ``"required"``, or the named function."""
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
+
+
+def tool_call_json(call: ToolCall) -> dict[str, Any]:
+    """A call an assistant message carries."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
 def data_url(image: ImagePart) -> str:
@@ -71,14 +122,23 @@ def content_parts(message: ChatMessage) -> list[dict[str, Any]]:
 
 
 def message_json(message: ChatMessage) -> dict[str, Any]:
-    """One message of the request: plain string content, or content parts when it shows images."""
-    content: str | list[dict[str, Any]] = content_parts(message) if message.images else message.content
+    """One message of the request: plain string content, or content parts when it shows images; an
+    assistant's tool calls (its content null when it has none), a tool result's call id."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    content: str | list[dict[str, Any]] | None = content_parts(message) if message.images else message.content
+    if message.tool_calls:
+        return {
+            "role": message.role,
+            "content": content or None,
+            "tool_calls": [tool_call_json(call) for call in message.tool_calls],
+        }
     return {"role": message.role, "content": content}
 
 
 def response_format(schema: ResponseSchema) -> dict[str, Any]:
     """OpenAI's strict ``json_schema`` response format for ``schema``."""
-    spec: dict[str, Any] = {"name": schema.name, "schema": dict(schema.schema), "strict": True}
+    spec: dict[str, Any] = {"name": schema.name, "schema": dict(schema.schema), "strict": schema.strict}
     if schema.description:
         spec["description"] = schema.description
     return {"type": "json_schema", "json_schema": spec}
@@ -94,6 +154,18 @@ def parse_usage(data: Any) -> Usage | None:
     )
 
 
+def parse_tool_calls(items: Any) -> tuple[ToolCall, ...]:
+    """The ``tool_calls`` of an answer's message (a server that sends the arguments as an object, or no
+    id, is put right)."""
+    calls = []
+    for item in items if isinstance(items, list) else []:
+        function = item.get("function") if isinstance(item, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            call_id = str(item.get("id") or new_call_id())
+            calls.append(ToolCall(call_id, str(function["name"]), arguments_text(function.get("arguments"))))
+    return tuple(calls)
+
+
 def parse_chat_response(data: dict[str, Any], requested_model: str) -> ChatResult:
     """A ``chat.completion`` object as a :class:`ChatResult`."""
     choices = data.get("choices") or []
@@ -104,7 +176,24 @@ def parse_chat_response(data: dict[str, Any], requested_model: str) -> ChatResul
         model=data.get("model") or requested_model,
         usage=parse_usage(data.get("usage")),
         finish_reason=first.get("finish_reason"),
+        tool_calls=parse_tool_calls(message.get("tool_calls")),
     )
+
+
+def parse_tool_call_deltas(items: Any) -> tuple[ToolCallDelta, ...]:
+    """The pieces of tool calls in a chunk's ``delta.tool_calls``."""
+    deltas = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+            continue
+        function = item.get("function")
+        function = function if isinstance(function, dict) else {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):  # a piece is text; a server that sends an object sends it whole
+            arguments = "" if arguments is None else arguments_text(arguments)
+        name = function.get("name")
+        deltas.append(ToolCallDelta(item["index"], item.get("id") or None, name or None, arguments))
+    return tuple(deltas)
 
 
 class StreamState:
@@ -122,7 +211,8 @@ class StreamState:
         self.done = False
 
     def feed(self, data: dict[str, Any]) -> ChatChunk | None:
-        """The text chunk in ``data``, or None when it only carried role, finish reason or usage.
+        """The text (and tool call pieces) in ``data``, or None when it only carried role, finish reason
+        or usage.
 
         Raises on an ``{"error": ...}`` event (some servers send one mid-stream).
         """
@@ -134,12 +224,14 @@ class StreamState:
         if usage is not None:
             self.usage = usage
         text = ""
+        calls: tuple[ToolCallDelta, ...] = ()
         for choice in data.get("choices") or []:
             delta = choice.get("delta") or {}
             text += delta.get("content") or ""
+            calls += parse_tool_call_deltas(delta.get("tool_calls"))
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
-        return ChatChunk(delta=text) if text else None
+        return ChatChunk(delta=text, tool_calls=calls) if text or calls else None
 
     def final(self) -> ChatChunk:
         """The last chunk: finish reason and usage."""

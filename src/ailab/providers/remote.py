@@ -27,7 +27,9 @@ from ailab.providers.base import (
     ModelInfo,
     ProviderHealth,
     check_can_see,
+    check_can_use_tools,
     has_images,
+    uses_tools,
 )
 from ailab.providers.plugin import ProviderContext, ProviderSettings
 from ailab.providers.transport import HttpClient
@@ -163,11 +165,27 @@ class TranslatingProvider(RemoteProvider):
     NDJSON), stopping on the end event or end marker, and the error mapping (with the key scrubbed from
     any message) are done here, once. Images for a model that cannot see them are refused here too, before
     anything is sent, whichever service asked (a subclass declares its models' sight with ``can_see``;
-    without it, it shows none).
+    without it, it shows none), and so are tools where the subclass does not declare ``tools = True``
+    (or a ``can_use_tools`` of its own). What the wire cannot carry, its pure ``request_body`` refuses
+    (:class:`~ailab.errors.InvalidInput`); :meth:`check_request` asks it without sending anything.
     """
 
     stream_format: str = "sse"  # or "ndjson"
     end_marker: str | None = None  # a stream's last data line that is not JSON (OpenAI's ``[DONE]``)
+    tools: bool = False  # whether the backend's wire carries tools (a subclass that translates them says so)
+
+    async def can_use_tools(self, model: str) -> bool:
+        """Whether ``model`` calls tools: the backend's ``tools``, unless a subclass knows better."""
+        return self.tools
+
+    def check_request(self, request: ChatRequest) -> None:
+        """Refuse what the wire cannot carry in ``request``: the body is built, and nothing is sent.
+
+        Only what a wire may refuse makes it worth building twice (tools, response formats, the extra
+        settings); a plain conversation, its images included, is carried by every one.
+        """
+        if uses_tools(request) or request.response_schema or request.json_object or request.extra:
+            self.request_body(request, stream=True)
 
     def headers(self, credential: Credential) -> dict[str, str]:
         """The authentication headers of a request."""
@@ -181,18 +199,23 @@ class TranslatingProvider(RemoteProvider):
         """The JSON body of a chat request."""
         raise NotImplementedError
 
-    def parse_result(self, data: dict[str, Any], model: str) -> ChatResult:
-        """A whole answer from the backend's JSON."""
+    def parse_result(self, data: dict[str, Any], request: ChatRequest) -> ChatResult:
+        """A whole answer to ``request`` from the backend's JSON."""
         raise NotImplementedError
 
-    def stream_parser(self) -> StreamParser:
-        """A fresh parser for one streamed answer."""
+    def stream_parser(self, request: ChatRequest) -> StreamParser:
+        """A fresh parser for one streamed answer to ``request``."""
         raise NotImplementedError
+
+    async def _refuse_what_cannot_be_done(self, request: ChatRequest) -> None:
+        if has_images(request):
+            await check_can_see(self, request.model)
+        if uses_tools(request):
+            await check_can_use_tools(self, request.model)
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """One whole answer."""
-        if has_images(request):
-            await check_can_see(self, request.model)
+        await self._refuse_what_cannot_be_done(request)
         credential = await self.require_credential()
         endpoint = self.chat_endpoint(credential, request, stream=False)
         data = await self.http.json(
@@ -205,15 +228,14 @@ class TranslatingProvider(RemoteProvider):
         )
         if not isinstance(data, dict):
             raise ProviderUnavailable(f"{self.name} answered with an unexpected JSON shape")
-        return self.parse_result(data, request.model)
+        return self.parse_result(data, request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """The answer chunk by chunk; the last chunk has the finish reason and the usage."""
-        if has_images(request):
-            await check_can_see(self, request.model)
+        await self._refuse_what_cannot_be_done(request)
         credential = await self.require_credential()
         endpoint = self.chat_endpoint(credential, request, stream=True)
-        parser = self.stream_parser()
+        parser = self.stream_parser(request)
         async with self.http.open(
             "POST",
             endpoint.url,

@@ -83,10 +83,10 @@ class GenerationTimer:
         self.chunks += 1
 
     def take(self, chunk: ChatChunk) -> str:
-        """Account for one provider chunk; answers its text ('' for none)."""
+        """Account for one provider chunk (text or a tool call's piece); answers its text ('' for none)."""
         if chunk.usage is not None:
             self.usage = chunk.usage
-        if chunk.delta:
+        if chunk.delta or chunk.tool_calls:
             self.text()
         return chunk.delta
 

@@ -3,17 +3,22 @@
 Shared by every answer the gateway builds itself (translated providers, pipelines); pass-through
 answers are the upstream's own bytes. Events are ``data: {json}\\n\\n`` lines ending with ``[DONE]``; a
 failure mid-stream is an ``{"error": {...}}`` event, which the official SDK raises as an APIError.
+
+Tool calls are OpenAI's: whole in ``message.tool_calls`` (the content null when there is no text), or in
+``delta.tool_calls`` pieces that the SDK joins by their ``index``: the first piece of a call with its id,
+``type: function`` and name, the next ones with pieces of its arguments.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from ailab.providers.base import Usage
+from ailab.providers.base import ToolCall, ToolCallDelta, Usage
 
 DONE = b"data: [DONE]\n\n"
 
@@ -31,6 +36,35 @@ def wants_usage(payload: dict[str, Any]) -> bool:
     """Whether a streamed request asked for the usage chunk (``stream_options.include_usage``)."""
     options = payload.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def assistant_message(content: str, tool_calls: Sequence[ToolCall] = ()) -> dict[str, Any]:
+    """An answer's ``message``: its text, and its tool calls (then the content is null without text)."""
+    if not tool_calls:
+        return {"role": "assistant", "content": content}
+    calls = [
+        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+        for call in tool_calls
+    ]
+    return {"role": "assistant", "content": content or None, "tool_calls": calls}
+
+
+def tool_call_pieces(deltas: Sequence[ToolCallDelta]) -> list[dict[str, Any]]:
+    """Tool call pieces as a chunk's ``delta.tool_calls``."""
+    pieces = []
+    for delta in deltas:
+        piece: dict[str, Any] = {"index": delta.index}
+        function: dict[str, Any] = {}
+        if delta.id is not None:
+            piece["id"] = delta.id
+            piece["type"] = "function"
+        if delta.name is not None:
+            function["name"] = delta.name
+        if delta.arguments or delta.name is not None:
+            function["arguments"] = delta.arguments
+        piece["function"] = function
+        pieces.append(piece)
+    return pieces
 
 
 def completion(model: str, message: dict[str, Any], usage: Usage, finish_reason: str) -> bytes:

@@ -3,7 +3,10 @@
 
 The gateway validates every request with :class:`ChatCompletionRequest` on the fast lane and the routed
 path alike, then forwards the JSON as it came to backends that speak OpenAI's wire: parameters this model
-does not name (``tools``, ``logprobs``, ...) pass through untouched, so it allows extra fields.
+does not name (``logprobs``, ``seed``, ...) pass through untouched, so it allows extra fields. Tools,
+tool calls and response formats are declared in OpenAI's shapes, loosely (other tool kinds than
+``function`` reach only OpenAI's wire), so clients see them in ``/openapi.json``; the translated path reads
+them (``gateway/translated.py``), and refuses what it cannot carry.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ailab.errors import InvalidInput
 
 MAX_MESSAGES = 4096
+MAX_TOOLS = 128  # OpenAI's limit
 MAX_TOKENS = 2**31 - 1  # no backend takes more; bounded so the number fits every integer type
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,13 +51,90 @@ class ContentPart(BaseModel):
     image_url: ImageURL | None = None
 
 
-class MessageIn(BaseModel):
-    """One message of the conversation (``developer`` is taken as ``system``)."""
+class FunctionCall(BaseModel):
+    """The function a tool call calls, and its arguments as JSON text."""
 
-    model_config = ConfigDict(extra="allow")  # name, tool_calls, tool_call_id... pass through
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str
+
+
+class ToolCallIn(BaseModel):
+    """A tool call an assistant's message made (sent back with the conversation)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str = "function"
+    function: FunctionCall | None = None  # a ``custom`` tool's call has none (OpenAI's wire only)
+
+
+class MessageIn(BaseModel):
+    """One message of the conversation (``developer`` is taken as ``system``): an assistant's may carry
+    its ``tool_calls`` (its content null), a ``tool`` message answers the call ``tool_call_id``."""
+
+    model_config = ConfigDict(extra="allow")  # name, refusal... pass through
 
     role: Annotated[str, Field(min_length=1, max_length=64)]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDefinition(BaseModel):
+    """A function the model may call: its name, what it is for, the JSON schema of its arguments."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1)]  # no more: an upstream judges its own limits
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(BaseModel):
+    """A tool the model may call: ``{"type": "function", "function": {...}}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    function: FunctionDefinition | None = None
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``{"type": "function", "function": {"name"}}``: the model must call this tool."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    function: NamedFunction | None = None
+
+
+class JSONSchemaFormat(BaseModel):
+    """The schema a ``json_schema`` response format holds the answer to."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``{"type": "text" | "json_object"}``, or ``{"type": "json_schema", "json_schema": {...}}``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    json_schema: JSONSchemaFormat | None = None
 
 
 class StreamOptions(BaseModel):
@@ -76,6 +157,10 @@ class ChatCompletionRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     stop: str | Annotated[list[str], Field(max_length=16)] | None = None
+    tools: Annotated[list[ToolIn], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: str | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
 
 def validate_request(payload: Any) -> ChatCompletionRequest:
