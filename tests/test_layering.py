@@ -29,10 +29,12 @@ SERVICE_DEPENDENCIES = {
     "monitoring": set(),
     "legacy": {"sessions"},
     "runs": {"chat"},
+    "usage": set(),
     "masterkey": set(),
     "shared": set(),
     "model_install": set(),
     "models": {"chat", "gateway"},
+    "routing": set(),
 }
 MAX_LINES = 600
 

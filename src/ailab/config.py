@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # Per provider plugin, settings on top of its own AILAB_<NAME>_* ones: {"ollama": {"base_url": ...}}.
     # Each plugin declares and validates its settings (see providers/plugin.py); the core names none.
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Model aliases and routing (deployments, fallbacks, cool-downs): YAML, re-read when it changes.
+    # None: <data dir>/models.yaml; a missing file means no aliases.
+    models_file: Path | None = None
 
     # Agents
     default_pipeline: str = "agents"
@@ -87,6 +90,9 @@ class Settings(BaseSettings):
     metrics_retention_days: int = Field(30, ge=1)
     metrics_flush_seconds: float = Field(2.0, gt=0)
     system_sample_seconds: float = Field(5.0, gt=0)
+    # Usage per user, token and model is counted in memory and written (and shared for budgets) this often;
+    # a crash loses at most this much of it.
+    usage_flush_seconds: float = Field(1.0, gt=0, le=3600)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / DEFAULT_SQLITE_NAME).resolve()}"
+
+    @property
+    def models_path(self) -> Path:
+        """The model aliases file (``AILAB_MODELS_FILE``, default ``<data dir>/models.yaml``)."""
+        return self.models_file if self.models_file is not None else self.data_dir / "models.yaml"
 
     @property
     def is_loopback(self) -> bool:

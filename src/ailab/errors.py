@@ -12,6 +12,7 @@ messages and exit codes, so neither layer needs to know the other::
     ├── AuthError                   401  missing, invalid, expired or revoked credentials
     │   └── TooManyAttempts         429  login throttled (carries retry_after seconds)
     ├── TooManyRunning              429  a user's limit of concurrent expensive work (carries retry_after)
+    ├── QuotaExceeded               429  a budget of the user or API token is spent (carries retry_after)
     ├── Forbidden                   403  authenticated but not allowed (admin-only)
     ├── DatabaseUnavailable         503  the database does not answer
     ├── SharedStateUnavailable      503  Redis (AILAB_REDIS_URL) does not answer
@@ -81,6 +82,20 @@ class TooManyAttempts(AuthError):
 class TooManyRunning(AILabError):
     status = 429
     code = "too_many_running"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(AILabError):
+    """A budget an admin set (requests or tokens per hour, day or month) is spent until ``retry_after``.
+
+    ``insufficient_quota`` is OpenAI's code for the same refusal, so SDKs and clients recognise it.
+    """
+
+    status = 429
+    code = "insufficient_quota"
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

@@ -147,7 +147,7 @@ class Metrics:
         )
         self.generations = Counter(
             "ailab_llm_requests",
-            "Generations by outcome (ok or error).",
+            "Generations by outcome (ok or error), and requests refused by a usage budget (limited).",
             [*provider_model, "outcome"],
             registry=r,
         )
@@ -275,6 +275,15 @@ class Metrics:
             self.tokens_per_second.labels(p, m).observe(completion_tokens / duration_s)
         if not ok:
             self.llm_errors.labels(p, m, (error_kind or "unknown")[:64]).inc()
+
+    def observe_limited(self, model_id: str) -> None:
+        """Count a request refused by a usage budget (outcome ``limited``) under the ``provider/model`` it
+        asked for (a model id without a provider counts under an empty provider)."""
+        provider, _, model = model_id.partition("/")
+        if not model:
+            provider, model = "", provider or "default"
+        p, m = self.model_labels(provider, model)
+        self.generations.labels(p, m, "limited").inc()
 
     def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None:
         """Count one call of a ``@monitor_performance`` function."""

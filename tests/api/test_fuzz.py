@@ -37,7 +37,8 @@ EXAMPLES_PER_OPERATION = 25
 # Likewise whether a message fits the chosen model's context window: /chat refuses one that does not; a
 # key's format, and whether a service needs one, are its plugin's; the benchmark's model count limits the
 # models of its query and of its body together. An upload's real type is read from its bytes (415 for
-# one not accepted), and an empty or corrupt one is 422: no schema describes a file's content.
+# one not accepted), and an empty or corrupt one is 422: no schema describes a file's content. A model
+# alias must name providers this server runs, no provider's name, and each deployment once.
 BEYOND_SCHEMA = {
     ("POST", "/pipelines"): {422},
     ("PUT", "/pipelines/{name}"): {422},
@@ -45,6 +46,7 @@ BEYOND_SCHEMA = {
     ("POST", "/api-keys"): {422},
     ("POST", "/benchmark/llm"): {422},
     ("POST", "/files"): {415, 422},
+    ("PUT", "/models/aliases/{name}"): {422},
 }
 # uvicorn's HTTP parser answers a request it cannot parse (a negative case may build a request line that is
 # not HTTP) before any route sees it, in plain text: that answer belongs to the protocol, not to the document.

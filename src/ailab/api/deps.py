@@ -18,6 +18,7 @@ from ailab.errors import AuthError, Forbidden
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 from ailab.services.sessions.service import SessionService
+from ailab.services.usage.attribution import attribute
 
 SESSION_COOKIE = "ailab_session"  # a signed-in browser's session (httpOnly, SameSite=Strict)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -80,8 +81,11 @@ async def authenticate_caller(
                 "a change made with the session cookie must be sent as application/json "
                 "(an upload: with the header X-Requested-With)"
             )
-        return await services.auth.authenticate(cookie)
-    return await authenticate(services, scheme, credential)
+        principal = await services.auth.authenticate(cookie)
+    else:
+        principal = await authenticate(services, scheme, credential)
+    attribute(principal)  # what this request generates is charged to its caller (services/usage)
+    return principal
 
 
 async def authenticate_request(

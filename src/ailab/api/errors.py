@@ -31,6 +31,9 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
+# Where OpenAI's type follows the code, not the status: a spent budget is 429 like a rate limit, but its
+# own type, so a client can tell "wait a moment" from "wait for the next period".
+_OPENAI_TYPES_BY_CODE = {"insufficient_quota": "insufficient_quota"}
 
 
 def request_id(request: Request) -> str:
@@ -44,7 +47,8 @@ def error_body(path: str, status: int, message: Any, code: str | None, request_i
         text = message if isinstance(message, str) else "invalid request"
         error: dict[str, Any] = {
             "message": text,
-            "type": _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
+            "type": _OPENAI_TYPES_BY_CODE.get(code or "")
+            or _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error"),
             "code": code,
             "param": None,
         }

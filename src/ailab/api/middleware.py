@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ailab.api.errors import error_body, log_unexpected
 from ailab.logs import ACCESS_LOGGER
+from ailab.services.usage.attribution import end, unattributed
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -183,7 +184,8 @@ class RequestContextMiddleware:
 
 
 class MonitorContextMiddleware:
-    """Activates the app's monitor for each HTTP request, for ``@monitor_performance``."""
+    """Activates the app's monitor for each HTTP request, for ``@monitor_performance``, and starts the
+    request with no usage caller (authentication sets it; see ``services/usage/attribution.py``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -193,5 +195,9 @@ class MonitorContextMiddleware:
         if services is None:
             await self.app(scope, receive, send)
             return
-        with services.monitor.activate():
-            await self.app(scope, receive, send)
+        caller = unattributed()
+        try:
+            with services.monitor.activate():
+                await self.app(scope, receive, send)
+        finally:
+            end(caller)

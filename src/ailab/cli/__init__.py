@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ailab import __version__
-from ailab.cli import bench, db, files, keys, models, serve, tokens, users
+from ailab.cli import bench, db, files, keys, models, serve, tokens, usage, users
 from ailab.cli import importer as import_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(files.app, name="files")
 app.command("bench")(bench.bench)
+app.command("usage")(usage.usage)
 
 
 @app.command("version")

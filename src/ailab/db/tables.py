@@ -298,3 +298,42 @@ class ImportedItem(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UsageCount(Base):
+    """Generations, prompt and completion tokens per hour, user, API token and model.
+
+    Counted in memory by each process and added here in batches (``services/usage/recorder.py``), never
+    on a request's path. ``''`` stands for no user (the CLI's benchmark) and no API token (an access token
+    or a browser session): key columns cannot be NULL, or two rows for the same key could coexist.
+    No foreign keys: the usage of a deleted user or token stays accounted for.
+    """
+
+    __tablename__ = "usage_counts"
+    __table_args__ = (
+        Index("ix_usage_counts_user_bucket", "user_id", "bucket"),
+        Index("ix_usage_counts_token_bucket", "token_id", "bucket"),
+    )
+
+    bucket: Mapped[dt.datetime] = mapped_column(primary_key=True)  # the hour's start, UTC
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)  # provider/model
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageLimit(Base):
+    """A budget an admin set: at most ``max_requests`` generations and/or ``max_tokens`` tokens (prompt
+    and completion) per ``period`` (hour, day or month, in UTC) for a user or an API token."""
+
+    __tablename__ = "usage_limits"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # user | token
+    subject_id: Mapped[str] = mapped_column(String(36), primary_key=True)  # users.id or api_tokens.id
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)  # hour | day | month
+    max_requests: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    max_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -3,6 +3,12 @@
 The providers are built from the installed plugins (:mod:`ailab.providers.plugins`). Model ids are
 ``<provider>/<model>``; an empty id goes to the default model (the embedded one unless
 ``AILAB_DEFAULT_MODEL`` says otherwise).
+
+Model aliases (``services/routing``) are providers too, kept apart in :attr:`ProviderRegistry.aliases`:
+a bare name (``fast``, or ``alias/fast``) resolves to its alias's provider, which spreads the request
+over the alias's deployments. Such a deployment may name another host of a configured backend (two
+Ollama servers): :meth:`ProviderRegistry.variant` builds that backend's plugin once more, with its
+base URL overridden, and keeps it for the process.
 """
 
 from __future__ import annotations
@@ -10,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
-from ailab.errors import ModelNotFound
-from ailab.providers.base import CredentialStore, ModelInfo, Provider
+from ailab.errors import InvalidInput, ModelNotFound
+from ailab.providers.base import Credential, CredentialStore, ModelInfo, Provider
 from ailab.providers.plugin import Capabilities, ProviderContext
 from ailab.providers.plugins import Plugins
 
 LOCAL_PROVIDER = "local"
+ALIAS_PREFIX = "alias"  # "alias/fast" names the alias "fast" too (what its provider's records say)
 LIST_MODELS_TIMEOUT_S = 10.0
 log = logging.getLogger("ailab.providers")
 
@@ -88,6 +95,25 @@ class SpeedBook:
         return self._speeds.get(model_id)
 
 
+class BaseUrlCredentials:
+    """A provider's credentials with the base URL of one deployment (another host of the same backend).
+
+    The vault's ``config["base_url"]`` would otherwise win over the variant's settings; the key stays
+    the provider's own.
+    """
+
+    def __init__(self, credentials: CredentialStore, base_url: str) -> None:
+        self._credentials = credentials
+        self._base_url = base_url
+
+    async def get(self, service: str) -> Credential | None:
+        """The provider's credential (or a keyless one) pointing at this base URL."""
+        found = await self._credentials.get(service)
+        if found is None:
+            return Credential(api_key=None, config={"base_url": self._base_url})
+        return replace(found, config={**found.config, "base_url": self._base_url})
+
+
 class ProviderRegistry:
     """The providers of this process, by name, and the observers of their generations."""
 
@@ -97,6 +123,11 @@ class ProviderRegistry:
         self.default_model = default_model
         self.speeds = SpeedBook()
         self.observers: list[GenerationObserver] = [self.speeds.observe]
+        # Model aliases by name; services/routing replaces the whole mapping when its file changes.
+        self.aliases: Mapping[str, Provider] = {}
+        self._credentials: CredentialStore | None = None  # from_plugins: for variants
+        self._context: ProviderContext | None = None
+        self._variants: dict[tuple[str, str], Provider] = {}
 
     @classmethod
     def from_plugins(
@@ -118,22 +149,60 @@ class ProviderRegistry:
                 providers.append(provider)
         registry = cls(providers, default_model)
         registry.plugins = plugins
+        registry._credentials, registry._context = credentials, context
         return registry
 
     def resolve(self, model_id: str | None) -> tuple[Provider, str]:
-        """The provider and its own model name for ``provider/model`` (or the default model)."""
+        """The provider and its own model name for ``provider/model``, an alias (``fast`` or
+        ``alias/fast``: its provider and its name), or the default model."""
         model_id = model_id or self.default_model
         prefix, _, rest = model_id.partition("/")
         if rest and prefix in self.providers:
             return self.providers[prefix], rest
+        name = rest if prefix == ALIAS_PREFIX else model_id
+        alias = self.aliases.get(name)
+        if alias is not None:
+            return alias, name
         if not model_id and LOCAL_PROVIDER in self.providers:
             local = self.providers[LOCAL_PROVIDER]
             # Name the embedded model, so records and metrics carry its name, not an empty one.
             return local, str(getattr(local, "model_name", ""))
         known = ", ".join(sorted(self.providers)) or "none"
+        aliases = f"; or an alias ({', '.join(sorted(self.aliases))})" if self.aliases else ""
         raise ModelNotFound(
-            f"unknown model {model_id!r}: use '<provider>/<model>' with a configured provider ({known})"
+            f"unknown model {model_id!r}: use '<provider>/<model>' with a configured provider "
+            f"({known}){aliases}"
         )
+
+    def takes_base_url(self, provider: str) -> bool:
+        """Whether ``provider``'s plugin has a base URL a deployment may override (a variant)."""
+        plugin = self.plugins.plugins.get(provider)
+        return plugin is not None and "base_url" in plugin.settings.model_fields
+
+    def variant(self, provider: str, base_url: str) -> Provider:
+        """``provider`` built once more from its plugin, at ``base_url`` (another host of the same backend),
+        under the same name; one per ``(provider, base URL)``, kept until :meth:`aclose`.
+
+        Raises :class:`InvalidInput` when the provider has no base URL to override.
+        """
+        key = (provider, base_url)
+        found = self._variants.get(key)
+        if found is not None:
+            return found
+        plugin = self.plugins.plugins.get(provider)
+        if plugin is None or self._credentials is None or self._context is None:
+            raise InvalidInput(f"{provider!r} is not a configured provider plugin")
+        if not self.takes_base_url(provider):
+            raise InvalidInput(f"the {provider!r} provider has no base URL to set")
+        settings = self.plugins.settings[provider].model_copy(update={"base_url": base_url})
+        try:
+            built = plugin.create(settings, BaseUrlCredentials(self._credentials, base_url), self._context)
+        except Exception as exc:  # a plugin's factory refusing these settings: the entry is at fault
+            raise InvalidInput(f"the {provider!r} provider did not start at {base_url}: {exc}") from exc
+        if built is None:
+            raise InvalidInput(f"the {provider!r} provider did not start at {base_url}")
+        self._variants[key] = built
+        return built
 
     def capabilities(self, provider: str) -> Capabilities | None:
         """What the plugin behind ``provider`` declares its models can do; None when it was not built
@@ -165,6 +234,6 @@ class ProviderRegistry:
             observer(record)
 
     async def aclose(self) -> None:
-        """Close every provider."""
-        for provider in self.providers.values():
+        """Close every provider, variants included."""
+        for provider in [*self.providers.values(), *self._variants.values()]:
             await provider.aclose()

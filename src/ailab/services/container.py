@@ -32,9 +32,11 @@ from ailab.services.masterkey import load_master_keys
 from ailab.services.monitoring.benchmark import BenchmarkService
 from ailab.services.monitoring.health import HealthCheck
 from ailab.services.monitoring.monitor import Monitor, model_probe
+from ailab.services.routing.service import RoutingService
 from ailab.services.runs.service import RunService
 from ailab.services.sessions.service import SessionService
 from ailab.services.shared import connect_redis
+from ailab.services.usage.service import UsageService
 from ailab.services.vault.store import Vault
 
 
@@ -58,6 +60,8 @@ class Services:
     benchmarks: BenchmarkService
     files: FileService  # uploads, their text, search
     health: HealthCheck
+    usage: UsageService  # usage per user, token and model; budgets
+    routing: RoutingService  # model aliases: the models file, its watcher, the admin API's edits
     redis: Any = None  # a redis.asyncio client when AILAB_REDIS_URL is set
     # Extra sections of GET /health: name -> coroutine giving its JSON value.
     health_probes: dict[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
@@ -94,6 +98,11 @@ class CoreServices:
     def vault(self) -> Vault:
         """The API-key vault, validating and testing through the installed plugins."""
         return Vault(self.db, self.settings, self.master_keys, Plugins.load(self.settings.providers))
+
+    @cached_property
+    def usage(self) -> UsageService:
+        """Usage reports and budgets (nothing is counted in a CLI process: it serves no requests)."""
+        return UsageService(self.db, flush_seconds=self.settings.usage_flush_seconds)
 
     @cached_property
     def files(self) -> FileService:
@@ -142,6 +151,7 @@ async def build_services(settings: Settings) -> Services:
     sessions = SessionService(db)
     context = ProviderContext(data_dir=settings.data_dir, timeout_s=settings.provider_timeout_seconds)
     providers = ProviderRegistry.from_plugins(plugins, vault, context, settings.default_model)
+    routing = RoutingService(providers, settings.models_path, redis=redis, redis_prefix=settings.redis_prefix)
     pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
     embedder = None
     if settings.files_embedding_model:
@@ -151,6 +161,14 @@ async def build_services(settings: Settings) -> Services:
     chat = ChatService(db, sessions, providers, pipelines, settings, attachments=attachments)
     monitor = Monitor(settings, db, Metrics.from_environment())
     providers.observers.append(monitor.observe_generation)
+    usage = UsageService(
+        db,
+        flush_seconds=settings.usage_flush_seconds,
+        redis=redis,
+        redis_prefix=settings.redis_prefix,
+        on_limited=monitor.metrics.observe_limited,
+    )
+    providers.observers.append(usage.observe)
     probes: dict[str, Callable[[], Awaitable[Any]]] = {}
     services = Services(
         settings=settings,
@@ -169,9 +187,13 @@ async def build_services(settings: Settings) -> Services:
         benchmarks=BenchmarkService(db, providers, max_running=settings.benchmark_max_running),
         files=files,
         health=HealthCheck(db, probes),
+        routing=routing,
+        usage=usage,
         health_probes=probes,
     )
     try:
+        await routing.start()  # a broken models file stops the start, naming it
+        services.closers.append(routing.aclose)
         await pipelines.seed()  # first start only: the built-in agents, or <data dir>/pipelines.yaml
     except BaseException:
         await services.aclose()  # a broken seed file stops the start; leave no pool or provider open
@@ -180,6 +202,8 @@ async def build_services(settings: Settings) -> Services:
     services.health_probes["metrics"] = monitor.health_summary
     await monitor.start()
     services.closers.append(monitor.aclose)  # closed last: flushes what the others recorded
+    await usage.start()  # reads the budgets and their use before the first request
+    services.closers.append(usage.aclose)  # after the runs and benchmarks: writes what they used
     services.closers.append(chat.wait_idle)  # answers being stored are stored before the pool closes
     services.closers.append(services.benchmarks.aclose)
     await files.start()  # reads again the documents a restart interrupted

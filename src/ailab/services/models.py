@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ailab.errors import AILabError
 from ailab.providers.base import Provider
-from ailab.providers.registry import LIST_MODELS_TIMEOUT_S, ProviderRegistry
+from ailab.providers.registry import ALIAS_PREFIX, LIST_MODELS_TIMEOUT_S, ProviderRegistry
 from ailab.services.chat.turns import PipelineLookup
 from ailab.services.gateway.pipelines import PIPELINE_PREFIX
 
@@ -21,8 +21,8 @@ from ailab.services.gateway.pipelines import PIPELINE_PREFIX
 class ModelRow:
     """One model (or one backend without models) and its state."""
 
-    id: str  # "provider/model", "pipeline/<name>", or "provider/*" for a backend with none to offer
-    kind: str  # "local", "remote" or "pipeline"
+    id: str  # "provider/model", an alias, "pipeline/<name>", or "provider/*" for a backend with none to offer
+    kind: str  # "local", "remote", "alias" or "pipeline"
     state: str  # "ready", "loaded", or why it cannot serve
     context_window: int | None = None
     size_bytes: int | None = None
@@ -56,7 +56,8 @@ async def _backend(name: str, provider: Provider, default_id: str) -> list[Model
 
 
 async def model_rows(providers: ProviderRegistry, pipelines: PipelineLookup) -> list[ModelRow]:
-    """Every backend's models, then every pipeline, then the backends with none to offer and why."""
+    """Every backend's models, then every alias and pipeline, then the backends with none to offer and
+    why."""
     try:
         default_provider, default_model = providers.resolve(None)
         default_id = f"{default_provider.name}/{default_model}"
@@ -67,7 +68,11 @@ async def model_rows(providers: ProviderRegistry, pipelines: PipelineLookup) -> 
     )
     rows = [row for listing in listings for row in listing]
     usable = [row for row in rows if not row.id.endswith("/*")]
+    alias_rows = [  # the alias provider's own records call it alias/<name>
+        ModelRow(name, "alias", "ready", default=f"{ALIAS_PREFIX}/{name}" == default_id)
+        for name in providers.aliases
+    ]
     pipeline_rows = [
         ModelRow(PIPELINE_PREFIX + name, "pipeline", "ready") for name in await pipelines.names()
     ]
-    return usable + pipeline_rows + [row for row in rows if row.id.endswith("/*")]
+    return usable + alias_rows + pipeline_rows + [row for row in rows if row.id.endswith("/*")]

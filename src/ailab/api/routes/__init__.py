@@ -16,9 +16,11 @@ from ailab.api.routes import (
     health,
     keys,
     metrics,
+    models,
     pipelines,
     runs,
     sessions,
+    usage,
     users,
     web,
 )
@@ -37,4 +39,6 @@ PROTECTED: list[APIRouter] = [
     metrics.router,
     benchmark.router,
     pipelines.router,
+    usage.router,
+    models.router,
 ]

@@ -61,6 +61,7 @@ async def benchmark_llm(
         temperature=b.temperature if b.temperature is not None else temperature,
         warmup=b.warmup if b.warmup is not None else warmup,
     )
+    services.usage.check(user.id, user.token_id, chosen[0] if chosen else "")  # generations are usage too
     if b.background if b.background is not None else background:
         run_id = await services.benchmarks.start(params, owner_id=user.id)
         return JSONResponse(RunStarted(id=run_id).model_dump(), status_code=202)

@@ -5,7 +5,8 @@ model or pipeline or another user's session). A failure of the model once the tu
 started (its user message is stored) answers the seed's shape with ``"status": "error"`` and the error's
 HTTP status (502 upstream failure or its refusal of AI-Lab's key, 504 timeout, 429 throttled, 503 with
 ``Retry-After`` when the embedded model is busy); in a stream it is an ``error`` event. A user at the
-limit of concurrent runs gets 429 with ``Retry-After`` before anything is stored.
+limit of concurrent runs, or whose usage budget is spent, gets 429 with ``Retry-After`` before anything
+is stored.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _usage(final: Final) -> TurnUsage:
     response_model=ChatReply,
     responses={
         200: event_stream(STREAM_DOC),
-        429: {"description": "too many runs of this user in progress (`Retry-After`)"},
+        429: {
+            "description": "too many runs of this user in progress, or a usage budget spent (`Retry-After`)"
+        },
         502: {"model": ChatReply, "description": "the model failed once the turn had started"},
         504: {"model": ChatReply, "description": "the model did not answer in time"},
     },
@@ -90,6 +93,7 @@ async def answer(body: ChatBody, request: Request, user: Principal, services: Se
         temperature=body.temperature,
         files=tuple(body.files),
     )
+    services.usage.check(user.id, user.token_id, body.model or "")  # spent: 429 before anything is stored
     # A stream's run executes in a task of its own (the response's task ends when its client goes); a
     # JSON answer's in this request's task, which the server lets finish when its client goes.
     run = await services.runs.begin(user.id, data, request_id(request), background=body.stream)

@@ -3,7 +3,7 @@
 Thin on purpose (this is the hot path): the body is read as bytes and handed to the gateway service,
 which validates it against :class:`ChatCompletionRequest` or :class:`EmbeddingsRequest` (declared below
 for ``/openapi.json``, not parsed twice) and whose reply goes out as is; errors answer OpenAI's
-``{"error": {...}}`` shape.
+``{"error": {...}}`` shape; a caller whose usage budget is spent gets 429 ``insufficient_quota`` first.
 Authentication is the protected router's dependency; the handlers take the services straight from the
 app rather than through more dependencies, each of which costs a resolution step per request. A client
 that hangs up before its JSON answer is ready cancels the work, as with OpenAI (a stream stops too).
@@ -69,9 +69,9 @@ async def chat_completions(request: Request, user: CurrentUser) -> Response:
 async def answer_chat_completions(request: Request, user: Principal) -> Response:
     """The chat completions answer for ``user`` (also served by the fast lane)."""
     body = await request.body()
-    work = _services(request).gateway.chat_completions(
-        body, requester=user.id, request_id=request_id(request)
-    )
+    services = _services(request)
+    services.usage.check(user.id, user.token_id, body)  # a spent budget: 429 before anything is sent
+    work = services.gateway.chat_completions(body, requester=user.id, request_id=request_id(request))
     reply = await until_disconnected(request.receive, work)
     if reply is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: for the access log
@@ -86,10 +86,12 @@ async def embeddings(request: Request, user: CurrentUser) -> Response:
     return await answer_embeddings(request, user)
 
 
-async def answer_embeddings(request: Request, _user: Principal) -> Response:
+async def answer_embeddings(request: Request, user: Principal) -> Response:
     """The embeddings answer (also served by the fast lane)."""
     body = await request.body()
-    reply = await until_disconnected(request.receive, _services(request).gateway.embeddings(body))
+    services = _services(request)
+    services.usage.check(user.id, user.token_id, body)
+    reply = await until_disconnected(request.receive, services.gateway.embeddings(body))
     if reply is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it: for the access log
     return Response(reply.body, status_code=reply.status, media_type=reply.content_type)

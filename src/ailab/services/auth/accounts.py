@@ -63,11 +63,13 @@ PASSWORD_HASHER = PasswordHasher()
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is making a request."""
+    """Who is making a request; ``token_id`` names the API token it authenticated with (None for an
+    access token, a browser session or ``AILAB_AUTH=off``), so usage and budgets can tell tokens apart."""
 
     id: str
     name: str
     role: str
+    token_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -284,7 +286,8 @@ class AuthService:
             raise AuthError("your session has ended; sign in again")
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
             await self._db.run_write(users_repo.touch_token, row.token_id, now)
-        return Principal(row.id, row.name, row.role)
+        # A browser session is a token row too, but not one its user made: its use is the user's.
+        return Principal(row.id, row.name, row.role, row.token_id if row.kind == "api" else None)
 
     def forget_cached(self) -> None:
         """Drop cached credentials (after a revocation, a password change or a disabled user)."""

@@ -8,11 +8,14 @@ Two paths, chosen per provider once:
   rewritten, and the upstream's bytes come back untouched, streamed as they arrive. Usage is read from the
   upstream's own ``usage`` (for streams the gateway asks for ``stream_options.include_usage`` and, when
   the client did not ask for it, drops that one usage-only event again), so nothing is re-encoded;
-- **translation** for the others (local, anthropic, gemini, cohere, ollama...): their
-  :class:`ChatResult` / :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON.
+- **translation** for the others (local, anthropic, gemini, cohere, ollama...): the payload is read into
+  a :class:`ChatRequest` (``gateway/translated.py``: messages, images, tools and tool results, response
+  formats; a field it cannot carry is a 400, never dropped), and their :class:`ChatResult` /
+  :class:`ChatChunk` become ``chat.completion`` / ``chat.completion.chunk`` JSON, tool calls included.
   A user message's ``image_url`` parts (inline ``data:`` URLs, ``gateway/images.py``) become its
-  :attr:`ChatMessage.images`; a model that cannot see them is answered 400, naming it, before anything
-  is sent. On the pass-through path images go as the client sent them, and the upstream judges them.
+  :attr:`ChatMessage.images`; a model that cannot see them, or call the tools offered, is answered 400,
+  naming it, before anything is sent. On the pass-through path images and tools go as the client sent
+  them, and the upstream judges them.
 
 Pipelines are models too: ``pipeline/<name>`` runs that pipeline of agents (``gateway/pipelines.py``).
 
@@ -34,32 +37,36 @@ import orjson
 
 from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
 from ailab.providers.base import (
-    ChatMessage,
     ChatRequest,
-    ImagePart,
     Provider,
     SupportsOpenAIForward,
     UpstreamResponse,
     Usage,
-    check_can_see,
+    check_request,
     close_stream,
-    has_images,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
 from ailab.providers.upstream_errors import error_message, scrub
 from ailab.services.chat.turns import PipelineLookup
-from ailab.services.gateway.chunks import DONE, ChunkWriter, completion, sse_error, wants_usage
+from ailab.services.gateway.chunks import (
+    DONE,
+    ChunkWriter,
+    assistant_message,
+    completion,
+    sse_error,
+    tool_call_pieces,
+    wants_usage,
+)
 from ailab.services.gateway.embeddings import GatewayEmbeddings
-from ailab.services.gateway.images import image_of
 from ailab.services.gateway.pipelines import PipelineCompletions, pipeline_name, to_turn
 from ailab.services.gateway.request import BadRequest, validate_request
+from ailab.services.gateway.translated import refuse_for_pipeline, to_chat_request
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 ERROR_KEY = b'"error"'  # in a streamed event: the upstream failed mid-stream
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
-_PASSED_FIELDS = ("seed", "response_format", "presence_penalty", "frequency_penalty", "user", "n")
 
 
 @dataclass(slots=True)
@@ -86,79 +93,12 @@ def parse_request(body: bytes) -> dict[str, Any]:
     return payload
 
 
-_NO_IMAGES: tuple[ImagePart, ...] = ()
-
-
-def _content_of(content: Any, index: int, role: str) -> tuple[str, tuple[ImagePart, ...]]:
-    """A message's text and images: a string, or content parts (text, and images in a user's message)."""
-    if isinstance(content, str):
-        return content, _NO_IMAGES
-    if content is None:
-        return "", _NO_IMAGES
-    if not isinstance(content, list):
-        raise BadRequest(f"messages[{index}].content must be a string or an array of content parts")
-    texts: list[str] = []
-    images: list[ImagePart] = []
-    for number, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            texts.append(str(part.get("text") or ""))
-        elif kind == "image_url" and role == "user":
-            images.append(image_of(part, f"messages[{index}].content[{number}]"))
-        elif kind == "image_url":
-            raise BadRequest(f"messages[{index}]: only a user's message can carry images")
-        else:
-            raise BadRequest(
-                f"messages[{index}].content[{number}]: only text and image_url content parts are "
-                "supported by this backend"
-            )
-    return "".join(texts), tuple(images)
-
-
-def _number(payload: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadRequest(f"'{name}' must be a number between {low} and {high}")
-    return float(value)
-
-
-def to_chat_request(payload: dict[str, Any], model: str, requester: str | None = None) -> ChatRequest:
-    """A backend-neutral request from an OpenAI chat completions payload (translated path)."""
-    messages: list[ChatMessage] = []
-    for index, item in enumerate(payload["messages"]):
-        if not isinstance(item, dict) or not isinstance(item.get("role"), str):
-            raise BadRequest(f"messages[{index}] must be an object with a 'role'")
-        role = "system" if item["role"] == "developer" else item["role"]
-        text, images = _content_of(item.get("content"), index, role)
-        messages.append(ChatMessage(role, text, images))
-    max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
-        raise BadRequest("'max_tokens' must be an integer")
-    if max_tokens is not None and max_tokens < 1:
-        raise BadRequest("'max_tokens' must be at least 1")
-    stop = payload.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
-        raise BadRequest("'stop' must be a string or an array of strings")
-    return ChatRequest(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=_number(payload, "temperature", 0.0, 2.0),
-        top_p=_number(payload, "top_p", 0.0, 1.0),
-        stop=stop,
-        extra={k: payload[k] for k in _PASSED_FIELDS if k in payload},
-        requester=requester,
-    )
-
-
-async def _check_sight(provider: Provider, model: str) -> None:
-    """A model that cannot see the request's images is a bad request (400, OpenAI's answer to it)."""
+async def _check(provider: Provider, request: ChatRequest) -> None:
+    """What the backend cannot do for the request (images for a model that cannot see, tools for one
+    that cannot call them, a field its wire cannot carry) is a bad request: 400, OpenAI's answer to it,
+    before anything is sent (a stream could only say it after its 200)."""
     try:
-        await check_can_see(provider, model)
+        await check_request(provider, request)
     except InvalidInput as exc:
         raise BadRequest(exc.message) from None
 
@@ -177,14 +117,19 @@ class Gateway:
     def __init__(self, providers: ProviderRegistry, pipelines: PipelineLookup | None = None) -> None:
         self._providers = providers
         self._pipelines = PipelineCompletions(pipelines) if pipelines is not None else None
-        self._forwarding: dict[str, bool] = {}  # provider name -> speaks OpenAI's wire format
+        # Provider class -> speaks OpenAI's wire format (a class, not a name: every alias is "alias").
+        self._forwarding: dict[type, bool] = {}
         self._embeddings = GatewayEmbeddings(providers)
 
     async def models(self) -> dict[str, Any]:
-        """Every model of every configured backend, then every pipeline, as OpenAI's model list."""
+        """Every model of every configured backend, then every alias and pipeline, as OpenAI's model list."""
         data = [
             {"id": f"{name}/{info.id}", "object": "model", "created": 0, "owned_by": info.owned_by or name}
             for name, info in await self._providers.list_models()
+        ]
+        # Model aliases (services/routing) by their bare names.
+        data += [
+            {"id": a, "object": "model", "created": 0, "owned_by": "ailab"} for a in self._providers.aliases
         ]
         if self._pipelines is not None:
             ids = await self._pipelines.model_ids()
@@ -204,14 +149,14 @@ class Gateway:
         if name is not None and self._pipelines is not None:
             return await self._pipeline(name, payload, requester, request_id)
         provider, model = self._providers.resolve(model_id)
-        forwarding = self._forwarding.get(provider.name)
+        kind = type(provider)
+        forwarding = self._forwarding.get(kind)
         if forwarding is None:
-            forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsOpenAIForward)
+            forwarding = self._forwarding[kind] = isinstance(provider, SupportsOpenAIForward)
         if forwarding:
             return await self._forward(provider, model, payload)
         request = to_chat_request(payload, model, requester)
-        if has_images(request):
-            await _check_sight(provider, model)
+        await _check(provider, request)
         if payload.get("stream"):
             return GatewayReply(200, EVENT_STREAM, stream=self._translate_stream(provider, request, payload))
         return await self._translate(provider, request, model_id)
@@ -225,7 +170,9 @@ class Gateway:
     ) -> GatewayReply:
         assert self._pipelines is not None
         pipeline = await self._pipelines.resolve(name)
-        turn = to_turn(to_chat_request(payload, name), requester, request_id)
+        request = to_chat_request(payload, name)
+        refuse_for_pipeline(request, payload["model"])
+        turn = to_turn(request, requester, request_id)
         model_id = payload["model"]
         if payload.get("stream"):
             chunks = PipelineCompletions.stream(pipeline, model_id, turn, include_usage=wants_usage(payload))
@@ -342,7 +289,7 @@ class Gateway:
         usage = result.usage or Usage()
         timer.usage = usage
         timer.finish()
-        message = {"role": "assistant", "content": result.content}
+        message = assistant_message(result.content, result.tool_calls)
         return GatewayReply(
             200, JSON, body=completion(model_id, message, usage, result.finish_reason or "stop")
         )
@@ -363,6 +310,8 @@ class Gateway:
             async for chunk in stream:
                 if timer.take(chunk):
                     yield event({"content": chunk.delta})
+                if chunk.tool_calls:
+                    yield event({"tool_calls": tool_call_pieces(chunk.tool_calls)})
                 finish = chunk.finish_reason or finish
             yield event({}, finish or "stop")
             if chunks.include_usage:
