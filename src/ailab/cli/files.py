@@ -83,15 +83,17 @@ def add_command(
                 row = await core.files.get(owner.id, upload.file.id)
             except AILabError as exc:
                 refused += 1
-                err_console.print(f"[red]refused[/] {path}: {exc.message}", highlight=False)
+                err_console.print(f"[red]refused[/] {path}: {exc.message}", highlight=False, soft_wrap=True)
                 continue
             if row.status == "failed":
                 refused += 1
-                err_console.print(f"[red]failed[/] {path}: {row.error}", highlight=False)
+                err_console.print(f"[red]failed[/] {path}: {row.error}", highlight=False, soft_wrap=True)
                 continue
             known = "" if upload.created else " (the same bytes were there already)"
             pages = f", {row.pages} page(s)" if row.pages else ""
-            console.print(f"{row.id}  {row.filename}  {row.content_type}{pages}{known}", highlight=False)
+            console.print(
+                f"{row.id}  {row.filename}  {row.content_type}{pages}{known}", highlight=False, soft_wrap=True
+            )
         return refused
 
     if run_with_core(run):
