@@ -441,3 +441,28 @@ async def test_with_an_embedding_model_chunks_get_vectors_and_retrieval_blends_t
         upstream.fail_status = None
         second = (await upload(client, "notes.txt", b"The notice period is ninety days.")).json()
         assert second["status"] == "ready"
+
+
+async def test_a_pdf_that_takes_too_long_to_read_is_refused_and_the_server_goes_on(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    settings = make_settings(database_url=database_url, extract_timeout_seconds=0.05)
+    endless = pdf_bytes([f"Page {n}. " + "lorem ipsum dolor sit amet " * 40 for n in range(300)])
+    async with app_client(settings) as client:
+        response = await upload(client, "endless.pdf", endless)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"] == "the document took longer than 0.05 s to read"
+        assert stored_bytes(client) == []
+        assert (await client.get("/files")).json()["items"] == []
+        assert (await upload(client, "next.txt", b"still reading files")).status_code == 201
+
+
+async def test_deleting_a_session_keeps_its_files(client: httpx.AsyncClient) -> None:
+    file = (await upload(client, "notes.txt", b"The porter keeps the keys.")).json()
+    reply = await client.post(
+        "/chat",
+        json={"message": "Who keeps the keys?", "model": ECHO, "pipeline": "direct", "files": [file["id"]]},
+    )
+    assert (await client.delete(f"/sessions/{reply.json()['session_id']}")).status_code in (200, 204)
+    assert (await client.get(f"/files/{file['id']}")).json()["status"] == "ready"
+    assert (await client.get(f"/files/{file['id']}/content")).content == b"The porter keeps the keys."
