@@ -1,5 +1,5 @@
-"""Gateway benchmark: AI-Lab's /v1/chat/completions against a bare pass-through and LiteLLM's proxy, and
-AI-Lab's own ``/chat`` (a stored turn, run as a server task) on the same upstream.
+"""Gateway benchmark: AI-Lab's /v1/chat/completions against a bare pass-through, LiteLLM's proxy and
+TensorZero's gateway, and AI-Lab's own ``/chat`` (a stored turn, run as a server task) on the same upstream.
 
 Starts, each as its own process with one worker on 127.0.0.1:
 
@@ -8,13 +8,21 @@ Starts, each as its own process with one worker on 127.0.0.1:
   second AI-Lab with ``AILAB_AUTH=off`` (no credentials: the anonymous path must cost no more);
 - a bare Starlette + aiohttp pass-through (``bench/passthrough.py``);
 - LiteLLM's proxy from its own venv ``bench/.venvs/litellm`` (skipped, with the reason, if missing);
+- TensorZero's Rust gateway from its own venv ``bench/.venvs/tensorzero`` (``pip install
+  tensorzero==2026.6.0``; skipped, with the reason, if missing), observability off, hosted in Python by
+  ``bench/tensorzero_gateway.py`` and called on ``/openai/v1/chat/completions`` as
+  ``tensorzero::model_name::fake``;
 
 then loads each with the same aiohttp client, JSON and streaming, at each concurrency, for a bounded
-time and number of requests, and prints req/s, p50/p99 and the p50 each adds over the upstream itself.
+time and number of requests, and prints req/s, p50/p99, the p50 each adds over the upstream itself and
+the serving process's CPU time per request (TensorZero's includes its Python host, which is idle).
+TensorZero's streams on a kept-alive connection now and then stall ~40 ms after the first chunk (likely
+Nagle and delayed ACK; with ``Connection: close`` a stream takes ~1.5 ms), which sinks its stream req/s
+at c=1 and its p99: read its stream p50.
 ``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
 runs AI-Lab from another checkout's ``src`` (a before/after comparison on the same machine)::
 
-    .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm]
+    .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm] [--skip-tensorzero]
         [--targets ai-lab "ai-lab /chat"] [--ailab-src /path/to/other/checkout/src]
 """
 
@@ -38,6 +46,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / "bench" / ".venvs" / "litellm" / "bin" / "litellm"
+TENSORZERO_PYTHON = ROOT / "bench" / ".venvs" / "tensorzero" / "bin" / "python"
 ADMIN_PASSWORD = "bench-admin-password"
 LITELLM_KEY = "sk-bench-master"
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -124,6 +133,16 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: fl
     asyncio.run(poll())
 
 
+def wait_file(path: Path, process: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> str:
+    """The text of ``path`` once ``process`` has written it (a process that reports its own address)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists():
+            return path.read_text().strip()
+        time.sleep(0.1)
+    raise RuntimeError(f"{path.name} not written:\n{log.read_text(errors='replace')[-3000:]}")
+
+
 async def run_cell(
     target: Target, stream: bool, concurrency: int, duration: float, max_requests: int
 ) -> Cell:
@@ -206,7 +225,7 @@ def admin_token(port: int) -> str:
 
 
 def start_all(
-    procs: Processes, skip_litellm: bool, ailab_src: str | None = None
+    procs: Processes, skip_litellm: bool, skip_tensorzero: bool, ailab_src: str | None = None
 ) -> tuple[list[Target], list[str]]:
     notes: list[str] = []
     python = sys.executable
@@ -340,7 +359,64 @@ def start_all(
             )
         except RuntimeError as exc:
             notes.append(f"LiteLLM failed to start: {str(exc)[:500]}")
+
+    if skip_tensorzero:
+        notes.append("TensorZero skipped (--skip-tensorzero)")
+    elif not TENSORZERO_PYTHON.exists():
+        notes.append(
+            f"TensorZero skipped: {TENSORZERO_PYTHON} missing "
+            "(python3.11 -m venv bench/.venvs/tensorzero && pip install tensorzero==2026.6.0)"
+        )
+    else:
+        url_file = procs.workdir / "tensorzero.url"
+        process, log = procs.start(
+            "tensorzero",
+            [
+                str(TENSORZERO_PYTHON),
+                "bench/tensorzero_gateway.py",
+                "--upstream",
+                upstream,
+                "--url-file",
+                str(url_file),
+            ],
+        )
+        try:
+            base_url = wait_file(url_file, process, log)
+            targets.append(
+                Target(
+                    "tensorzero",
+                    f"{base_url}/chat/completions",
+                    "tensorzero::model_name::fake",
+                    pid=process.pid,
+                )
+            )
+        except RuntimeError as exc:
+            notes.append(f"TensorZero failed to start: {str(exc)[:500]}")
     return targets, notes
+
+
+PEERS = {"litellm proxy": "litellm", "tensorzero": "tensorzero", "bare pass-through": "bare"}
+
+
+def print_peers(results: dict[tuple[str, str, int], Cell], names: list[str], concurrency: list[int]) -> None:
+    """AI-Lab's req/s at the top concurrency, and its added p50 at the lowest, beside each peer that ran."""
+    peers = {name: short for name, short in PEERS.items() if name in names}
+    if "ai-lab" not in names or not peers:
+        return
+    print()
+    top, low = max(concurrency), min(concurrency)
+    for mode in ("json", "stream"):
+        ours = results[("ai-lab", mode, top)].rps
+        ratios = ", ".join(
+            f"{ours / results[(name, mode, top)].rps:.2f}x {short}" for name, short in peers.items()
+        )
+        print(f"{mode} c={top}: ai-lab = {ratios}")
+    base = results[(names[0], "json", low)].pct(0.5)
+    added = ", ".join(
+        f"{short} {results[(name, 'json', low)].pct(0.5) - base:.2f}"
+        for name, short in {"ai-lab": "ai-lab", **peers}.items()
+    )
+    print(f"json c={low}: p50 added over the upstream (ms): {added}")
 
 
 def main() -> None:
@@ -351,6 +427,7 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per cell at most")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-tensorzero", action="store_true")
     parser.add_argument("--targets", nargs="+", help="only these targets (and the upstream)")
     parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
     args = parser.parse_args()
@@ -358,7 +435,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
     procs = Processes(workdir)
     try:
-        targets, notes = start_all(procs, args.skip_litellm, args.ailab_src)
+        targets, notes = start_all(procs, args.skip_litellm, args.skip_tensorzero, args.ailab_src)
         if args.targets:
             targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
         results: dict[tuple[str, str, int], Cell] = {}
@@ -387,25 +464,7 @@ def main() -> None:
                         f"{target.name:20} {mode:6} {concurrency:>4} {cell.rps:9.1f} {cell.pct(0.5):8.2f} "
                         f"{cell.pct(0.99):8.2f} {added:8.2f} {cell.cpu_us:7.0f} {cell.errors:6d}"
                     )
-        names = [t.name for t in targets]
-        if "litellm proxy" in names:
-            print()
-            for mode in ("json", "stream"):
-                top = max(args.concurrency)
-                ours = results[("ai-lab", mode, top)].rps
-                theirs = results[("litellm proxy", mode, top)].rps
-                bare = results[("bare pass-through", mode, top)].rps
-                print(f"{mode} c={top}: ai-lab = {ours / theirs:.1f}x litellm, {ours / bare:.2f}x bare")
-            low = min(args.concurrency)
-            ours_added = results[("ai-lab", "json", low)].pct(0.5) - results[
-                (targets[0].name, "json", low)
-            ].pct(0.5)
-            theirs_added = results[("litellm proxy", "json", low)].pct(0.5) - results[
-                (targets[0].name, "json", low)
-            ].pct(0.5)
-            print(
-                f"json c={low}: ai-lab adds {ours_added:.2f} ms p50, litellm adds {theirs_added:.2f} ms p50"
-            )
+        print_peers(results, [t.name for t in targets], args.concurrency)
         for note in notes:
             print(f"note: {note}")
     finally:
