@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from ailab.config import Settings
+from ailab.services.gateway.chunks import openai_finish_reason
 from tests.conftest import AppClientFactory
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.base import FakeServer
@@ -288,3 +289,31 @@ async def test_what_cannot_be_done_answers_400_naming_it(
     for fake in lab.fakes.values():
         assert not any(r.path in ("/v1/messages", "/v2/chat", "/api/chat") for r in fake.requests)
         assert not any(":generateContent" in r.path or "GenerateContent" in r.path for r in fake.requests)
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+async def test_a_translated_answer_ends_with_openais_finish_reason(lab: Lab, model: str) -> None:
+    ask: Any = [{"role": "user", "content": "Say hello."}]
+    completion = await lab.sdk.chat.completions.create(model=model, messages=ask)
+    assert completion.choices[0].finish_reason == "stop"  # not end_turn, STOP or COMPLETE
+    stream = await lab.sdk.chat.completions.create(model=model, messages=ask, stream=True)
+    finishes = [c.choices[0].finish_reason async for c in stream if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+
+
+def test_each_backends_finish_reason_reads_as_openais() -> None:
+    said = {
+        None: "stop",
+        "end_turn": "stop",
+        "STOP": "stop",
+        "COMPLETE": "stop",
+        "max_tokens": "length",
+        "MAX_TOKENS": "length",
+        "length": "length",
+        "tool_use": "tool_calls",
+        "TOOL_CALL": "tool_calls",
+        "SAFETY": "content_filter",
+        "refusal": "content_filter",
+        "something new": "stop",
+    }
+    assert {reason: openai_finish_reason(reason) for reason in said} == said

@@ -67,6 +67,35 @@ def tool_call_pieces(deltas: Sequence[ToolCallDelta]) -> list[dict[str, Any]]:
     return pieces
 
 
+# Each backend's words for why a generation ended, in OpenAI's (what the SDK and its users test for).
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "complete": "stop",
+    "eos": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "tool_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+    "refusal": "content_filter",
+    "error_toxic": "content_filter",
+}
+
+
+def openai_finish_reason(reason: str | None) -> str:
+    """``reason`` as OpenAI says it: stop, length, tool_calls or content_filter (stop when unknown)."""
+    return _FINISH_REASONS.get((reason or "stop").lower(), "stop")
+
+
 def completion(model: str, message: dict[str, Any], usage: Usage, finish_reason: str) -> bytes:
     """A whole ``chat.completion`` with one choice."""
     answer = {

@@ -54,6 +54,7 @@ from ailab.services.gateway.chunks import (
     ChunkWriter,
     assistant_message,
     completion,
+    openai_finish_reason,
     sse_error,
     tool_call_pieces,
     wants_usage,
@@ -291,7 +292,7 @@ class Gateway:
         timer.finish()
         message = assistant_message(result.content, result.tool_calls)
         return GatewayReply(
-            200, JSON, body=completion(model_id, message, usage, result.finish_reason or "stop")
+            200, JSON, body=completion(model_id, message, usage, openai_finish_reason(result.finish_reason))
         )
 
     async def _translate_stream(
@@ -313,7 +314,7 @@ class Gateway:
                 if chunk.tool_calls:
                     yield event({"tool_calls": tool_call_pieces(chunk.tool_calls)})
                 finish = chunk.finish_reason or finish
-            yield event({}, finish or "stop")
+            yield event({}, openai_finish_reason(finish))
             if chunks.include_usage:
                 yield chunks.usage(timer.final_usage)
             yield DONE
