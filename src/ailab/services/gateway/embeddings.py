@@ -43,7 +43,7 @@ from ailab.providers.base import Provider, SupportsEmbeddings, SupportsEmbedding
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.gateway.pipelines import pipeline_name
-from ailab.services.gateway.request import BadRequest, validate_body
+from ailab.services.gateway.request import BadRequest, json_object, validate_body
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 MAX_DIMENSIONS = 8192  # more than any embedding model makes
@@ -86,12 +86,7 @@ class EmbeddingsRequest(BaseModel):
 
 def parse_embeddings_request(body: bytes) -> dict[str, Any]:
     """The JSON object of an embeddings request, checked against :class:`EmbeddingsRequest`."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("the request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
+    payload = json_object(body)
     validate_body(EmbeddingsRequest, payload)  # the declared shape; the payload goes on as it came
     return payload
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ailab.errors import InvalidInput
@@ -28,6 +29,17 @@ class BadRequest(InvalidInput):
 
     status = 400
     code = "invalid_request"
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as its JSON object; BadRequest when it is not JSON or not an object."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return payload
 
 
 class ImageURL(BaseModel):

@@ -61,7 +61,7 @@ from ailab.services.gateway.chunks import (
 )
 from ailab.services.gateway.embeddings import GatewayEmbeddings
 from ailab.services.gateway.pipelines import PipelineCompletions, pipeline_name, to_turn
-from ailab.services.gateway.request import BadRequest, validate_request
+from ailab.services.gateway.request import BadRequest, json_object, validate_request
 from ailab.services.gateway.translated import refuse_for_pipeline, to_chat_request
 
 JSON = "application/json"
@@ -82,12 +82,7 @@ class GatewayReply:
 
 def parse_request(body: bytes) -> dict[str, Any]:
     """The JSON object of a chat completions request, checked against :class:`ChatCompletionRequest`."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("the request body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("the request body must be a JSON object")
+    payload = json_object(body)
     if not isinstance(payload.get("model"), str) or not payload["model"]:
         raise BadRequest("'model' is required (a string like 'local/smollm2-135m-instruct')")
     validate_request(payload)  # the declared shape; the payload itself goes on as it came
