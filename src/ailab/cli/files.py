@@ -16,18 +16,11 @@ from ailab.cli.common import console, err_console, run_with_core, table_console
 from ailab.errors import AILabError
 from ailab.services.auth.accounts import ADMIN_NAME
 from ailab.services.container import CoreServices
+from ailab.services.files.storage import human_size
 
 app = typer.Typer(help="Uploaded files: list, add, delete.", no_args_is_help=True)
 READ_CHUNK = 1024 * 1024
 UserOption = typer.Option(ADMIN_NAME, "--user", "-u", help="whose files")
-
-
-def _size(size: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if size < 1024 or unit == "MiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return str(size)
 
 
 @app.command("list")
@@ -50,7 +43,7 @@ def list_command(
                 row.id,
                 row.filename,
                 row.content_type,
-                _size(row.size),
+                human_size(row.size),
                 status,
                 f"{row.created_at:%Y-%m-%d %H:%M}",
             )

@@ -121,8 +121,8 @@ class AttachmentReader:
         recorded = [{"id": r.id, "filename": r.filename, "content_type": r.content_type} for r in ordered]
         if not documents:
             return Attachments(images=images, files=recorded)
-        used = await self._choose(owner_id, documents, question, budget_chars)
-        order = {row.id: n for n, row in enumerate(documents)}
+        order = {row.id: n for n, row in enumerate(documents)}  # the order the user attached them in
+        used = await self._choose(owner_id, order, question, budget_chars)
         used.sort(key=lambda chunk: (order[chunk[0]], chunk[1]))
         pieces = [CONTEXT_PREAMBLE]
         last: tuple[str, int | None] | None = None
@@ -139,10 +139,11 @@ class AttachmentReader:
         )
 
     async def _choose(
-        self, owner_id: str | None, documents: list[FileRow], question: str, budget: int
+        self, owner_id: str | None, order: dict[str, int], question: str, budget: int
     ) -> list[tuple[str, int, int | None, str]]:
-        """The chunks to show: all when they fit, else the best matches, then each file's first."""
-        ids = [row.id for row in documents]
+        """The chunks of the documents (by id, in attached order) to show: all when they fit, else the
+        best matches, then each file's first."""
+        ids = list(order)
         every = await self._db.run_read(repo.file_chunks, ids)
         if sum(len(chunk[3]) for chunk in every) <= budget:
             return every
@@ -160,7 +161,7 @@ class AttachmentReader:
                 ranked = fuse(ranked, await self._embedder.rank_files(vector, ids))
         # Then the opening chunks of each file in turn (a title page, an abstract), for a question
         # whose words the text does not contain ("summarise this").
-        firsts = sorted(every, key=lambda c: (c[1], ids.index(c[0])))
+        firsts = sorted(every, key=lambda c: (c[1], order[c[0]]))
         ranked += [(c[0], c[1]) for c in firsts]
         chosen: dict[tuple[str, int], None] = {}
         spent = 0

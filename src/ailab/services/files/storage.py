@@ -25,7 +25,7 @@ STALE_INCOMING_SECONDS = 3600.0  # an incoming file this old belongs to no live 
 SWEEP_MIN_AGE_SECONDS = 60.0
 
 
-def _size(count: int) -> str:
+def human_size(count: int) -> str:
     """A byte count as people read it: 25 MiB, 1.5 KiB, 900 bytes."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if count >= scale:
@@ -65,7 +65,8 @@ class Incoming:
         self.size += len(data)
         if self.size > self.limit:
             raise TooLarge(
-                f"the file is larger than {_size(self.limit)}, this server's limit (AILAB_MAX_UPLOAD_BYTES)"
+                f"the file is larger than {human_size(self.limit)}, "
+                "this server's limit (AILAB_MAX_UPLOAD_BYTES)"
             )
         if len(self.head) < self._head_bytes:
             self.head += data[: self._head_bytes - len(self.head)]
