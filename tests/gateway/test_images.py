@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import openai
 import pytest
-from pydantic import SecretStr
 
 from ailab.config import Settings
 from tests.conftest import AppClientFactory
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.base import DEFAULT_REPLY, FakeServer, ReceivedImage
-from tests.fakes.gemini_server import FakeGemini
-from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.base import DEFAULT_REPLY, ReceivedImage
 from tests.fakes.openai_server import FakeOpenAI
-from tests.gateway.conftest import sdk_for
+from tests.gateway.conftest import Lab, translated_lab
 from tests.support.images import image_bytes, png
-from tests.support.provider_settings import configure
 
 PNG = png()
 WEBP = image_bytes("WEBP")
@@ -41,37 +34,13 @@ def showing(*urls: str, text: str = "What is in the picture?") -> list[dict[str,
     return [{"role": "system", "content": "Be brief."}, {"role": "user", "content": parts}]
 
 
-@dataclass
-class Lab:
-    """The app, its SDK, and the fakes behind its providers."""
-
-    client: httpx.AsyncClient
-    sdk: openai.AsyncOpenAI
-    fakes: dict[str, FakeServer]
-
-
 @pytest.fixture
 async def lab(app_client: AppClientFactory, settings: Settings, upstream: FakeOpenAI) -> AsyncIterator[Lab]:
     """The app with anthropic, gemini, ollama (llava sees, llama3 does not) and openai-compat on fakes."""
-    async with (
-        FakeAnthropic() as anthropic,
-        FakeGemini() as gemini,
-        FakeOllama(models=["llama3:latest", "llava:latest"]) as ollama,
-    ):
-        configured = configure(
-            settings,
-            anthropic_base_url=anthropic.base_url,
-            anthropic_api_key=SecretStr(anthropic.api_key or ""),
-            gemini_base_url=gemini.base_url,
-            gemini_api_key=SecretStr(gemini.api_key or ""),
-            ollama_base_url=ollama.base_url,
-            openai_compat_base_url=upstream.base_url,
-        )
-        async with app_client(configured) as client:
-            sdk = sdk_for(client)
-            fakes = {"anthropic": anthropic, "gemini": gemini, "ollama": ollama, "openai-compat": upstream}
-            yield Lab(client, sdk, fakes)
-            await sdk.close()
+    async with translated_lab(
+        app_client, settings, upstream, ollama_models=["llama3:latest", "llava:latest"]
+    ) as lab:
+        yield lab
 
 
 SEEING = ["anthropic/claude-sonnet-4-5", "gemini/gemini-2.0-flash", "ollama/llava:latest"]

@@ -6,26 +6,19 @@ goes back with the result to get the final text. A model or backend that cannot 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import openai
 import orjson
 import pytest
-from pydantic import SecretStr
 
 from ailab.config import Settings
 from ailab.services.gateway.chunks import openai_finish_reason
 from tests.conftest import AppClientFactory
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.base import FakeServer
-from tests.fakes.cohere_server import FakeCohere
 from tests.fakes.gemini_server import FakeGemini
-from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
-from tests.gateway.conftest import sdk_for
-from tests.support.provider_settings import configure
+from tests.gateway.conftest import Lab, translated_lab
 
 WEATHER: Any = {
     "type": "function",
@@ -53,50 +46,12 @@ TRANSLATED = [
 MODELS = [*TRANSLATED, "openai-compat/echo"]  # the last one forwarded as bytes: the fake's own answer
 
 
-@dataclass
-class Lab:
-    """The app, its SDK, and the fakes behind its providers (by provider name)."""
-
-    client: httpx.AsyncClient
-    sdk: openai.AsyncOpenAI
-    fakes: dict[str, FakeServer]
-
-    def fake(self, model: str) -> FakeServer:
-        return self.fakes[model.split("/", maxsplit=1)[0]]
-
-
 @pytest.fixture
 async def lab(app_client: AppClientFactory, settings: Settings, upstream: FakeOpenAI) -> AsyncIterator[Lab]:
     """The app with anthropic, gemini, cohere, ollama (qwen2.5 calls tools, llama3 does not) and
     openai-compat on fakes."""
-    async with (
-        FakeAnthropic() as anthropic,
-        FakeGemini() as gemini,
-        FakeCohere() as cohere,
-        FakeOllama() as ollama,
-    ):
-        configured = configure(
-            settings,
-            anthropic_base_url=anthropic.base_url,
-            anthropic_api_key=SecretStr(anthropic.api_key or ""),
-            gemini_base_url=gemini.base_url,
-            gemini_api_key=SecretStr(gemini.api_key or ""),
-            cohere_base_url=cohere.base_url,
-            cohere_api_key=SecretStr(cohere.api_key or ""),
-            ollama_base_url=ollama.base_url,
-            openai_compat_base_url=upstream.base_url,
-        )
-        async with app_client(configured) as client:
-            sdk = sdk_for(client)
-            fakes = {
-                "anthropic": anthropic,
-                "gemini": gemini,
-                "cohere": cohere,
-                "ollama": ollama,
-                "openai-compat": upstream,
-            }
-            yield Lab(client, sdk, fakes)
-            await sdk.close()
+    async with translated_lab(app_client, settings, upstream) as lab:
+        yield lab
 
 
 def tool_names(fake: FakeServer) -> list[str]:

@@ -131,3 +131,18 @@ def ask(model: str, text: str = "Say hello", **kwargs: Any) -> ChatRequest:
     """A request with a system prompt and one user message."""
     messages = [ChatMessage("system", "You are terse."), ChatMessage("user", text)]
     return ChatRequest(model=model, messages=messages, **kwargs)
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variables from the environment: the test sets those it means."""
+    for name in (
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)

@@ -173,20 +173,6 @@ async def test_openai_wire_providers_forward_and_the_router_does_not(
     assert await router.forward_embeddings(payload) is None  # no request: the router speaks another wire
 
 
-@pytest.fixture
-def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.mark.usefixtures("clean_proxy_env")
 async def test_huggingface_router_embeds_through_feature_extraction(
     fake_huggingface: FakeHuggingFace, build: ProviderFactory, monkeypatch: pytest.MonkeyPatch

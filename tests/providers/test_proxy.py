@@ -54,24 +54,13 @@ class ForwardProxy:
         await self._runner.cleanup()
 
 
+pytestmark = pytest.mark.usefixtures("clean_proxy_env")  # each test sets the proxy variables it means
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI(any_key=True, models=["tiny"]) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "all_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
 
 
 async def test_requests_go_through_the_proxy(
