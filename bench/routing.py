@@ -6,8 +6,9 @@ one process on stub providers that answer at once:
 - ``resolve``: a ``provider/model`` id against an alias name (one more dict lookup);
 - ``pick``: choosing a deployment among 2 and 8, by weight and least-busy;
 - ``forward``: the gateway's pass-through (the hot path), a JSON answer and a stream read to its end,
-  through the alias (sync check, pick, the attempt, accounting) against the provider directly, with and
-  without a per-attempt timeout; ``chat`` the same for the translated path;
+  through the alias (sync check, pick, the attempt, accounting, the ``ailab_route_attempts_total``
+  count) against the provider directly, with and without a per-attempt timeout; ``chat`` the same for
+  the translated path;
 - ``stream``: per chunk, a forwarded stream whose first chunk the alias read against the bare body.
 
 Prints microseconds per operation (the best of ``--rounds``)::
@@ -23,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from ailab.metrics import Metrics
 from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
@@ -70,6 +72,9 @@ class Instant:
         return UpstreamResponse(200, "application/json", Body(1))
 
 
+METRICS = Metrics()  # the server counts every attempt: so does the benchmark
+
+
 def alias(deployments: int, *, least_busy: bool = False, timeout_s: float | None = None) -> AliasProvider:
     book = CooldownBook(time.monotonic)
     provider = Instant()
@@ -77,7 +82,7 @@ def alias(deployments: int, *, least_busy: bool = False, timeout_s: float | None
         Target(f"stub/m{i}", provider, f"m{i}", 1.0 + i, book.state(f"stub/m{i}")) for i in range(deployments)
     )
     route = Route("fast", targets, (), least_busy, 1, timeout_s, CooldownSpec())
-    return ForwardingAliasProvider(route, book, Pacing(time.monotonic))
+    return ForwardingAliasProvider(route, book, Pacing(time.monotonic), METRICS.observe_route_attempt)
 
 
 def timed(n: int, rounds: int, body: Callable[[int], None]) -> float:

@@ -9,8 +9,9 @@ exists there (``gen_ai_server_time_to_first_token_seconds``, ``gen_ai_server_req
 Labels are bounded: HTTP metrics carry the route *template* (``/sessions/{session_id}``, never the raw
 path), the method (unknown methods become ``OTHER``) and the status class (``2xx``...); LLM metrics carry
 the provider name and the model id, capped at :data:`MAX_MODEL_LABELS` distinct models per process
-(later ones are counted under ``model="other"``), and error kinds are our own error codes. No label
-carries a prompt, a user, a session or a secret.
+(later ones are counted under ``model="other"``), and error kinds are our own error codes; routing
+metrics carry the alias and its deployments' keys, which come from the models file, not from requests.
+No label carries a prompt, a user, a session or a secret.
 
 Several worker processes (``ai-lab serve --workers N``): ``ai-lab serve`` points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory (:func:`prepare_multiprocess_dir`) before the workers
@@ -96,6 +97,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._models: set[tuple[str, str]] = set()
         self._models_lock = threading.Lock()
+        self._route_children: dict[tuple[str, str, str], Counter] = {}
         if multiproc_dir is None:
             # Standard process_* and python_info series; in multiprocess mode they would describe
             # only the worker that answers the scrape, so they are left out there.
@@ -155,6 +157,14 @@ class Metrics:
             "ailab_llm_errors",
             "Failed generations by error kind (our error code: upstream_timeout, invalid_api_key...).",
             [*provider_model, "error_kind"],
+            registry=r,
+        )
+        self.route_attempts = Counter(
+            "ailab_route_attempts",
+            "Attempts of model aliases on their deployments and fallbacks, by outcome: ok, fallback (a "
+            "fallback answered), rejected (the request itself refused), retried, cooled_down (the failure "
+            "started a cool-down), failed (the last attempt of a request that got no answer).",
+            ["alias", "deployment", "outcome"],
             registry=r,
         )
         self.function_duration = Histogram(
@@ -284,6 +294,20 @@ class Metrics:
             provider, model = "", provider or "default"
         p, m = self.model_labels(provider, model)
         self.generations.labels(p, m, "limited").inc()
+
+    def observe_route_attempt(self, alias: str, deployment: str, outcome: str) -> None:
+        """Count one attempt of a model alias on a deployment or fallback (its key) and how it ended.
+
+        On the routing hot path: each label set's child is looked up once (``labels()`` costs a few times
+        what ``inc()`` does).
+        """
+        key = (alias, deployment, outcome)
+        child = self._route_children.get(key)
+        if child is None:
+            child = self._route_children[key] = self.route_attempts.labels(
+                alias, deployment[:MAX_LABEL_CHARS], outcome
+            )
+        child.inc()
 
     def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None:
         """Count one call of a ``@monitor_performance`` function."""

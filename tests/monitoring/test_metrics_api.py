@@ -49,6 +49,7 @@ async def test_http_histogram_by_route_template(client: httpx.AsyncClient) -> No
         "gen_ai_client_token_usage",
         "ailab_llm_tokens",
         "ailab_llm_errors",
+        "ailab_route_attempts",
         "ailab_system_cpu_usage_ratio",
     } <= family_names(before)
     template = "/sessions/{session_id}"

@@ -151,7 +151,6 @@ async def build_services(settings: Settings) -> Services:
     sessions = SessionService(db)
     context = ProviderContext(data_dir=settings.data_dir, timeout_s=settings.provider_timeout_seconds)
     providers = ProviderRegistry.from_plugins(plugins, vault, context, settings.default_model)
-    routing = RoutingService(providers, settings.models_path, redis=redis, redis_prefix=settings.redis_prefix)
     pipelines = AgentCatalog(db, providers, settings, Pipelines([DirectPipeline(providers)]))
     embedder = None
     if settings.files_embedding_model:
@@ -160,6 +159,13 @@ async def build_services(settings: Settings) -> Services:
     attachments = AttachmentReader(db, files.blobs, embedder)
     chat = ChatService(db, sessions, providers, pipelines, settings, attachments=attachments)
     monitor = Monitor(settings, db, Metrics.from_environment())
+    routing = RoutingService(
+        providers,
+        settings.models_path,
+        redis=redis,
+        redis_prefix=settings.redis_prefix,
+        on_attempt=monitor.metrics.observe_route_attempt,
+    )
     providers.observers.append(monitor.observe_generation)
     usage = UsageService(
         db,

@@ -82,7 +82,7 @@ async def answer_chat_completions(request: Request, user: Principal) -> Response
 
 @router.post("/embeddings", response_model=EmbeddingList, openapi_extra=json_body(EmbeddingsRequest))
 async def embeddings(request: Request, user: CurrentUser) -> Response:
-    """OpenAI's embeddings, for a model of any provider that has embeddings."""
+    """OpenAI's embeddings, for a model of any provider that has embeddings, or an alias of such models."""
     return await answer_embeddings(request, user)
 
 

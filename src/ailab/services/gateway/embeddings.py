@@ -14,10 +14,16 @@ Two paths, as for chat completions, chosen per provider once:
   unless told otherwise). Token arrays are refused there: only an OpenAI-wire upstream has the tokenizer
   they were made with.
 
-A model of a provider without embeddings (Anthropic, the embedded model) or a pipeline is answered 400,
-naming it and the providers that have embeddings. Usage is counted as for chat: one
-:class:`~ailab.providers.timing.GenerationTimer` record per request, with the input tokens as prompt
-tokens (monitoring turns it into the per-model requests and token counters and history).
+A model alias (``services/routing``) is routed as for chat: each attempt is one of the two paths on one
+of its deployments (then fallbacks), read whole, and a deployment failure (429, 5xx, a timeout, a reset,
+an answer that is not JSON) goes on to the next one, with the alias's retries, backoff and cool-downs
+(:meth:`~ailab.services.routing.router.AliasProvider.call`). The answer's ``model`` names the alias.
+
+A model of a provider without embeddings (Anthropic, the embedded model), an alias with such a deployment
+or fallback, or a pipeline is answered 400, naming it and the providers that have embeddings. Usage is
+counted as for chat: one :class:`~ailab.providers.timing.GenerationTimer` record per request (an alias's
+under ``alias/<name>``), with the input tokens as prompt tokens (monitoring turns it into the per-model
+requests and token counters and history).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.gateway.pipelines import pipeline_name
 from ailab.services.gateway.request import BadRequest, json_object, validate_body
+from ailab.services.routing.router import AliasProvider
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
 MAX_DIMENSIONS = 8192  # more than any embedding model makes
@@ -55,8 +62,8 @@ Tokens = Annotated[list[Annotated[int, Field(ge=0, le=MAX_TOKEN_ID)]], Field(min
 
 
 class EmbeddingsRequest(BaseModel):
-    """OpenAI's embeddings request: ``model`` is ``provider/model``; ``input`` one text or up to 2048, or
-    token arrays for a backend that speaks OpenAI's wire."""
+    """OpenAI's embeddings request: ``model`` is ``provider/model`` or a model alias; ``input`` one text or
+    up to 2048, or token arrays for a backend that speaks OpenAI's wire."""
 
     model_config = ConfigDict(extra="allow")  # other parameters reach an OpenAI-wire upstream as they are
 
@@ -153,33 +160,73 @@ class GatewayEmbeddings:
         if pipeline_name(model_id) is not None:
             raise BadRequest(f"'{model_id}' is a pipeline: pipelines answer chat completions, not embeddings")
         provider, model = self._providers.resolve(model_id)
-        forwarding = self._forwarding.get(provider.name)
-        if forwarding is None:
-            forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsEmbeddingsForward)
-        if not forwarding:
+        alias = provider if isinstance(provider, AliasProvider) else None
+        if alias is not None:
+            self._check_alias(alias, model_id, payload)
+        elif not self._forwards(provider):
             self._embedder(provider, model_id)
             texts_of(payload["input"])
         timer = GenerationTimer(self._providers, provider.name, model, stream=False)
         try:
-            answer = await self._forward(provider, model, model_id, payload, timer) if forwarding else None
-            if answer is None:
-                answer = await self._translate(provider, model, model_id, payload, timer)
+            if alias is not None:
+                answer = await alias.call(
+                    lambda target, target_model: self._answer(target, target_model, model_id, payload, timer)
+                )
+            else:
+                answer = await self._answer(provider, model, model_id, payload, timer)
         except (AILabError, asyncio.CancelledError) as exc:  # cancelled: the client hung up
             timer.finish(exc)
             raise
         timer.finish()
         return answer
 
+    async def _answer(
+        self, provider: Provider, model: str, model_id: str, payload: dict[str, Any], timer: GenerationTimer
+    ) -> bytes:
+        """``provider``'s answer, whole: forwarded where it speaks OpenAI's wire, else translated."""
+        answer = None
+        if self._forwards(provider):
+            answer = await self._forward(provider, model, model_id, payload, timer)
+        if answer is None:
+            answer = await self._translate(provider, model, model_id, payload, timer)
+        return answer
+
+    def _forwards(self, provider: Provider) -> bool:
+        """Whether ``provider`` may speak OpenAI's embeddings wire (checked once per provider name)."""
+        forwarding = self._forwarding.get(provider.name)
+        if forwarding is None:
+            forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsEmbeddingsForward)
+        return forwarding
+
+    def _check_alias(self, alias: AliasProvider, model_id: str, payload: dict[str, Any]) -> None:
+        """What any deployment or fallback of ``alias`` could not embed is refused before anything runs:
+        a request may land on each of them."""
+        translated = [t for t in alias.targets if not self._forwards(t.provider)]
+        lacking = [t for t in translated if not isinstance(t.provider, SupportsEmbeddings)]
+        if lacking:
+            names = ", ".join(f"{t.key} ({t.provider.name} has no embeddings API)" for t in lacking)
+            raise BadRequest(
+                f"'{model_id}' is a model alias whose deployments or fallbacks include models without "
+                f"embeddings: {names}; an alias serves embeddings when each of its models is of a "
+                f"provider that has ({self._offering()})"
+            )
+        if translated:
+            texts_of(payload["input"])
+
     def _embedder(self, provider: Provider, model_id: str) -> SupportsEmbeddings:
         """``provider`` if it has embeddings; else the 400 naming it and the providers that have."""
         if isinstance(provider, SupportsEmbeddings):
             return provider
-        providers = self._providers.providers
-        offering = [name for name, p in providers.items() if isinstance(p, SupportsEmbeddings)]
         raise BadRequest(
             f"'{model_id}': {provider.name} has no embeddings API; use a model of a provider that has "
-            f"({', '.join(sorted(offering)) or 'none is configured'})"
+            f"({self._offering()})"
         )
+
+    def _offering(self) -> str:
+        """The providers that have embeddings, for a 400's message."""
+        providers = self._providers.providers
+        offering = [name for name, p in providers.items() if isinstance(p, SupportsEmbeddings)]
+        return ", ".join(sorted(offering)) or "none is configured"
 
     @staticmethod
     async def _forward(

@@ -21,11 +21,20 @@ One request, attempt by attempt:
    every attempt timed out, otherwise 502 naming what each said; 503 with Retry-After when nothing
    could be tried (every deployment cooling down, no fallback).
 
-An attempt ends at its **first byte**: a whole answer for ``chat`` and for a JSON pass-through, the first
-chunk of a stream. Past that, a stream belongs to the client: a failure is the client's error event, never
-a second answer spliced onto the first. ``timeout_seconds`` bounds each attempt up to that point.
+An attempt ends at its **first byte**: a whole answer for ``chat``, for a JSON pass-through and for any
+other request routed through :meth:`AliasProvider.call` (the gateway's embeddings), the first chunk of a
+stream. Past that, a stream belongs to the client: a failure is the client's error event, never a second
+answer spliced onto the first. ``timeout_seconds`` bounds each attempt up to that point.
 
-The hot path (a healthy pick) reads attributes and draws one random number: no I/O, no lock.
+Every attempt is counted once, when its request is over (``ailab_route_attempts_total``: the alias, the
+target's key and one of :data:`OUTCOMES`): ``ok`` a deployment answered, ``fallback`` a fallback
+answered, ``rejected`` the upstream refused the request itself; a failed attempt is ``cooled_down`` when
+its failure started the target's cool-down, else ``retried`` when another attempt followed it, else
+``failed`` (the last attempt of a request that got no answer). An attempt cut short by its client
+leaving is not counted. A stream cut after its first byte was an ``ok`` attempt; that failure still
+counts towards the cool-down.
+
+The hot path (a healthy pick) reads attributes, draws one random number and counts one attempt: no I/O.
 """
 
 from __future__ import annotations
@@ -77,8 +86,21 @@ DEPLOYMENT_FAILURES = (
     ProviderAuthError,
     ModelNotFound,
 )
+# How an attempt ended (the ``outcome`` label of ``ailab_route_attempts_total``; the module docstring).
+OK = "ok"
+FALLBACK = "fallback"
+REJECTED = "rejected"
+RETRIED = "retried"
+COOLED_DOWN = "cooled_down"
+FAILED = "failed"
+OUTCOMES = (OK, FALLBACK, REJECTED, RETRIED, COOLED_DOWN, FAILED)
 log = logging.getLogger("ailab.routing")
 T = TypeVar("T")
+RecordAttempt = Callable[[str, str, str], None]  # (alias, target key, outcome)
+
+
+def _not_recorded(alias: str, target: str, outcome: str) -> None:
+    """Where no metrics are kept (tests, benchmarks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +125,15 @@ class Route:
     retries: int
     timeout_s: float | None
     cooldown: CooldownSpec
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed attempt of one request: what the error names and the attempt's count need."""
+
+    key: str
+    error: ProviderError
+    cooled: bool  # it started the target's cool-down
 
 
 class Pacing:
@@ -186,24 +217,39 @@ class AliasProvider:
 
     name = ALIAS_PREFIX
 
-    def __init__(self, route: Route, book: CooldownBook, pacing: Pacing) -> None:
+    def __init__(
+        self, route: Route, book: CooldownBook, pacing: Pacing, record: RecordAttempt | None = None
+    ) -> None:
         self.route = route
         self._book = book
         self._pacing = pacing
+        self._record = record or _not_recorded
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every deployment, then every fallback: where a request may land."""
+        return (*self.route.deployments, *self.route.fallbacks)
+
+    async def call(self, attempt: Callable[[Provider, str], Awaitable[T]]) -> T:
+        """``attempt(provider, model)`` on the targets as the module docstring routes a request, until
+        one returns; ``model`` is the target's own name. The attempt must end with its whole answer:
+        what fails after it returned is not retried. Its deployment failures (the provider errors in
+        :data:`DEPLOYMENT_FAILURES`) move on to the next target; any other error is the answer."""
+
+        async def one(target: Target) -> T:
+            target.state.in_flight += 1
+            try:
+                return await attempt(target.provider, target.model)
+            finally:
+                target.state.in_flight -= 1
+
+        return await self._route(one)
 
     # -- the Provider protocol -----------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """One whole answer from the first target that gives one."""
-
-        async def attempt(target: Target) -> ChatResult:
-            target.state.in_flight += 1
-            try:
-                return await target.provider.chat(replace(request, model=target.model))
-            finally:
-                target.state.in_flight -= 1
-
-        return await self._route(attempt)
+        return await self.call(lambda provider, model: provider.chat(replace(request, model=model)))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """The answer of the first target whose stream starts; after its first chunk, no other."""
@@ -270,7 +316,7 @@ class AliasProvider:
     async def can_see(self, model: str) -> bool:
         """False when a deployment or fallback that answers says its model reads no images (a request
         with images could land there); those that cannot tell now are not held against it."""
-        for target in (*self.route.deployments, *self.route.fallbacks):
+        for target in self.targets:
             if not isinstance(target.provider, SupportsVision):
                 return False
             try:
@@ -282,7 +328,7 @@ class AliasProvider:
 
     async def can_use_tools(self, model: str) -> bool:
         """As :meth:`can_see`, for tools: a request with tools could land on any deployment or fallback."""
-        for target in (*self.route.deployments, *self.route.fallbacks):
+        for target in self.targets:
             if not isinstance(target.provider, SupportsTools):
                 return False
             try:
@@ -294,7 +340,7 @@ class AliasProvider:
 
     def check_request(self, request: ChatRequest) -> None:
         """What any deployment or fallback's wire cannot carry is refused before anything is sent."""
-        for target in (*self.route.deployments, *self.route.fallbacks):
+        for target in self.targets:
             if isinstance(target.provider, SupportsRequestCheck):
                 target.provider.check_request(replace(request, model=target.model))
 
@@ -324,31 +370,68 @@ class AliasProvider:
         book, route, clock = self._book, self.route, self._pacing.clock
         if clock() >= book.next_sync:
             await book.sync()
-        failures: list[tuple[str, ProviderError]] = []
-        for round_ in range(route.retries + 1):
-            if round_ and not await self._backoff(round_):
-                break
-            tried: set[str] = set()
-            while (target := self._pick(tried, clock())) is not None:
-                tried.add(target.key)
+        failures: list[_Failure] = []
+        answered: tuple[str, str] | None = None  # (key, outcome) of the attempt that ended the request
+        try:
+            for round_ in range(route.retries + 1):
+                if round_ and not await self._backoff(round_):
+                    break
+                tried: set[str] = set()
+                while (target := self._pick(tried, clock())) is not None:
+                    tried.add(target.key)
+                    try:
+                        if route.timeout_s is None:  # no frame of its own: this is the hot path
+                            result = await attempt(target)
+                        else:
+                            result = await self._attempt(target, attempt)
+                    except DEPLOYMENT_FAILURES as exc:
+                        log.info("alias %s: %s failed (%s), trying another", route.name, target.key, exc.code)
+                        failures.append(await self._failed(target, exc))
+                    except Exception:
+                        answered = (target.key, REJECTED)
+                        raise
+                    else:
+                        answered = (target.key, OK)
+                        return result
+                if not tried:
+                    break  # everything cools down: only the fallbacks are left
+            for target in route.fallbacks:
                 try:
-                    if route.timeout_s is None:  # no frame of its own: this is the hot path
-                        return await attempt(target)
-                    return await self._attempt(target, attempt)
-                except DEPLOYMENT_FAILURES as exc:
-                    failures.append((target.key, exc))
-                    log.info("alias %s: %s failed (%s), trying another", route.name, target.key, exc.code)
-                    await book.failed(target.state, route.cooldown, getattr(exc, "retry_after", None))
-            if not tried:
-                break  # everything cools down: only the fallbacks are left
-        for target in route.fallbacks:
-            try:
-                return await self._attempt(target, attempt)
-            except DEPLOYMENT_FAILURES as exc:  # counted too: another alias may have it as a deployment
-                failures.append((target.key, exc))
-                log.info("alias %s: fallback %s failed (%s)", route.name, target.key, exc.code)
-                await book.failed(target.state, route.cooldown, getattr(exc, "retry_after", None))
-        raise self._exhausted(failures)
+                    result = await self._attempt(target, attempt)
+                except DEPLOYMENT_FAILURES as exc:  # counted too: another alias may have it as a deployment
+                    log.info("alias %s: fallback %s failed (%s)", route.name, target.key, exc.code)
+                    failures.append(await self._failed(target, exc))
+                except Exception:
+                    answered = (target.key, REJECTED)
+                    raise
+                else:
+                    answered = (target.key, FALLBACK)
+                    return result
+            raise self._exhausted(failures)
+        finally:
+            self._tally(failures, answered)
+
+    async def _failed(self, target: Target, exc: ProviderError) -> _Failure:
+        """Count ``exc`` towards ``target``'s cool-down; the failure, with whether it started one."""
+        state, clock = target.state, self._pacing.clock
+        was_free = state.until <= clock()
+        await self._book.failed(state, self.route.cooldown, getattr(exc, "retry_after", None))
+        return _Failure(target.key, exc, was_free and state.until > clock())
+
+    def _tally(self, failures: Sequence[_Failure], answered: tuple[str, str] | None) -> None:
+        """Count a request's attempts (the module docstring says which outcome each is)."""
+        record, name = self._record, self.route.name
+        last = len(failures) - 1
+        for index, failure in enumerate(failures):
+            if failure.cooled:
+                outcome = COOLED_DOWN
+            elif answered is None and index == last:
+                outcome = FAILED
+            else:
+                outcome = RETRIED
+            record(name, failure.key, outcome)
+        if answered is not None:
+            record(name, *answered)
 
     async def _failed_midway(self, target: Target, exc: BaseException) -> None:
         """A stream that failed after its first byte: the client gets the error, the deployment's
@@ -378,7 +461,7 @@ class AliasProvider:
         await self._pacing.sleep(wait)
         return True
 
-    def _exhausted(self, failures: Sequence[tuple[str, ProviderError]]) -> ProviderError:
+    def _exhausted(self, failures: Sequence[_Failure]) -> ProviderError:
         name = self.route.name
         if not failures:
             now = self._pacing.clock()
@@ -387,9 +470,9 @@ class AliasProvider:
                 f"every deployment of {name!r} is cooling down after failures; try again in {wait:.0f}s",
                 retry_after=max(1.0, round(wait)),
             )
-        said = "; ".join(f"{key}: {exc.message}" for key, exc in failures[-6:])
+        said = "; ".join(f"{f.key}: {f.error.message}" for f in failures[-6:])
         message = f"every deployment and fallback of {name!r} failed ({said})"
-        errors = [exc for _, exc in failures]
+        errors = [f.error for f in failures]
         if all(isinstance(exc, ProviderRateLimited) for exc in errors):
             waits = [w for exc in errors if (w := cast(ProviderRateLimited, exc).retry_after) is not None]
             return ProviderRateLimited(message, min(waits) if waits else None)

@@ -29,7 +29,14 @@ from ailab.providers.base import Provider, SupportsOpenAIForward
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.routing.config import AliasSpec, check_alias
 from ailab.services.routing.cooldowns import CooldownBook, RedisCooldowns
-from ailab.services.routing.router import AliasProvider, ForwardingAliasProvider, Pacing, Route, Target
+from ailab.services.routing.router import (
+    AliasProvider,
+    ForwardingAliasProvider,
+    Pacing,
+    RecordAttempt,
+    Route,
+    Target,
+)
 from ailab.services.routing.store import ModelsFile, Stamp
 
 CHECK_INTERVAL_S = 1.0
@@ -66,8 +73,11 @@ class RoutingService:
         redis_prefix: str = "ailab",
         clock: Callable[[], float] = time.monotonic,
         pacing: Pacing | None = None,
+        on_attempt: RecordAttempt | None = None,
     ) -> None:
+        """``on_attempt(alias, target, outcome)`` counts each attempt of a routed request (the metrics)."""
         self._registry = registry
+        self._on_attempt = on_attempt
         self.file = ModelsFile(path)
         self.pacing = pacing or Pacing(clock)
         shared = RedisCooldowns(redis, redis_prefix) if redis is not None else None
@@ -141,7 +151,7 @@ class RoutingService:
         )
         forwards = all(isinstance(t.provider, SupportsOpenAIForward) for t in (*deployments, *fallbacks))
         kind = ForwardingAliasProvider if forwards else AliasProvider
-        return kind(route, self.cooldowns, self.pacing)
+        return kind(route, self.cooldowns, self.pacing, self._on_attempt)
 
     def _target(self, key: str, model_id: str, base_url: str | None, weight: float) -> Target:
         name, _, model = model_id.partition("/")
