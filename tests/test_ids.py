@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -33,3 +34,24 @@ def test_ids_of_one_millisecond_differ_in_their_74_random_bits(monkeypatch: pyte
     made = {time_ordered_id() for _ in range(10_000)}
     assert len(made) == 10_000
     assert len({value[:13] for value in made}) == 1  # the same time prefix
+
+
+def test_request_ids_are_32_hex_digits_and_never_repeat() -> None:
+    made = [ids.new_request_id() for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+
+
+def test_a_forked_process_gets_its_own_request_id_prefix() -> None:
+    parent = ids.new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first id and leave without running the test's teardown
+        os.write(write, ids.new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32
+    assert child[:16] != parent[:16]

@@ -25,3 +25,30 @@ def time_ordered_id() -> str:
     rand_b = rand & ((1 << 62) - 1)  # 62 bits after the variant
     value = (ms & ((1 << 48) - 1)) << 80 | _VERSION_7 | rand_a << 64 | _VARIANT_RFC | rand_b
     return str(uuid.UUID(int=value))
+
+
+class _RequestIds:
+    """A random prefix per process and a counter (see :func:`new_request_id`)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)  # a forked worker must not repeat its parent's
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()  # 64 random bits: distinct per process
+        self.count = 0
+
+
+_REQUEST_IDS = _RequestIds()
+
+
+def new_request_id() -> str:
+    """A request id: 32 hex digits, like a UUID's, unique across processes, replicas and restarts.
+
+    It names a request in logs and error answers, so it must be unique but need not be unguessable:
+    one ``os.urandom`` per process instead of one per request (with its UUID object, that was 1.5-2%
+    of the gateway's CPU per request).
+    """
+    ids = _REQUEST_IDS
+    ids.count += 1
+    return f"{ids.prefix}{ids.count:016x}"
