@@ -45,6 +45,9 @@ def test_json_access_log_and_request_ids(tmp_path: Path) -> None:
         assert echoed.headers["x-request-id"] == "trace-42"
         fresh = client.get(f"{server.base_url}/health/live")
         assert len(fresh.headers["x-request-id"]) == 32
+        # A credential pasted as the id is not taken (the access log would carry it unmasked).
+        pasted = client.get(f"{server.base_url}/health/live", headers={"X-Request-ID": "ailab_abcdefgh12345"})
+        assert pasted.headers["x-request-id"] != "ailab_abcdefgh12345"
     lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "ailab.access"]
     mine = next(line for line in access if line.get("request_id") == "trace-42")
@@ -54,6 +57,7 @@ def test_json_access_log_and_request_ids(tmp_path: Path) -> None:
     assert mine["duration_ms"] >= 0
     assert sid not in json.dumps(mine)  # the template, never the raw path
     assert (tmp_path / "data" / "ai_lab.db").exists()
+    assert "abcdefgh12345" not in server.log()
 
 
 def test_cors_is_closed_by_default_and_opened_per_origin(tmp_path: Path) -> None:

@@ -8,10 +8,8 @@ millisecond).
 
 from __future__ import annotations
 
-import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +18,13 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ailab.api.errors import error_body, log_unexpected
-from ailab.logs import ACCESS_LOGGER
+from ailab.ids import new_request_id
+from ailab.logs import ACCESS_LOG, looks_secret
 from ailab.services.usage.attribution import end, unattributed
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 UPLOAD_FRAMING_BYTES = 128 * 1024  # a multipart body's boundaries, part headers and other fields
-log = logging.getLogger(ACCESS_LOGGER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +92,12 @@ class RequestContextMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                request_id = candidate if _REQUEST_ID.match(candidate) else ""
+                # A credential pasted as an id would reach the logs unmasked (the access log is not filtered).
+                good = _REQUEST_ID.match(candidate) and not looks_secret(candidate)
+                request_id = candidate if good else ""
             elif name == b"content-length":
                 content_length = int(value) if value.isdigit() else None
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = [500]
         response_started = [False]
@@ -163,22 +163,7 @@ class RequestContextMiddleware:
 
     def _finish(self, scope: Scope, request_id: str, status: int, duration: float) -> None:
         record = RequestRecord(scope["method"], route_template(scope), status, duration, request_id)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s %s %d %.1fms",
-                request_id,
-                record.method,
-                record.route,
-                status,
-                duration * 1000,
-                extra={
-                    "request_id": request_id,
-                    "method": record.method,
-                    "route": record.route,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                },
-            )
+        ACCESS_LOG.line(request_id, record.method, record.route, status, duration)
         for observer in self.observers:
             observer(record)
 
