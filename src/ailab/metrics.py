@@ -27,6 +27,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 from prometheus_client import (
@@ -97,7 +98,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._models: set[tuple[str, str]] = set()
         self._models_lock = threading.Lock()
-        self._route_children: dict[tuple[str, str, str], Counter] = {}
+        # Each label set's child, looked up once: ``labels()`` (a lock, checks, a tuple of strings) costs
+        # several times what ``inc()`` and ``observe()`` do, and a request records into a dozen.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         if multiproc_dir is None:
             # Standard process_* and python_info series; in multiprocess mode they would describe
             # only the worker that answers the scrape, so they are left out there.
@@ -241,10 +244,20 @@ class Metrics:
 
     # Recording -------------------------------------------------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (labels here are bounded: see the module docstring)."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
         """Count one finished HTTP request."""
         method = method if method in _METHODS else "OTHER"
-        self.http_duration.labels(method, route[:MAX_LABEL_CHARS], status_class(status)).observe(duration_s)
+        self._child(self.http_duration, method, route[:MAX_LABEL_CHARS], status_class(status)).observe(
+            duration_s
+        )
 
     def model_labels(self, provider: str, model: str) -> tuple[str, str]:
         """Bounded ``(provider, model)`` label values: new models beyond the cap become ``other``."""
@@ -271,20 +284,21 @@ class Metrics:
     ) -> None:
         """Count one generation (successful or not)."""
         p, m = self.model_labels(provider, model)
-        self.generation_duration.labels(p, m).observe(duration_s)
-        self.generations.labels(p, m, "ok" if ok else "error").inc()
+        child = self._child
+        child(self.generation_duration, p, m).observe(duration_s)
+        child(self.generations, p, m, "ok" if ok else "error").inc()
         if ttft_s is not None:
-            self.ttft.labels(p, m).observe(ttft_s)
+            child(self.ttft, p, m).observe(ttft_s)
         if prompt_tokens:
-            self.tokens.labels(p, m, "input").inc(prompt_tokens)
-            self.token_usage.labels(p, m, "input").observe(prompt_tokens)
+            child(self.tokens, p, m, "input").inc(prompt_tokens)
+            child(self.token_usage, p, m, "input").observe(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(p, m, "output").inc(completion_tokens)
-            self.token_usage.labels(p, m, "output").observe(completion_tokens)
+            child(self.tokens, p, m, "output").inc(completion_tokens)
+            child(self.token_usage, p, m, "output").observe(completion_tokens)
         if ok and completion_tokens and duration_s > 0:
-            self.tokens_per_second.labels(p, m).observe(completion_tokens / duration_s)
+            child(self.tokens_per_second, p, m).observe(completion_tokens / duration_s)
         if not ok:
-            self.llm_errors.labels(p, m, (error_kind or "unknown")[:64]).inc()
+            child(self.llm_errors, p, m, (error_kind or "unknown")[:64]).inc()
 
     def observe_limited(self, model_id: str) -> None:
         """Count a request refused by a usage budget (outcome ``limited``) under the ``provider/model`` it
@@ -293,25 +307,17 @@ class Metrics:
         if not model:
             provider, model = "", provider or "default"
         p, m = self.model_labels(provider, model)
-        self.generations.labels(p, m, "limited").inc()
+        self._child(self.generations, p, m, "limited").inc()
 
     def observe_route_attempt(self, alias: str, deployment: str, outcome: str) -> None:
-        """Count one attempt of a model alias on a deployment or fallback (its key) and how it ended.
-
-        On the routing hot path: each label set's child is looked up once (``labels()`` costs a few times
-        what ``inc()`` does).
-        """
-        key = (alias, deployment, outcome)
-        child = self._route_children.get(key)
-        if child is None:
-            child = self._route_children[key] = self.route_attempts.labels(
-                alias, deployment[:MAX_LABEL_CHARS], outcome
-            )
-        child.inc()
+        """Count one attempt of a model alias on a deployment or fallback (its key) and how it ended."""
+        self._child(self.route_attempts, alias, deployment[:MAX_LABEL_CHARS], outcome).inc()
 
     def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None:
         """Count one call of a ``@monitor_performance`` function."""
-        self.function_duration.labels(name[:MAX_LABEL_CHARS], "ok" if ok else "error").observe(duration_s)
+        self._child(self.function_duration, name[:MAX_LABEL_CHARS], "ok" if ok else "error").observe(
+            duration_s
+        )
 
     def set_process(self, *, rss_bytes: int, uptime_s: float, pool: dict[str, int]) -> None:
         """Update this process's gauges."""
