@@ -138,3 +138,44 @@ async def test_shutdown_flushes_the_buffer(settings: Settings, app_client: AppCl
     async with app_client(settings) as client:
         summary = (await client.get("/performance/summary")).json()
         assert summary["endpoints"]["GET /sessions"]["count"] == 3
+
+
+async def test_samples_read_back_as_written_from_either_kind_of_time(
+    any_database_url: str, make_settings: Callable[..., Settings], app_client: AppClientFactory
+) -> None:
+    """The writer's samples carry unix seconds, other callers datetimes; both read back alike."""
+    async with app_client(make_settings(database_url=any_database_url)) as client:
+        services: Services = client.services  # type: ignore[attr-defined]
+        at = dt.datetime(2026, 11, 27, 23, 59, 59, 123456, tzinfo=dt.UTC)
+        extra = {"status": 503, "ttft_ms": None, "stream": True}
+        written = [
+            {
+                "kind": "http",
+                "name": "as-datetime",
+                "value": 1.5,
+                "ok": False,
+                "extra": extra,
+                "created_at": at,
+            },
+            {
+                "kind": "http",
+                "name": "as-seconds",
+                "value": 2.5,
+                "ok": True,
+                "extra": {},
+                "created_at": at.timestamp(),
+            },
+        ]
+        assert await services.db.run_write(repo.insert_samples, written) == 2
+        async with services.db.read() as session:
+            stored = {
+                m.name: m
+                for m in await session.scalars(
+                    select(PerformanceMetric).where(PerformanceMetric.name.in_(["as-datetime", "as-seconds"]))
+                )
+            }
+    first, second = stored["as-datetime"], stored["as-seconds"]
+    assert (first.value, first.ok, first.extra) == (1.5, False, extra)
+    assert (second.value, second.ok, second.extra) == (2.5, True, {})
+    assert first.created_at == at
+    assert abs(second.created_at - at) <= dt.timedelta(microseconds=1)  # float seconds: a microsecond off

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -38,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ailab.db.tables import BenchmarkRun, PerformanceMetric
+from ailab.db.tables import BenchmarkRun, PerformanceMetric, utcnow
 
 PERCENTILES = (0.5, 0.95, 0.99)
 
@@ -70,16 +72,72 @@ def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | 
 METRICS = cast(Table, PerformanceMetric.__table__)
 
 
-def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert many samples (dicts of PerformanceMetric columns) in one statement.
+_SQLITE_INSERT = (
+    "INSERT INTO performance_metrics (kind, name, value, ok, session_id, extra, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
-    A transaction function (the background flush runs it through ``Database.run_write``); a Core
-    executemany, since the ORM's bulk path costs several times more CPU per row.
+
+def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert many samples (dicts of PerformanceMetric columns; ``created_at`` a datetime or unix seconds)
+    in one statement.
+
+    A transaction function (the background flush runs it through ``Database.run_write``). The server
+    writes two samples per request, on SQLite's one writer thread beside the requests' own writes: there
+    the rows go to the driver as SQLite stores them (naive UTC text, JSON text, 0/1), since SQLAlchemy's
+    per-value conversions cost as much as the insert itself; PostgreSQL gets a Core executemany.
     """
     if not rows:
         return 0
-    conn.execute(insert(METRICS), list(rows))
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(METRICS), [{**row, "created_at": _aware(row.get("created_at"))} for row in rows])
+        return len(rows)
+    clock = _SQLiteClock()
+    conn.exec_driver_sql(
+        _SQLITE_INSERT,
+        [
+            (
+                row["kind"],
+                row["name"],
+                row.get("value"),
+                1 if row.get("ok", True) else 0,
+                row.get("session_id"),
+                orjson.dumps(row.get("extra") or {}).decode(),
+                clock.text(row.get("created_at")),
+            )
+            for row in rows
+        ],
+    )
     return len(rows)
+
+
+def _aware(value: dt.datetime | float | None) -> dt.datetime:
+    if value is None:
+        return utcnow()
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+class _SQLiteClock:
+    """Timestamps as SQLAlchemy stores them in SQLite (``UTCDateTime``: naive UTC text with microseconds);
+    a batch's samples mostly share their second, whose text is made once."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def text(self, value: dt.datetime | float | None) -> str:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return value.isoformat(sep=" ", timespec="microseconds")
+        at = time.time() if value is None else value
+        second = int(at)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((at - second) * 1e6):06d}"
 
 
 async def delete_before(db: AsyncSession, cutoff: dt.datetime, kinds: Sequence[str]) -> int:

@@ -62,7 +62,7 @@ class HistoryWriter:
                 "value": value_ms,
                 "ok": ok,
                 "extra": extra,
-                "created_at": utcnow(),
+                "created_at": time.time(),  # unix seconds: made into a timestamp in the writer's batch
             }
         )
 
