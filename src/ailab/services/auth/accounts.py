@@ -50,7 +50,8 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 CACHE_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
 MAX_SLOWED_ADDRESSES = 10_000
-LOCAL_ADMIN_KEY = "local-admin"  # the credential cache's entry for AILAB_AUTH=off (no token hash looks so)
+# The credential cache's entry for AILAB_AUTH=off: no credential looks so (HTTP headers cannot hold a NUL).
+LOCAL_ADMIN_KEY = "\x00local-admin"
 JWT_ALGORITHM = "HS256"
 SIGNING_KEY_INFO = "ailab access tokens"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)  # last_used_at is written at most this often
@@ -215,7 +216,7 @@ class AuthService:
     async def close_browser_session(self, plaintext: str) -> None:
         """End a browser session at once (sign-out); an unknown one is ignored."""
         await self._db.run_write(users_repo.revoke_browser_session, hash_token(plaintext), utcnow())
-        self._cache.pop(hash_token(plaintext), None)
+        self._cache.pop(plaintext, None)
 
     async def _check(self, name: str, password: str) -> User | None:
         """The active user ``name`` if ``password`` is theirs."""
@@ -236,21 +237,24 @@ class AuthService:
         return lane
 
     async def authenticate(self, bearer: str) -> Principal:
-        """The principal a bearer credential stands for; raises AuthError."""
-        cache_key = hash_token(bearer)
-        cached = self._cache.get(cache_key)
+        """The principal a bearer credential stands for; raises AuthError.
+
+        The cache is keyed by the credential itself (this process's memory holds it with each request
+        anyway): its hash is computed only when it is looked up in the database.
+        """
+        cached = self._cache.get(bearer)
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
         valid_for = CACHE_SECONDS
         if bearer.startswith(API_TOKEN_PREFIX):
-            principal = await self._authenticate_api_token(cache_key)
+            principal = await self._authenticate_api_token(hash_token(bearer))
         else:
             principal, expires = await self._authenticate_access_token(bearer)
             valid_for = min(valid_for, expires - time.time())
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._cache.clear()
-        self._cache[cache_key] = (now + valid_for, principal)
+        self._cache[bearer] = (now + valid_for, principal)
         return principal
 
     async def _authenticate_access_token(self, token: str) -> tuple[Principal, float]:
