@@ -427,6 +427,17 @@ async def check_request(provider: Provider, request: ChatRequest) -> None:
         provider.check_request(request)
 
 
+async def read_whole(body: AsyncIterator[bytes]) -> bytes:
+    """All of an upstream body: at once where it can be read so (``transport.ResponseBody``), else
+    chunk by chunk."""
+    read = getattr(body, "read", None)
+    if read is not None:
+        data: bytes = await read()
+        return data
+    parts = [chunk async for chunk in body]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 async def close_stream(stream: object) -> None:
     """Close an async iterator that can be closed (async generators can): for a provider's stream, or a
     pipeline's events, that is what stops the generation behind it."""

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +38,10 @@ from ailab.providers.upstream_errors import ErrorHook, error_message, scrub, sta
 
 CONNECT_TIMEOUT_S = 10.0
 POOL_LIMIT = 256
+# A stream whose reader stopped at its protocol's last event ([DONE], message_stop) has at most a few
+# bytes left (the chunked body's end): read in the background, they let its connection be reused.
+DRAIN_TIMEOUT_S = 2.0
+DRAIN_LIMIT_BYTES = 64 * 1024
 
 
 def origin(url: str) -> str:
@@ -75,6 +79,7 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[str, str | None] = {}  # by upstream origin
+        self._draining: set[asyncio.Task[None]] = set()
 
     def session(self) -> aiohttp.ClientSession:
         """The session of the running loop, created on first use."""
@@ -98,24 +103,26 @@ class HttpClient:
             self._proxies[key] = env_proxy(url)
         return self._proxies[key]
 
-    @contextmanager
-    def mapped(self, url: str, proxy: str | None = None) -> Iterator[None]:
+    def mapped(self, url: str, proxy: str | None = None) -> _Mapped:
         """Turn transport failures inside the block into ProviderUnavailable / ProviderTimeout."""
-        try:
-            yield
-        except TimeoutError as exc:  # aiohttp's own timeouts subclass TimeoutError
-            raise ProviderTimeout(
+        return _Mapped(self, url, proxy)
+
+    def map_error(self, exc: BaseException, url: str, proxy: str | None = None) -> ProviderError | None:
+        """The ProviderError a transport failure stands for; None for an exception that is no such failure."""
+        if isinstance(exc, TimeoutError):  # aiohttp's own timeouts subclass TimeoutError
+            return ProviderTimeout(
                 f"{self.provider} did not answer within {self.timeout_s:g}s ({origin(url)})"
-            ) from exc
-        except aiohttp.InvalidURL as exc:
-            raise ProviderUnavailable(f"{self.provider}: invalid base URL ({origin(url)})") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+            )
+        if isinstance(exc, aiohttp.InvalidURL):
+            return ProviderUnavailable(f"{self.provider}: invalid base URL ({origin(url)})")
+        if isinstance(exc, aiohttp.ClientError | OSError):
             detail = type(exc).__name__
             if isinstance(exc, aiohttp.ClientConnectorError):
                 detail = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
                 if isinstance(exc, aiohttp.ClientProxyConnectionError) and proxy is not None:
                     detail = f"cannot connect to the proxy {origin(proxy)}: {exc.os_error.strerror}"
-            raise ProviderUnavailable(f"{self.provider} unreachable at {origin(url)} ({detail})") from exc
+            return ProviderUnavailable(f"{self.provider} unreachable at {origin(url)} ({detail})")
+        return None
 
     async def send(
         self,
@@ -181,19 +188,29 @@ class HttpClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A 2xx response (a non-2xx one is raised as a ProviderError), closed when the block exits.
 
-        Leaving the block before the body was read (a client that went away) closes the connection
-        instead of returning it to the pool, so the upstream stops generating.
+        Leaving the block by an exception before the body was read (a client that went away) closes the
+        connection instead of returning it to the pool, so the upstream stops generating. Leaving it
+        normally with the body unfinished (a reader that stopped at the stream's last event) reads the
+        rest in the background, so the connection goes back to the pool instead of being closed: the
+        next request then needs no new connection.
         """
         response = await self.send(method, url, headers=headers, body=body, params=params, stream=stream)
         if response.status >= 300:
             raise await self.error_for(response, secret)
         try:
             yield response
-        finally:
+        except BaseException:
             if response.content.is_eof():
                 response.release()
             else:
                 response.close()
+            raise
+        if response.content.is_eof():
+            response.release()
+        else:
+            task = asyncio.get_running_loop().create_task(_drain(response))
+            self._draining.add(task)
+            task.add_done_callback(self._draining.discard)
 
     async def json(
         self,
@@ -235,11 +252,54 @@ class HttpClient:
         for line in decoder.flush():
             yield line
 
+    async def drained(self) -> None:
+        """Wait until the bodies being read in the background are read (their connections pooled)."""
+        while self._draining:
+            await asyncio.gather(*list(self._draining), return_exceptions=True)
+
     async def aclose(self) -> None:
         """Close the session (and its pooled connections)."""
+        for task in list(self._draining):
+            task.cancel()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read what is left of a body (a little, soon) and give its connection back; else close it."""
+    read = 0
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            while read <= DRAIN_LIMIT_BYTES and (chunk := await response.content.readany()):
+                read += len(chunk)
+    except (asyncio.CancelledError, TimeoutError, aiohttp.ClientError, OSError):
+        response.close()
+        return
+    if response.content.is_eof():
+        response.release()
+    else:  # more than a stream's end was left: the upstream is still sending
+        response.close()
+
+
+class _Mapped:
+    """The context manager of :meth:`HttpClient.mapped` (a class: the hot path enters one per upstream
+    call and per chunk read, and a generator-based one costs several times more)."""
+
+    __slots__ = ("_client", "_proxy", "_url")
+
+    def __init__(self, client: HttpClient, url: str, proxy: str | None) -> None:
+        self._client, self._url, self._proxy = client, url, proxy
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            return
+        mapped = self._client.map_error(exc, self._url, self._proxy)
+        if mapped is not None:
+            raise mapped from exc
 
 
 class ResponseBody:
@@ -274,6 +334,20 @@ class ResponseBody:
             self._response.release()
             raise StopAsyncIteration
         return chunk
+
+    async def read(self) -> bytes:
+        """The whole (rest of the) body at once, then the connection released: one read for a JSON answer."""
+        if self._done:
+            return b""
+        self._done = True
+        try:
+            with self._client.mapped(str(self._response.url)):
+                data = await self._response.read()
+        except BaseException:
+            self._response.close()
+            raise
+        self._response.release()
+        return data
 
     async def aclose(self) -> None:
         """Stop reading and release the connection (closing it when the body was not read to the end)."""

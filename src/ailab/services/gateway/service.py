@@ -44,6 +44,7 @@ from ailab.providers.base import (
     Usage,
     check_request,
     close_stream,
+    read_whole,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
@@ -196,11 +197,10 @@ class Gateway:
         # An error status was raised by the provider, rebuilt with its secrets scrubbed (api/errors.py).
         if not stream or not upstream.content_type.startswith(EVENT_STREAM):
             try:
-                parts = [chunk async for chunk in upstream.body]
-            except asyncio.CancelledError as exc:
+                data = await read_whole(upstream.body)
+            except (AILabError, asyncio.CancelledError) as exc:
                 timer.finish(exc)
                 raise
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
             try:  # a 200 that is no JSON (a proxy's HTML page) must not reach the client as an answer
                 answer = orjson.loads(data)
             except orjson.JSONDecodeError:

@@ -1,0 +1,100 @@
+"""The transport's connection reuse: a stream read to its last event gives its connection back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from ailab.providers.transport import HttpClient
+
+
+class StreamingServer:
+    """Streams two SSE events then ``[DONE]``; ``endless`` keeps sending after it. Counts connections."""
+
+    def __init__(self, *, endless: bool = False) -> None:
+        self.endless = endless
+        self.peers: set[tuple[str, int]] = set()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.peers.add(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"n": 1}\n\ndata: {"n": 2}\n\n')
+        await response.write(b"data: [DONE]\n\n")
+        while self.endless:
+            await response.write(b": still here " + b"x" * 8192 + b"\n\n")
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)  # the body's end comes after the reader has stopped at [DONE]
+        await response.write_eof()
+        return response
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[StreamingServer]:
+    fake = StreamingServer()
+    app = web.Application()
+    app.router.add_post("/stream", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.url = f"http://127.0.0.1:{port}/stream"
+    yield fake
+    await runner.cleanup()
+
+
+async def read_until_done(client: HttpClient, url: str) -> list[str]:
+    events = []
+    async with client.open("POST", url, headers={}, body={}, stream=True) as response:
+        async for event in client.sse(response):
+            if event.data == "[DONE]":
+                break  # as the providers do: the stream's end, not the body's
+            events.append(event.data)
+    return events
+
+
+async def fail_at_first_event(client: HttpClient, url: str) -> None:
+    async with client.open("POST", url, headers={}, body={}, stream=True) as response:
+        async for _event in client.sse(response):
+            raise LookupError("the client went away")
+
+
+async def test_a_stream_read_to_its_last_event_reuses_its_connection(server: StreamingServer) -> None:
+    client = HttpClient("fake", 10.0)
+    try:
+        for _ in range(3):
+            assert await read_until_done(client, server.url) == ['{"n": 1}', '{"n": 2}']
+            await client.drained()
+    finally:
+        await client.aclose()
+    assert len(server.peers) == 1
+
+
+async def test_a_stream_that_goes_on_after_its_end_is_closed_not_pooled(server: StreamingServer) -> None:
+    server.endless = True  # more than a stream's end is left: the connection cannot be reused
+    client = HttpClient("fake", 10.0)
+    try:
+        for _ in range(2):
+            assert await read_until_done(client, server.url) == ['{"n": 1}', '{"n": 2}']
+            await client.drained()
+    finally:
+        await client.aclose()
+    assert len(server.peers) == 2
+
+
+async def test_a_reader_that_fails_mid_stream_closes_the_connection(server: StreamingServer) -> None:
+    server.endless = True
+    client = HttpClient("fake", 10.0)
+    try:
+        for _ in range(2):
+            with pytest.raises(LookupError):
+                await fail_at_first_event(client, server.url)
+            await client.drained()
+    finally:
+        await client.aclose()
+    assert len(server.peers) == 2
