@@ -73,6 +73,9 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
         summary="Self-hosted AI workbench: chat sessions, agents, model backends, OpenAI-compatible API.",
         lifespan=lifespan,
         docs_url=None,  # served by api/routes/web.py from this package's files, not from a CDN
+        # FastAPI's OpenTelemetry hooks ask for a configured provider on every request (2-2.5% of the
+        # gateway's CPU per request); AI-Lab's monitoring is its own (Prometheus, performance history).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
     openapi.install(app)
