@@ -117,3 +117,24 @@ def test_credentials_are_masked(secret: str) -> None:
 def test_ordinary_text_is_not_a_secret() -> None:
     assert not looks_secret("trace-42")
     assert redact("GET /sessions 200") == "GET /sessions 200"
+
+
+def test_a_line_left_by_a_closed_loop_goes_out_with_the_next_loops(access_level: logging.Logger) -> None:
+    stream = CountingStream()
+    log = AccessLog()
+    log.write_to(stream, "text")
+    loop = asyncio.new_event_loop()
+    loop.call_soon(log.line, "first", "GET", "/", 200, 0.001)  # schedules its flush for the next turn...
+    loop.call_soon(loop.stop)  # ...which never comes: the loop stops after this one and closes
+    loop.run_forever()
+    loop.close()
+    assert stream.getvalue() == ""
+
+    async def once(request_id: str) -> None:
+        log.line(request_id, "GET", "/", 200, 0.001)
+
+    assert asyncio.run(once("second")) is None
+    assert [line.split(": ")[1].split(" ")[0] for line in stream.getvalue().splitlines()] == [
+        "first",
+        "second",
+    ]

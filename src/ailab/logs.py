@@ -103,6 +103,7 @@ class AccessLog:
         self._stream: IO[str] | None = None
         self._json = False
         self._pending: list[_Line] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
         self._second = -1
         self._stamp = ""
 
@@ -134,17 +135,20 @@ class AccessLog:
                 },
             )
             return
-        first = not self._pending
         self._pending.append(_Line(time.time(), request_id, method, route, status, duration_s))
-        if first:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop: at once
-                self.flush()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: at once
+            self.flush()
+            return
+        if self._flush_on is not loop:  # (a flush scheduled on a loop that closed since never runs)
+            self._flush_on = loop
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write the lines waiting for the end of this turn of the loop."""
         pending, self._pending = self._pending, []
+        self._flush_on = None
         if not pending or self._stream is None:
             return
         lines = [self._json_line(p) if self._json else self._text_line(p) for p in pending]
