@@ -25,7 +25,7 @@ SERVICE_DEPENDENCIES = {
     "sessions": set(),
     "chat": {"sessions", "files"},
     "files": set(),
-    "gateway": {"chat"},
+    "gateway": {"chat", "routing"},  # embeddings run an alias's attempts through its router
     "monitoring": set(),
     "legacy": {"sessions"},
     "runs": {"chat"},
