@@ -13,6 +13,7 @@ from ailab.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from ailab.providers import base
 from ailab.providers.base import ChatChunk, Provider, SupportsOpenAIForward
 from tests.fakes.base import DEFAULT_REPLY, FakeServer
 from tests.providers.conftest import BACKENDS, KEYED, OPENAI_WIRE, Backend, ProviderFactory, ask, only
@@ -251,3 +252,18 @@ async def test_azure_refuses_a_model_name_that_is_not_a_deployment(
     with pytest.raises(ModelNotFound):  # the fake has no such deployment
         await odd.chat(ask("a b/c"))
     assert fake.last.url.startswith("/openai/deployments/a%20b%2Fc/chat/completions?")
+
+
+def test_implements_answers_as_isinstance_and_keeps_the_answer_per_class() -> None:
+    class Sees:
+        async def can_see(self, model: str) -> bool:
+            return True
+
+    class Blind:
+        pass
+
+    assert base.implements(Sees(), base.SupportsVision) is True
+    assert base.implements(Blind(), base.SupportsVision) is False
+    assert base.implements(Sees(), base.SupportsTools) is False
+    assert base._IMPLEMENTS[(Sees, base.SupportsVision)] is True  # asked once per class, then known
+    assert base._IMPLEMENTS[(Blind, base.SupportsVision)] is False

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from ailab.errors import InvalidInput
 from ailab.providers.credentials import Credential
@@ -59,6 +59,7 @@ __all__ = [  # Credential is re-exported: it is part of the protocol
     "check_request",
     "extra_sampling",
     "has_images",
+    "implements",
     "sampling_fields",
     "tool_names",
     "uses_tools",
@@ -388,13 +389,30 @@ def has_images(request: ChatRequest) -> bool:
     return any(message.images for message in request.messages)
 
 
+_P = TypeVar("_P")
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def implements(provider: object, protocol: type[_P]) -> TypeGuard[_P]:
+    """``isinstance(provider, protocol)`` for one of these runtime-checkable protocols, known per class.
+
+    Checking an object against a Protocol walks the protocol's members each time (about 10 us here), and
+    a turn asks several; a provider's abilities are its class's methods, so the answer is kept per class.
+    """
+    key = (type(provider), protocol)
+    known = _IMPLEMENTS.get(key)
+    if known is None:
+        known = _IMPLEMENTS[key] = isinstance(provider, protocol)
+    return known
+
+
 async def check_can_see(provider: Provider, model: str) -> None:
     """Refuse, before anything is sent, images for a model that cannot read them.
 
     Raises :class:`~ailab.errors.InvalidInput` naming ``provider/model``; the backend's own errors
     (an unknown model, an unreachable server) come through as they are.
     """
-    if isinstance(provider, SupportsVision) and await provider.can_see(model):
+    if implements(provider, SupportsVision) and await provider.can_see(model):
         return
     raise InvalidInput(
         f"model '{provider.name}/{model}' cannot read images; choose a model that can see, "
@@ -407,7 +425,7 @@ async def check_can_use_tools(provider: Provider, model: str) -> None:
 
     Raises :class:`~ailab.errors.InvalidInput` naming ``provider/model``.
     """
-    if isinstance(provider, SupportsTools) and await provider.can_use_tools(model):
+    if implements(provider, SupportsTools) and await provider.can_use_tools(model):
         return
     raise InvalidInput(
         f"model '{provider.name}/{model}' cannot call tools; choose a model that can, "
@@ -423,7 +441,7 @@ async def check_request(provider: Provider, request: ChatRequest) -> None:
         await check_can_see(provider, request.model)
     if uses_tools(request):
         await check_can_use_tools(provider, request.model)
-    if isinstance(provider, SupportsRequestCheck):
+    if implements(provider, SupportsRequestCheck):
         provider.check_request(request)
 
 

@@ -36,7 +36,14 @@ from ailab.db.engine import Database
 from ailab.db.repos import sessions as repo
 from ailab.db.repos.runs import CANCELLED, DONE, FAILED, NewRun, RunEnd, insert_run
 from ailab.errors import AILabError, InvalidInput, NotFound
-from ailab.providers.base import ChatMessage, Provider, SupportsVision, check_can_see, close_stream
+from ailab.providers.base import (
+    ChatMessage,
+    Provider,
+    SupportsVision,
+    check_can_see,
+    close_stream,
+    implements,
+)
 from ailab.providers.registry import ProviderRegistry
 from ailab.services.chat.turns import (
     AgentStart,
@@ -67,7 +74,7 @@ DOCUMENTS_SHARE = 0.6
 async def can_see(provider: Provider, model: str) -> bool:
     """Whether the model reads images (False when its backend cannot say now)."""
     try:
-        return isinstance(provider, SupportsVision) and await provider.can_see(model)
+        return implements(provider, SupportsVision) and await provider.can_see(model)
     except AILabError:
         return False
 
@@ -151,7 +158,7 @@ async def fit_history(
     reserve = max_tokens if max_tokens is not None else min(ANSWER_RESERVE_TOKENS, context_window // 4)
     budget = context_window - reserve - TEMPLATE_RESERVE_TOKENS
     counts: list[int] | None = None
-    if isinstance(provider, SupportsTokenCount):
+    if implements(provider, SupportsTokenCount):
         # A byte-level tokenizer never makes more tokens than UTF-8 bytes: when even that bound fits,
         # everything fits and the tokenizer (a hop to the model's thread) is not needed.
         sizes = [len(text.encode()) for text in texts]

@@ -70,6 +70,7 @@ from ailab.providers.base import (
     SupportsVision,
     UpstreamResponse,
     close_stream,
+    implements,
 )
 from ailab.providers.registry import ALIAS_PREFIX, LIST_MODELS_TIMEOUT_S
 from ailab.services.routing.config import CooldownSpec
@@ -317,7 +318,7 @@ class AliasProvider:
         """False when a deployment or fallback that answers says its model reads no images (a request
         with images could land there); those that cannot tell now are not held against it."""
         for target in self.targets:
-            if not isinstance(target.provider, SupportsVision):
+            if not implements(target.provider, SupportsVision):
                 return False
             try:
                 if not await target.provider.can_see(target.model):
@@ -329,7 +330,7 @@ class AliasProvider:
     async def can_use_tools(self, model: str) -> bool:
         """As :meth:`can_see`, for tools: a request with tools could land on any deployment or fallback."""
         for target in self.targets:
-            if not isinstance(target.provider, SupportsTools):
+            if not implements(target.provider, SupportsTools):
                 return False
             try:
                 if not await target.provider.can_use_tools(target.model):
@@ -341,7 +342,7 @@ class AliasProvider:
     def check_request(self, request: ChatRequest) -> None:
         """What any deployment or fallback's wire cannot carry is refused before anything is sent."""
         for target in self.targets:
-            if isinstance(target.provider, SupportsRequestCheck):
+            if implements(target.provider, SupportsRequestCheck):
                 target.provider.check_request(replace(request, model=target.model))
 
     async def aclose(self) -> None:
