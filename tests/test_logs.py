@@ -6,11 +6,13 @@ import asyncio
 import io
 import json
 import logging
+import os
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from ailab.logs import ACCESS_LOGGER, AccessLog, looks_secret, redact
+from ailab.logs import ACCESS_LOGGER, AccessLog, JsonFormatter, looks_secret, redact
 
 
 class CountingStream(io.StringIO):
@@ -138,3 +140,21 @@ def test_a_line_left_by_a_closed_loop_goes_out_with_the_next_loops(access_level:
         "first",
         "second",
     ]
+
+
+def test_json_records_are_stamped_in_utc() -> None:
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"  # a machine not in UTC
+    time.tzset()
+    try:
+        record = logging.LogRecord("ailab.test", logging.INFO, __file__, 1, "hello", (), None)
+        record.created = 1_800_000_000.25  # 2027-01-15T08:00:00.250Z
+        record.msecs = 250
+        stamped = json.loads(JsonFormatter().format(record))["time"]
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+    assert stamped == "2027-01-15T08:00:00.250Z"

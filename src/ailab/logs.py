@@ -49,7 +49,11 @@ class RedactingFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, extra fields, traceback."""
+    """One JSON object per line: time (UTC), level, logger, message, extra fields, traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.converter = time.gmtime  # the time ends in Z, whatever the machine's zone
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
