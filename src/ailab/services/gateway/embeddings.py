@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
-from ailab.providers.base import Provider, SupportsEmbeddings, SupportsEmbeddingsForward
+from ailab.providers.base import Provider, SupportsEmbeddings, SupportsEmbeddingsForward, implements
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.gateway.pipelines import pipeline_name
@@ -147,7 +147,6 @@ class GatewayEmbeddings:
 
     def __init__(self, providers: ProviderRegistry) -> None:
         self._providers = providers
-        self._forwarding: dict[str, bool] = {}  # provider name -> may speak OpenAI's embeddings wire
 
     async def create(self, body: bytes) -> bytes:
         """Answer one embeddings request with OpenAI's JSON.
@@ -191,12 +190,10 @@ class GatewayEmbeddings:
             answer = await self._translate(provider, model, model_id, payload, timer)
         return answer
 
-    def _forwards(self, provider: Provider) -> bool:
-        """Whether ``provider`` may speak OpenAI's embeddings wire (checked once per provider name)."""
-        forwarding = self._forwarding.get(provider.name)
-        if forwarding is None:
-            forwarding = self._forwarding[provider.name] = isinstance(provider, SupportsEmbeddingsForward)
-        return forwarding
+    @staticmethod
+    def _forwards(provider: Provider) -> bool:
+        """Whether ``provider`` may speak OpenAI's embeddings wire (known per class)."""
+        return implements(provider, SupportsEmbeddingsForward)
 
     def _check_alias(self, alias: AliasProvider, model_id: str, payload: dict[str, Any]) -> None:
         """What any deployment or fallback of ``alias`` could not embed is refused before anything runs:

@@ -44,6 +44,7 @@ from ailab.providers.base import (
     Usage,
     check_request,
     close_stream,
+    implements,
     read_whole,
 )
 from ailab.providers.registry import ProviderRegistry
@@ -114,8 +115,6 @@ class Gateway:
     def __init__(self, providers: ProviderRegistry, pipelines: PipelineLookup | None = None) -> None:
         self._providers = providers
         self._pipelines = PipelineCompletions(pipelines) if pipelines is not None else None
-        # Provider class -> speaks OpenAI's wire format (a class, not a name: every alias is "alias").
-        self._forwarding: dict[type, bool] = {}
         self._embeddings = GatewayEmbeddings(providers)
 
     async def models(self) -> dict[str, Any]:
@@ -146,11 +145,8 @@ class Gateway:
         if name is not None and self._pipelines is not None:
             return await self._pipeline(name, payload, requester, request_id)
         provider, model = self._providers.resolve(model_id)
-        kind = type(provider)
-        forwarding = self._forwarding.get(kind)
-        if forwarding is None:
-            forwarding = self._forwarding[kind] = isinstance(provider, SupportsOpenAIForward)
-        if forwarding:
+        forwards = implements(provider, SupportsOpenAIForward)  # known per class (every alias is "alias")
+        if forwards:
             return await self._forward(provider, model, payload)
         request = to_chat_request(payload, model, requester)
         await _check(provider, request)
