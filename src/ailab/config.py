@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     extract_memory_mb: int = Field(512, ge=64)  # a worker process's address space
     extract_max_pages: int = Field(2000, ge=1)
     extract_workers: int = Field(1, ge=1, le=16)
-    # A provider's embedding model ("openai/text-embedding-3-small"): a second stage of file retrieval.
+    # An embedding model ("openai/text-embedding-3-small") or an alias of such models: file retrieval's
+    # second stage.
     files_embedding_model: str = ""
 
     # Monitoring

@@ -166,7 +166,8 @@ class Metrics:
             "ailab_route_attempts",
             "Attempts of model aliases on their deployments and fallbacks, by outcome: ok, fallback (a "
             "fallback answered), rejected (the request itself refused), retried, cooled_down (the failure "
-            "started a cool-down), failed (the last attempt of a request that got no answer).",
+            "started a cool-down), failed (the last attempt of a request that got no answer), cancelled "
+            "(its client left); unavailable: a request that could try nothing (no deployment label).",
             ["alias", "deployment", "outcome"],
             registry=r,
         )

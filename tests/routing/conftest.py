@@ -5,8 +5,9 @@ Two upstreams of one kind are two deployments of ``openai-compat``: ``a`` is the
 base URL, ``b`` the same provider at another ``base_url`` (a variant the registry builds).
 
 - ``make_routing(yaml)``: a :class:`RoutingService` on a fresh models file and a registry of
-  ``openai-compat`` and ``openai``, with the fake clock, the recorded sleeps, and a draw that always takes
-  the first candidate (so a test knows which deployment is tried first);
+  ``openai-compat`` and ``openai``, with the fake clock, the recorded sleeps, the recorded attempts (as
+  the metrics count them), and a draw that always takes the first candidate (so a test knows which
+  deployment is tried first);
 - ``alias_app(yaml, **settings)``: the app (as admin) on that file, with the same upstreams.
 """
 
@@ -94,6 +95,7 @@ class Routing:
     registry: ProviderRegistry
     clock: FakeClock
     sleeps: Sleeps
+    attempts: list[tuple[str, str, str]]  # (alias, target, outcome), as the metrics count them
 
     def alias(self, name: str) -> AliasProvider:
         provider, model = self.registry.resolve(name)
@@ -150,10 +152,18 @@ def make_routing(tmp_path: Path, a: FakeOpenAI, c: FakeOpenAI) -> MakeRouting:
         sleeps = Sleeps(clock)
         pacing = Pacing(clock, sleeps)
         pacing.random = first_candidate
-        service = RoutingService(registry, path, redis=redis, redis_prefix=redis_prefix, pacing=pacing)
+        attempts: list[tuple[str, str, str]] = []
+        service = RoutingService(
+            registry,
+            path,
+            redis=redis,
+            redis_prefix=redis_prefix,
+            pacing=pacing,
+            on_attempt=lambda *attempt: attempts.append(attempt),
+        )
         await service.start(watch=False)
         try:
-            yield Routing(service, registry, clock, sleeps)
+            yield Routing(service, registry, clock, sleeps, attempts)
         finally:
             await service.aclose()
             await registry.aclose()

@@ -11,6 +11,8 @@ import httpx
 import openai
 import pytest
 
+from ailab.db.repos import files as files_repo
+from ailab.errors import InvalidInput
 from ailab.providers.registry import GenerationRecord
 from ailab.services.routing.router import BACKOFF_S
 from tests.fakes.base import bag_of_words_vector
@@ -18,7 +20,7 @@ from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.gateway.conftest import sdk_for
 from tests.monitoring.helpers import scrape, value
-from tests.routing.conftest import AliasApp
+from tests.routing.conftest import AliasApp, provider_of
 
 TEXTS = ["the cat sat on the mat", "stock prices fell sharply"]
 WORDS = 10  # what the fake counts as tokens for TEXTS (its words)
@@ -188,3 +190,31 @@ async def test_an_alias_with_a_model_without_embeddings_is_a_bad_request_naming_
         assert a.requests == []  # nothing was sent
         assert value(await scrape(client), ATTEMPTS, alias=alias) == 0  # no attempt was made
         await sdk.close()
+
+
+async def test_files_embed_their_chunks_through_an_alias(
+    alias_app: AliasApp, a: FakeOpenAI, b: FakeOpenAI
+) -> None:
+    a.fail_status = 500
+    async with alias_app(vectors_yaml(b), files_embedding_model="vectors") as client:
+        text = b"The notice period is ninety days."
+        file = (await client.post("/files", files={"file": ("notes.txt", text)})).json()
+        await client.services.files.wait_read(file["id"])  # type: ignore[attr-defined]
+        assert [r.json["input"] for r in b.requests] == [[text.decode()]]
+        stored = await client.services.db.run_read(  # type: ignore[attr-defined]
+            files_repo.file_embeddings, [file["id"]], "vectors"
+        )
+        assert [idx for _file, idx, _vector in stored] == [0]
+        assert await attempts(client, A, "retried") == 1
+        assert await attempts(client, b_key(b), "ok") == 1
+
+
+async def test_an_alias_with_a_model_without_embeddings_embeds_nothing_and_says_which(
+    alias_app: AliasApp, a: FakeOpenAI
+) -> None:
+    yaml = "aliases:\n  - name: mixed\n    deployments: [openai-compat/embed-small, anthropic/claude-3-5-haiku]\n"
+    async with alias_app(yaml) as client:
+        embedder = provider_of(client, "mixed")
+        with pytest.raises(InvalidInput, match="models without embeddings: anthropic/claude-3-5-haiku"):
+            await embedder.embed("mixed", TEXTS)  # type: ignore[attr-defined]
+        assert a.requests == []

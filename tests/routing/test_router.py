@@ -3,6 +3,7 @@ and their recovery (an injected clock), streams retried only before their first 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from pathlib import Path
@@ -170,6 +171,40 @@ async def test_with_every_deployment_cooling_down_and_no_fallback_the_alias_is_b
             await routing.ask("fast")
         assert caught.value.status == 503 and caught.value.retry_after == 15
         assert (len(a.requests), len(b.requests)) == (1, 1)  # nothing was sent the second time
+    b_key = f"openai-compat/m@{b.base_url}"
+    assert routing.attempts == [
+        ("fast", "openai-compat/m", "cooled_down"),
+        ("fast", b_key, "cooled_down"),
+        ("fast", "", "unavailable"),  # the 503: no attempt, counted once
+    ]
+
+
+async def test_an_attempt_cut_short_by_its_client_counts_as_cancelled(
+    make_routing: MakeRouting, a: FakeOpenAI, b: FakeOpenAI
+) -> None:
+    a.slow = True  # a holds the request until released
+    async with make_routing(alias_yaml(a, b)) as routing:
+        asking = asyncio.create_task(routing.ask("fast"))
+        await a.received.wait()
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        assert routing.attempts == [("fast", "openai-compat/m", "cancelled")]
+        assert b.requests == []  # a client that left is not a deployment failure: nothing else is tried
+        assert routing.alias("fast").route.deployments[0].state.in_flight == 0
+
+
+async def test_an_alias_embeds_on_the_deployment_that_answers(
+    make_routing: MakeRouting, a: FakeOpenAI, b: FakeOpenAI
+) -> None:
+    a.fail_status = 500
+    yaml = alias_yaml(a, b).replace("openai-compat/m", "openai-compat/embed-small")
+    async with make_routing(yaml) as routing:
+        result = await routing.alias("fast").embed("fast", ["the cat sat", "on the mat"])
+        assert len(result.vectors) == 2
+        assert [(r.path, r.json["model"]) for r in b.requests] == [("/v1/embeddings", "embed-small")]
+        b_key = f"openai-compat/embed-small@{b.base_url}"
+        assert routing.attempts == [("fast", "openai-compat/embed-small", "retried"), ("fast", b_key, "ok")]
 
 
 async def test_a_retry_round_waits_for_the_first_retry_after_to_end(

@@ -30,9 +30,10 @@ Every attempt is counted once, when its request is over (``ailab_route_attempts_
 target's key and one of :data:`OUTCOMES`): ``ok`` a deployment answered, ``fallback`` a fallback
 answered, ``rejected`` the upstream refused the request itself; a failed attempt is ``cooled_down`` when
 its failure started the target's cool-down, else ``retried`` when another attempt followed it, else
-``failed`` (the last attempt of a request that got no answer). An attempt cut short by its client
-leaving is not counted. A stream cut after its first byte was an ``ok`` attempt; that failure still
-counts towards the cool-down.
+``failed`` (the last attempt of a request that got no answer); ``cancelled`` when its client left (or the
+server stopped) while it ran. A request that could try nothing (every deployment cooling down, no
+fallback: the 503) counts once as ``unavailable``, with an empty target. A stream cut after its first
+byte was an ``ok`` attempt; that failure still counts towards the cool-down.
 
 The hot path (a healthy pick) reads attributes, draws one random number and counts one attempt: no I/O.
 """
@@ -49,6 +50,7 @@ from typing import Any, TypeVar, cast
 
 from ailab.errors import (
     AILabError,
+    InvalidInput,
     ModelBusy,
     ModelNotFound,
     ProviderAuthError,
@@ -61,9 +63,11 @@ from ailab.providers.base import (
     ChatChunk,
     ChatRequest,
     ChatResult,
+    Embeddings,
     ModelInfo,
     Provider,
     ProviderHealth,
+    SupportsEmbeddings,
     SupportsOpenAIForward,
     SupportsRequestCheck,
     SupportsTools,
@@ -94,7 +98,9 @@ REJECTED = "rejected"
 RETRIED = "retried"
 COOLED_DOWN = "cooled_down"
 FAILED = "failed"
-OUTCOMES = (OK, FALLBACK, REJECTED, RETRIED, COOLED_DOWN, FAILED)
+CANCELLED = "cancelled"
+UNAVAILABLE = "unavailable"
+OUTCOMES = (OK, FALLBACK, REJECTED, RETRIED, COOLED_DOWN, FAILED, CANCELLED, UNAVAILABLE)
 log = logging.getLogger("ailab.routing")
 T = TypeVar("T")
 RecordAttempt = Callable[[str, str, str], None]  # (alias, target key, outcome)
@@ -246,6 +252,24 @@ class AliasProvider:
 
         return await self._route(one)
 
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> Embeddings:
+        """One vector per input from the first target that gives them (``SupportsEmbeddings``, for callers
+        inside the server such as the files' embedder; ``/v1/embeddings`` routes its own attempts).
+
+        Raises InvalidInput (400), before anything is sent, when a deployment or fallback has no
+        embeddings: a request may land on any of them.
+        """
+        lacking = [t.key for t in self.targets if not implements(t.provider, SupportsEmbeddings)]
+        if lacking:
+            raise InvalidInput(
+                f"model alias {self.route.name!r} has models without embeddings: {', '.join(lacking)}"
+            )
+
+        async def attempt(provider: Provider, target_model: str) -> Embeddings:
+            return await cast(SupportsEmbeddings, provider).embed(target_model, inputs, dimensions=dimensions)
+
+        return await self.call(attempt)
+
     # -- the Provider protocol -----------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> ChatResult:
@@ -391,6 +415,9 @@ class AliasProvider:
                     except Exception:
                         answered = (target.key, REJECTED)
                         raise
+                    except asyncio.CancelledError:
+                        answered = (target.key, CANCELLED)
+                        raise
                     else:
                         answered = (target.key, OK)
                         return result
@@ -405,9 +432,14 @@ class AliasProvider:
                 except Exception:
                     answered = (target.key, REJECTED)
                     raise
+                except asyncio.CancelledError:
+                    answered = (target.key, CANCELLED)
+                    raise
                 else:
                     answered = (target.key, FALLBACK)
                     return result
+            if not failures:
+                answered = ("", UNAVAILABLE)
             raise self._exhausted(failures)
         finally:
             self._tally(failures, answered)
