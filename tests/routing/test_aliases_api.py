@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import openai
@@ -16,6 +17,7 @@ from tests.fakes.ollama_server import FakeOllama
 from tests.fakes.openai_server import FakeOpenAI
 from tests.gateway.conftest import sdk_for
 from tests.routing.conftest import AliasApp, MakeRouting, alias_yaml, provider_of
+from tests.support.images import png
 
 HI = [{"role": "user", "content": "Say hello."}]
 
@@ -173,4 +175,35 @@ async def test_tools_go_through_an_alias_whose_every_model_calls_them_and_are_re
             with pytest.raises(openai.BadRequestError) as refused:  # llama3 cannot: it could land there
                 await sdk.chat.completions.create(model="mixed", messages=ask, tools=[WEATHER])  # type: ignore[arg-type, list-item]
             assert "cannot call tools" in str(refused.value)
+            await sdk.close()
+
+
+async def test_images_go_through_an_alias_whose_every_model_sees_and_are_refused_otherwise(
+    alias_app: AliasApp, a: FakeOpenAI
+) -> None:
+    async with FakeOllama(models=["llava:latest", "gemma3:4b", "llama3:latest"]) as one:
+        yaml = (
+            "aliases:\n  - name: seeing\n    deployments: [ollama/llava:latest, ollama/gemma3:4b]\n"
+            "  - name: mixed\n    deployments: [ollama/llava:latest, ollama/llama3:latest]\n"
+        )
+        async with alias_app(yaml, ollama_base_url=one.base_url) as client:
+            sdk = sdk_for(client)
+            url = "data:image/png;base64," + base64.b64encode(png()).decode()
+            show = [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in the picture?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ]
+            completion = await sdk.chat.completions.create(model="seeing", messages=show)  # type: ignore[arg-type]
+            assert completion.choices[0].message.content
+            assert len(one.images) == 1  # it reached the model that sees
+
+            with pytest.raises(openai.BadRequestError) as refused:  # llama3 cannot: it could land there
+                await sdk.chat.completions.create(model="mixed", messages=show)  # type: ignore[arg-type]
+            assert "cannot read images" in str(refused.value)
+            assert len(one.images) == 1  # nothing sent
             await sdk.close()
