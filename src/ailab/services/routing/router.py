@@ -341,13 +341,17 @@ class AliasProvider:
     async def can_see(self, model: str) -> bool:
         """False when a deployment or fallback that answers says its model reads no images (a request
         with images could land there); those that cannot tell now are not held against it."""
-        return await self._every_target(SupportsVision, lambda t: t.provider.can_see(t.model))
+        return await self._every_target(
+            SupportsVision, lambda t: cast(SupportsVision, t.provider).can_see(t.model)
+        )
 
     async def can_use_tools(self, model: str) -> bool:
         """As :meth:`can_see`, for tools: a request with tools could land on any deployment or fallback."""
-        return await self._every_target(SupportsTools, lambda t: t.provider.can_use_tools(t.model))
+        return await self._every_target(
+            SupportsTools, lambda t: cast(SupportsTools, t.provider).can_use_tools(t.model)
+        )
 
-    async def _every_target(self, protocol: type[Any], can: Callable[[Any], Awaitable[bool]]) -> bool:
+    async def _every_target(self, protocol: type[Any], can: Callable[[Target], Awaitable[bool]]) -> bool:
         """Whether every target implements ``protocol`` and ``can(target)`` does not say no (a target
         whose provider cannot tell now, a ProviderError, is not held against the alias)."""
         for target in self.targets:
