@@ -1,7 +1,8 @@
 """Embeddings through an alias (``POST /v1/embeddings`` with the official SDK): routed as chat is, over
 the alias's deployments, then its fallbacks, with its retries and cool-downs; forwarded or translated
 per deployment; refused up front when a model of the alias has no embeddings. Each attempt is counted in
-``ailab_route_attempts_total`` (scraped from ``/metrics/prometheus``)."""
+``ailab_route_attempts_total`` (scraped from ``/metrics/prometheus``). The files' embedder
+(``AILAB_FILES_EMBEDDING_MODEL`` naming an alias) goes the same way."""
 
 from __future__ import annotations
 
@@ -207,6 +208,11 @@ async def test_files_embed_their_chunks_through_an_alias(
         assert [idx for _file, idx, _vector in stored] == [0]
         assert await attempts(client, A, "retried") == 1
         assert await attempts(client, b_key(b), "ok") == 1
+
+        hits = (await client.get("/files/search", params={"q": "notice period"})).json()["items"]
+        assert hits[0]["file_id"] == file["id"]
+        assert b.last.json["input"] == ["notice period"]  # the question's vector, through the alias too
+        assert await attempts(client, b_key(b), "ok") == 2
 
 
 async def test_an_alias_with_a_model_without_embeddings_embeds_nothing_and_says_which(
