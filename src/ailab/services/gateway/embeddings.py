@@ -45,7 +45,13 @@ from pydantic import (
 )
 
 from ailab.errors import AILabError, InvalidInput, ProviderUnavailable
-from ailab.providers.base import Provider, SupportsEmbeddings, SupportsEmbeddingsForward, implements
+from ailab.providers.base import (
+    Provider,
+    SupportsEmbeddings,
+    SupportsEmbeddingsForward,
+    implements,
+    read_whole,
+)
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
 from ailab.services.gateway.pipelines import pipeline_name
@@ -233,8 +239,7 @@ class GatewayEmbeddings:
         upstream = await forwarder.forward_embeddings({**payload, "model": model})
         if upstream is None:
             return None
-        parts = [chunk async for chunk in upstream.body]
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        data = await read_whole(upstream.body)
         try:  # a 200 that is no JSON (a proxy's HTML page) must not reach the client as an answer
             answer = orjson.loads(data)
         except orjson.JSONDecodeError:
