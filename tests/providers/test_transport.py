@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -64,37 +64,39 @@ async def fail_at_first_event(client: HttpClient, url: str) -> None:
             raise LookupError("the client went away")
 
 
-async def test_a_stream_read_to_its_last_event_reuses_its_connection(server: StreamingServer) -> None:
+async def read_both_events(client: HttpClient, url: str) -> None:
+    assert await read_until_done(client, url) == ['{"n": 1}', '{"n": 2}']
+
+
+async def fail_reading(client: HttpClient, url: str) -> None:
+    with pytest.raises(LookupError):
+        await fail_at_first_event(client, url)
+
+
+async def connections_for(
+    server: StreamingServer, streams: int, read: Callable[[HttpClient, str], Awaitable[None]]
+) -> int:
+    """How many connections one client opened to ``server`` for ``streams`` reads by ``read``, each
+    followed by the background reads it left."""
     client = HttpClient("fake", 10.0)
     try:
-        for _ in range(3):
-            assert await read_until_done(client, server.url) == ['{"n": 1}', '{"n": 2}']
+        for _ in range(streams):
+            await read(client, server.url)
             await client.drained()
     finally:
         await client.aclose()
-    assert len(server.peers) == 1
+    return len(server.peers)
+
+
+async def test_a_stream_read_to_its_last_event_reuses_its_connection(server: StreamingServer) -> None:
+    assert await connections_for(server, 3, read_both_events) == 1
 
 
 async def test_a_stream_that_goes_on_after_its_end_is_closed_not_pooled(server: StreamingServer) -> None:
     server.endless = True  # more than a stream's end is left: the connection cannot be reused
-    client = HttpClient("fake", 10.0)
-    try:
-        for _ in range(2):
-            assert await read_until_done(client, server.url) == ['{"n": 1}', '{"n": 2}']
-            await client.drained()
-    finally:
-        await client.aclose()
-    assert len(server.peers) == 2
+    assert await connections_for(server, 2, read_both_events) == 2
 
 
 async def test_a_reader_that_fails_mid_stream_closes_the_connection(server: StreamingServer) -> None:
     server.endless = True
-    client = HttpClient("fake", 10.0)
-    try:
-        for _ in range(2):
-            with pytest.raises(LookupError):
-                await fail_at_first_event(client, server.url)
-            await client.drained()
-    finally:
-        await client.aclose()
-    assert len(server.peers) == 2
+    assert await connections_for(server, 2, fail_reading) == 2
