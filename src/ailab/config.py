@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     benchmark_max_running: int = Field(2, ge=1, le=100)  # per user, waiting and background runs together
     metrics_retention_days: int = Field(30, ge=1)
     metrics_flush_seconds: float = Field(2.0, gt=0)
+    # Past this rate per route or model (successes and failures apart), the history keeps a uniform sample
+    # whose rows carry what they stand for: counts stay exact, percentiles are estimated from the sample.
+    metrics_samples_per_second: int = Field(100, ge=1)
     system_sample_seconds: float = Field(5.0, gt=0)
     # Usage per user, token and model is counted in memory and written (and shared for budgets) this often;
     # a crash loses at most this much of it.

@@ -253,6 +253,9 @@ class PerformanceMetric(Base):
     name: Mapped[str] = mapped_column(String(255))  # route template, model id or function name
     value: Mapped[float | None] = mapped_column(Float, default=None)  # duration in ms
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    # How many observations this row stands for: 1, or more for a success kept by sampling under load
+    # (services/monitoring/history.py); counts are sums of weights and percentiles are weighted.
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
     session_id: Mapped[str | None] = mapped_column(String(128), default=None)
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,10 +1,13 @@
 """Queries on the performance history (``performance_metrics``) and on benchmark runs.
 
-Percentiles use one definition on both databases: PostgreSQL's ``percentile_cont`` (linear
-interpolation between the two nearest ranks: for sorted values ``v[0..n-1]`` and fraction ``p``, the
-value at position ``p * (n - 1)``). On PostgreSQL the database computes them; SQLite has no such
-aggregate, so :func:`summarize_window` reads the window's values in order and :func:`percentile_cont`
-does the same arithmetic in Python.
+A row may stand for several observations (``weight``: the history keeps a sample of the successes of
+a busy route, see ``services/monitoring/history.py``). Counts are sums of weights, and percentiles use one
+definition on both databases: PostgreSQL's ``percentile_cont`` (linear interpolation between the two
+nearest ranks: for sorted values ``v[0..n-1]`` and fraction ``p``, the value at position ``p * (n - 1)``)
+taken over the values as if each were repeated ``weight`` times (:func:`weighted_percentile`; with every
+weight 1 it is ``percentile_cont`` itself). PostgreSQL computes them in SQL with window functions
+(:func:`_weighted_percentiles`); on SQLite the values are read in order and the same arithmetic is done
+in Python.
 
 :func:`summarize_buckets` gives the same figures per time bucket (the dashboard's charts over time). A
 bucket starts at a multiple of its length in unix seconds (UTC), so the buckets of two reads a minute
@@ -69,28 +72,58 @@ def percentile_cont(sorted_values: Sequence[float], fraction: float) -> float | 
     return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * weight
 
 
+def weighted_percentile(ordered: Sequence[tuple[float, float]], fraction: float) -> float | None:
+    """:func:`percentile_cont` over ``(value, weight)`` pairs sorted by value, each value counted
+    ``weight`` times (weights of at least 1; they need not be whole).
+
+    The pairs lie end to end on one axis, a pair covering positions ``[start, start + weight)``; the
+    answer is at position ``fraction * (total weight - 1)``: the value of the pair covering it, or, past
+    its last whole position ``start + weight - 1``, interpolated towards the next value.
+    """
+    if not ordered:
+        return None
+    target = fraction * (sum(weight for _, weight in ordered) - 1)
+    end = 0.0
+    last = len(ordered) - 1
+    for index, (value, weight) in enumerate(ordered):
+        end += weight
+        if target < end or index == last:
+            past = target - (end - 1)
+            if past <= 0 or index == last:
+                return value
+            return value + (ordered[index + 1][0] - value) * past
+    return None  # not reached: the last pair always answers
+
+
 METRICS = cast(Table, PerformanceMetric.__table__)
 
 
 _SQLITE_INSERT = (
-    "INSERT INTO performance_metrics (kind, name, value, ok, session_id, extra, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO performance_metrics (kind, name, value, ok, weight, session_id, extra, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
 def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
     """Insert many samples (dicts of PerformanceMetric columns; ``created_at`` a datetime or unix seconds)
-    in one statement.
+    in one statement; a row without ``weight`` stands for one observation.
 
     A transaction function (the background flush runs it through ``Database.run_write``). The server
-    writes two samples per request, on SQLite's one writer thread beside the requests' own writes: there
-    the rows go to the driver as SQLite stores them (naive UTC text, JSON text, 0/1), since SQLAlchemy's
-    per-value conversions cost as much as the insert itself; PostgreSQL gets a Core executemany.
+    writes up to two samples per request (fewer under load: see ``services/monitoring/history.py``), on
+    SQLite's one writer thread beside the requests' own writes: there the rows go to the driver as SQLite
+    stores them (naive UTC text, JSON text, 0/1), since SQLAlchemy's per-value conversions cost as much as
+    the insert itself; PostgreSQL gets a Core executemany.
     """
     if not rows:
         return 0
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(METRICS), [{**row, "created_at": _aware(row.get("created_at"))} for row in rows])
+        conn.execute(
+            insert(METRICS),
+            [
+                {**row, "weight": row.get("weight", 1.0), "created_at": _aware(row.get("created_at"))}
+                for row in rows
+            ],
+        )
         return len(rows)
     clock = _SQLiteClock()
     conn.exec_driver_sql(
@@ -101,6 +134,7 @@ def insert_samples(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
                 row["name"],
                 row.get("value"),
                 1 if row.get("ok", True) else 0,
+                row.get("weight", 1.0),
                 row.get("session_id"),
                 orjson.dumps(row.get("extra") or {}).decode(),
                 clock.text(row.get("created_at")),
@@ -149,43 +183,95 @@ async def delete_before(db: AsyncSession, cutoff: dt.datetime, kinds: Sequence[s
 
 async def summarize_window(db: AsyncSession, since: dt.datetime) -> list[GroupSummary]:
     """Count, errors and p50/p95/p99 of ``value`` per (kind, name) for samples since ``since``."""
-    window = PerformanceMetric.created_at >= since
-    errors = func.sum(case((PerformanceMetric.ok.is_(False), 1), else_=0))
+    window = (PerformanceMetric.created_at >= since,)
+    keys = (PerformanceMetric.kind, PerformanceMetric.name)
+    counts_query = select(*keys, *_weighted_counts()).where(*window).group_by(*keys)
+    counts = {(k, n): (_whole(c), _whole(e)) for k, n, c, e in (await db.execute(counts_query)).all()}
     if db.get_bind().dialect.name == "postgresql":
-        pcts = [
-            func.percentile_cont(p).within_group(PerformanceMetric.value.cast(Float)) for p in PERCENTILES
-        ]
-        query = (
-            select(PerformanceMetric.kind, PerformanceMetric.name, func.count(), errors, *pcts)
-            .where(window)
-            .group_by(PerformanceMetric.kind, PerformanceMetric.name)
-            .order_by(PerformanceMetric.kind, PerformanceMetric.name)
+        value = PerformanceMetric.value.cast(Float)
+        found = await _weighted_percentiles(db, keys, value, window, PERCENTILES)
+    else:
+        values_query = (
+            select(*keys, PerformanceMetric.value, PerformanceMetric.weight)
+            .where(*window, PerformanceMetric.value.is_not(None))
+            .order_by(*keys, PerformanceMetric.value)
         )
-        return [
-            GroupSummary(kind, name, int(count), int(errs or 0), *(_float(v) for v in (p50, p95, p99)))
-            for kind, name, count, errs, p50, p95, p99 in (await db.execute(query)).all()
-        ]
-    counts_query = (
-        select(PerformanceMetric.kind, PerformanceMetric.name, func.count(), errors)
-        .where(window)
-        .group_by(PerformanceMetric.kind, PerformanceMetric.name)
-    )
-    counts = {(k, n): (int(c), int(e or 0)) for k, n, c, e in (await db.execute(counts_query)).all()}
-    values_query = (
-        select(PerformanceMetric.kind, PerformanceMetric.name, PerformanceMetric.value)
-        .where(window, PerformanceMetric.value.is_not(None))
-        .order_by(PerformanceMetric.kind, PerformanceMetric.name, PerformanceMetric.value)
-    )
-    grouped: dict[tuple[str, str], list[float]] = {}
-    for kind, name, value in await db.execute(values_query):
-        grouped.setdefault((kind, name), []).append(float(value or 0.0))  # NULLs are filtered out
+        grouped: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
+        for kind, name, value, weight in await db.execute(values_query):
+            grouped.setdefault((kind, name), []).append((float(value or 0.0), float(weight)))  # not NULL
+        found = {key: [weighted_percentile(pairs, p) for p in PERCENTILES] for key, pairs in grouped.items()}
     summaries = []
     for key in sorted(counts):
-        ordered = grouped.get(key, [])
         count, errs = counts[key]
-        p50, p95, p99 = (percentile_cont(ordered, p) for p in PERCENTILES)
+        p50, p95, p99 = found.get(key, [None, None, None])
         summaries.append(GroupSummary(key[0], key[1], count, errs, p50, p95, p99))
     return summaries
+
+
+def _weighted_counts() -> tuple[Any, Any]:
+    """``count`` and ``errors`` of a group, each a sum of weights."""
+    weight = PerformanceMetric.weight
+    return func.sum(weight), func.sum(case((PerformanceMetric.ok.is_(False), weight), else_=0.0))
+
+
+def _whole(value: Any) -> int:
+    """A sum of weights as a count (the weights of one sampled batch add up to its whole number)."""
+    return round(float(value or 0))
+
+
+async def _weighted_percentiles(
+    db: AsyncSession,
+    keys: Sequence[Any],
+    value: Any,
+    where: Sequence[Any],
+    fractions: Sequence[float],
+) -> dict[tuple[Any, ...], list[float | None]]:
+    """PostgreSQL: :func:`weighted_percentile` of ``value`` at each of ``fractions`` per group of ``keys``
+    (rows matching ``where``, NULL values left out), in SQL.
+
+    Each row learns where its span ends on the group's axis (a running sum of the weights in the order of
+    the values) and where it starts (the previous row's end: adjacent spans share the very same number,
+    so exactly one row covers each position); the row covering the target position answers.
+    """
+    weight = PerformanceMetric.weight
+    order = (value, PerformanceMetric.id)
+    ranked = (
+        select(
+            *(key.label(f"k{i}") for i, key in enumerate(keys)),
+            value.label("x"),
+            func.sum(weight).over(partition_by=keys, order_by=order, rows=(None, 0)).label("end"),
+            func.sum(weight).over(partition_by=keys).label("total"),
+            func.lead(value).over(partition_by=keys, order_by=order).label("next"),
+        )
+        .where(*where, value.is_not(None))
+        .subquery("ranked")
+    )
+    parts = [ranked.c[f"k{i}"] for i in range(len(keys))]
+    previous_end = func.lag(ranked.c.end).over(partition_by=parts, order_by=ranked.c.end)
+    spans = select(
+        *parts,
+        ranked.c.x,
+        ranked.c.end,
+        ranked.c.total,
+        ranked.c.next,
+        func.coalesce(previous_end, 0.0).label("start"),
+    ).subquery("spans")
+    row = spans.c
+    answers = []
+    for fraction in fractions:
+        target = (row.total - 1) * fraction
+        last_whole = row.end - 1
+        at = case(
+            (target <= last_whole, row.x),
+            else_=row.x + (func.coalesce(row.next, row.x) - row.x) * (target - last_whole),
+        )
+        answers.append(func.max(case((and_(row.start <= target, target < row.end), at))))
+    groups = [row[f"k{i}"] for i in range(len(keys))]
+    query = select(*groups, *answers).group_by(*groups)
+    return {
+        tuple(found[: len(keys)]): [_float(v) for v in found[len(keys) :]]
+        for found in (await db.execute(query)).all()
+    }
 
 
 def _float(value: Any) -> float | None:
@@ -228,28 +314,30 @@ class BucketedWindow:
 
 @dataclass(slots=True)
 class _Group:
-    count: int = 0
-    errors: int = 0
-    values: list[float] = field(default_factory=list)
-    ttfts: list[float] = field(default_factory=list)
-    speeds: list[float] = field(default_factory=list)
+    """One bucket's samples of one name, as ``(value, weight)`` pairs."""
+
+    count: float = 0.0
+    errors: float = 0.0
+    values: list[tuple[float, float]] = field(default_factory=list)
+    ttfts: list[tuple[float, float]] = field(default_factory=list)
+    speeds: list[tuple[float, float]] = field(default_factory=list)
 
     def summary(self, kind: str, name: str, start: int) -> BucketSummary:
         self.values.sort()
         self.ttfts.sort()
         self.speeds.sort()
-        p50, p95, p99 = (percentile_cont(self.values, p) for p in PERCENTILES)
+        p50, p95, p99 = (weighted_percentile(self.values, p) for p in PERCENTILES)
         return BucketSummary(
             kind,
             name,
             start,
-            self.count,
-            self.errors,
+            _whole(self.count),
+            _whole(self.errors),
             p50,
             p95,
             p99,
-            percentile_cont(self.ttfts, 0.5),
-            percentile_cont(self.speeds, 0.5),
+            weighted_percentile(self.ttfts, 0.5),
+            weighted_percentile(self.speeds, 0.5),
         )
 
 
@@ -293,7 +381,6 @@ async def _buckets_in_sql(
     size: Any = literal_column(str(int(bucket_seconds)))  # an int, inlined: GROUP BY must repeat it verbatim
     epoch = extract("epoch", PerformanceMetric.created_at)
     bucket = (func.floor(epoch / size) * size).cast(BigInteger).label("bucket")
-    value = PerformanceMetric.value.cast(Float)
     ttft, completion = _llm_columns()
     speed = case(
         (
@@ -302,35 +389,23 @@ async def _buckets_in_sql(
         ),
         else_=None,
     )
-    errors = func.sum(case((PerformanceMetric.ok.is_(False), 1), else_=0))
-    query = (
-        select(
-            PerformanceMetric.kind,
-            PerformanceMetric.name,
-            bucket,
-            func.count(),
-            errors,
-            *(func.percentile_cont(p).within_group(value) for p in PERCENTILES),
-            func.percentile_cont(0.5).within_group(ttft),
-            func.percentile_cont(0.5).within_group(speed),
-        )
-        .where(PerformanceMetric.created_at >= since, PerformanceMetric.kind.in_(kinds))
-        .group_by(PerformanceMetric.kind, PerformanceMetric.name, bucket)
-        .order_by(PerformanceMetric.kind, PerformanceMetric.name, bucket)
-    )
-    return [
-        BucketSummary(
-            kind,
-            name,
-            int(start),
-            int(count),
-            int(errs or 0),
-            *(_float(v) for v in (p50, p95, p99, ttft_p50, speed_p50)),
-        )
-        for kind, name, start, count, errs, p50, p95, p99, ttft_p50, speed_p50 in (
-            await db.execute(query)
-        ).all()
+    where = (PerformanceMetric.created_at >= since, PerformanceMetric.kind.in_(kinds))
+    keys = (PerformanceMetric.kind, PerformanceMetric.name, bucket)
+    counts_query = select(*keys, *_weighted_counts()).where(*where).group_by(*keys).order_by(*keys)
+    counts = [
+        (k, n, int(b), _whole(c), _whole(e)) for k, n, b, c, e in (await db.execute(counts_query)).all()
     ]
+    values = await _weighted_percentiles(db, keys, PerformanceMetric.value.cast(Float), where, PERCENTILES)
+    ttfts = await _weighted_percentiles(db, keys, ttft, where, (0.5,))
+    speeds = await _weighted_percentiles(db, keys, speed, where, (0.5,))
+    none: list[float | None] = [None, None, None]
+    found = []
+    for kind, name, start, count, errs in counts:
+        key = (kind, name, start)
+        p50, p95, p99 = values.get(key, none)
+        ttft_p50, speed_p50 = ttfts.get(key, none)[0], speeds.get(key, none)[0]
+        found.append(BucketSummary(kind, name, start, count, errs, p50, p95, p99, ttft_p50, speed_p50))
+    return found
 
 
 async def _buckets_streamed(
@@ -342,6 +417,7 @@ async def _buckets_streamed(
         PerformanceMetric.created_at,
         PerformanceMetric.value,
         PerformanceMetric.ok,
+        PerformanceMetric.weight,
     ]
     if llm:
         columns += _llm_columns()
@@ -372,18 +448,19 @@ async def _buckets_streamed(
             group = groups.get(row[0])
             if group is None:
                 group = groups[row[0]] = _Group()
-            group.count += 1
+            weight = float(row[4])
+            group.count += weight
             ok = bool(row[3])
             if not ok:
-                group.errors += 1
+                group.errors += weight
             if row[2] is not None:
-                group.values.append(float(row[2]))
+                group.values.append((float(row[2]), weight))
             if llm:
-                if row[4] is not None:
-                    group.ttfts.append(float(row[4]))
-                speed = _tokens_per_second(ok, row[2], row[5])
+                if row[5] is not None:
+                    group.ttfts.append((float(row[5]), weight))
+                speed = _tokens_per_second(ok, row[2], row[6])
                 if speed is not None:
-                    group.speeds.append(speed)
+                    group.speeds.append((speed, weight))
         if truncated:
             break
     await result.close()

@@ -1,5 +1,15 @@
 """The stored performance history: samples buffered in memory, written to ``performance_metrics`` in
-batches, and deleted past their retention period."""
+batches, and deleted past their retention period.
+
+Under load the history keeps a sample, not every observation: per (kind, name, ok) and per flush, the
+first ``samples_per_second * flush_seconds`` observations are kept, and past that a uniform sample of that
+size (a reservoir: the n-th observation replaces a random kept one with probability size/n). At the flush
+each kept row gets ``weight`` = observations / rows kept, so a batch's weights add up to exactly what it
+saw: counts and error counts stay exact, and percentiles are estimated from a uniform sample of a few
+hundred per second (their sampling error is far below what the dashboard shows). Below the rate nothing
+changes: every observation is a row of weight 1. At thousands of requests per second this is what keeps
+the writer (one thread shared with the requests' own writes on SQLite) and the table small.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +36,27 @@ RETENTION_EVERY_S = 3600.0
 RETAINED_KINDS = ("http", "llm", "function")
 
 
+class _Reservoir:
+    """One (kind, name, ok)'s observations since the last flush: how many, and the rows kept of them."""
+
+    __slots__ = ("rows", "seen")
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.rows: list[dict[str, Any]] = []
+
+
+def _row(kind: str, name: str, value_ms: float, ok: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "name": name[:255],
+        "value": value_ms,
+        "ok": ok,
+        "extra": extra,
+        "created_at": time.time(),  # unix seconds: made into a timestamp in the writer's batch
+    }
+
+
 class HistoryWriter:
     """Buffers samples in memory and writes them to ``performance_metrics`` in batches."""
 
@@ -34,42 +67,66 @@ class HistoryWriter:
         flush_seconds: float,
         retention_days: int,
         on_drop: Callable[[int], None],
+        samples_per_second: int,
         max_buffered: int = MAX_BUFFERED_SAMPLES,
     ) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
         self.retention = dt.timedelta(days=retention_days)
         self.max_buffered = max_buffered
+        # Rows kept per (kind, name, ok) between two flushes; past it, a uniform sample of that size.
+        self.sample_size = max(1, round(samples_per_second * flush_seconds))
         self.on_drop = on_drop
         self.dropped = 0
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[dict[str, Any]] = deque()  # sealed rows, weights set, waiting to be written
+        self._open: dict[tuple[str, str, bool], _Reservoir] = {}
+        self._open_rows = 0
+        self._lock = threading.Lock()  # observers may run on other threads (the local model's)
         self._flush_lock = asyncio.Lock()
         self._last_retention = 0.0
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self._buffer) + self._open_rows
 
     def add(self, kind: str, name: str, value_ms: float, *, ok: bool, extra: dict[str, Any]) -> None:
-        """Queue one sample (thread-safe, never blocks; dropped and counted when the buffer is full)."""
-        if len(self._buffer) >= self.max_buffered:
-            self.dropped += 1
-            self.on_drop(1)
-            return
-        self._buffer.append(
-            {
-                "kind": kind,
-                "name": name[:255],
-                "value": value_ms,
-                "ok": ok,
-                "extra": extra,
-                "created_at": time.time(),  # unix seconds: made into a timestamp in the writer's batch
-            }
-        )
+        """Record one observation (thread-safe, never blocks; dropped and counted when the buffer is full).
+
+        It becomes a row, or takes a random kept row's place, or only counts: see the module docstring.
+        """
+        with self._lock:
+            key = (kind, name, ok)
+            reservoir = self._open.get(key)
+            if reservoir is None:
+                reservoir = self._open[key] = _Reservoir()
+            if len(reservoir.rows) < self.sample_size:
+                if len(self._buffer) + self._open_rows >= self.max_buffered:
+                    self.dropped += 1
+                    self.on_drop(1)
+                    return
+                reservoir.seen += 1
+                reservoir.rows.append(_row(kind, name, value_ms, ok, extra))
+                self._open_rows += 1
+                return
+            reservoir.seen += 1
+            slot = int(random.random() * reservoir.seen)
+            if slot < self.sample_size:
+                reservoir.rows[slot] = _row(kind, name, value_ms, ok, extra)
+
+    def _seal(self) -> None:
+        """Weigh the open reservoirs' rows and queue them for writing."""
+        with self._lock:
+            sealed, self._open, self._open_rows = self._open, {}, 0
+            for reservoir in sealed.values():
+                weight = reservoir.seen / len(reservoir.rows)
+                for row in reservoir.rows:
+                    row["weight"] = weight
+                self._buffer.extend(reservoir.rows)
 
     async def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
         written = 0
         async with self._flush_lock:
+            self._seal()
             while self._buffer:
                 batch = [self._buffer.popleft() for _ in range(min(MAX_BATCH, len(self._buffer)))]
                 try:

@@ -12,9 +12,10 @@ One :class:`Monitor` per process (built by ``build_services``) owns three things
   generation observer (``ProviderRegistry.observers``) and :func:`monitor_performance`.
 - the **history writer**: the same observations become rows of ``performance_metrics`` (kind ``http``
   with name ``"<METHOD> <route template>"``, kind ``llm`` with the model id, kind ``function``; value in
-  milliseconds). Observers only append to a bounded in-memory buffer; a background task inserts the
-  buffer in one statement every ``metrics_flush_seconds`` and at shutdown, and deletes rows older than
-  ``metrics_retention_days`` once an hour. When the buffer is full, new samples are dropped and counted
+  milliseconds; under load a weighted uniform sample of them, see ``history.py``). Observers only append
+  to a bounded in-memory buffer; a background task inserts the buffer in one statement every
+  ``metrics_flush_seconds`` and at shutdown, and deletes rows older than ``metrics_retention_days`` once
+  an hour. When the buffer is full, new samples are dropped and counted
   (``ailab_performance_history_dropped_total``); a failed write puts the batch back while there is room.
 
 The parts live beside this module: ``system.py`` (the sampler), ``history.py`` (the writer),
@@ -79,6 +80,7 @@ class Monitor:
             flush_seconds=settings.metrics_flush_seconds,
             retention_days=settings.metrics_retention_days,
             on_drop=metrics.history_dropped.inc,
+            samples_per_second=settings.metrics_samples_per_second,
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
