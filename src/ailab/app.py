@@ -8,12 +8,15 @@ in-flight requests finish) it stops background work and closes the database pool
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, NoMatchFound
 
 from ailab import __version__
 from ailab.api import openapi, routes
@@ -79,12 +82,7 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
     )
     install_error_handlers(app)
     openapi.install(app)
-    for router in routes.PUBLIC:
-        app.include_router(router)
-    protected = APIRouter(dependencies=[Depends(require_user)])
-    for router in routes.PROTECTED:
-        protected.include_router(router)
-    app.include_router(protected)
+    _add_routes(app)
 
     if fast_lane:
         app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
@@ -105,6 +103,46 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
         uploads=("/files", settings.max_upload_bytes),
     )
     return app
+
+
+@functools.cache
+def _route_tree() -> APIRouter:
+    """Every route, the protected ones behind :func:`require_user`: one tree per process."""
+    tree = APIRouter()
+    for router in routes.PUBLIC:
+        tree.include_router(router)
+    protected = APIRouter(dependencies=[Depends(require_user)])
+    for router in routes.PROTECTED:
+        protected.include_router(router)
+    tree.include_router(protected)
+    return tree
+
+
+_included_tree: list[BaseRoute] = []  # the node that including the tree added to the first app
+
+
+def _add_routes(app: FastAPI) -> None:
+    """Give ``app`` every route.
+
+    FastAPI (0.16x) works out each route's parameters and models for each inclusion of a router, lazily
+    (about a millisecond per route: 0.1-0.5 s per app, which a server's first request waited for and which
+    the tests, building hundreds of apps, paid for each). That work lives in the node the inclusion adds,
+    and depends only on the tree and on router settings every app here shares (no prefix, no dependency
+    overrides); so it is done once, when the first app is built, and later apps get that same node. With a
+    FastAPI that adds no such node (other versions), every app includes the tree itself.
+    """
+    router = app.router
+    if _included_tree and hasattr(router, "_mark_routes_changed"):
+        router.routes.extend(_included_tree)
+        router._mark_routes_changed()
+        return
+    before = len(router.routes)
+    router.include_router(_route_tree())
+    with contextlib.suppress(NoMatchFound):  # a walk over every route: done now, not in a first request
+        router.url_path_for("-")
+    added = router.routes[before:]
+    if len(added) == 1 and type(added[0]).__name__ == "_IncludedRouter":
+        _included_tree[:] = added
 
 
 def app_factory() -> FastAPI:

@@ -1,0 +1,41 @@
+"""The application: apps built in one process share their routes' set-up, and nothing else."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ailab.config import Settings
+from tests.conftest import AppClientFactory
+
+
+async def test_two_apps_share_their_routes_and_keep_their_own_state(
+    tmp_path: Path,
+    sqlite_template: Path,
+    make_settings: Callable[..., Settings],
+    app_client: AppClientFactory,
+) -> None:
+    def database(name: str) -> str:
+        (tmp_path / name).mkdir()
+        shutil.copyfile(sqlite_template, tmp_path / name / "ai_lab.db")
+        return f"sqlite+aiosqlite:///{tmp_path / name / 'ai_lab.db'}"
+
+    guarded = make_settings(database_url=database("guarded"), data_dir=tmp_path / "guarded")
+    open_ = make_settings(database_url=database("open"), data_dir=tmp_path / "open", auth="off")
+    async with (
+        app_client(guarded) as first,
+        app_client(open_, login=False, base_url="http://127.0.0.1") as second,
+    ):
+        # One node of routes, worked out once, in both apps...
+        first_routes, second_routes = first.app.router.routes, second.app.router.routes  # type: ignore[attr-defined]
+        assert len({id(route) for route in first_routes} & {id(route) for route in second_routes}) == 1
+        # ...each answering from its own settings and its own database.
+        made = await first.post("/sessions", json={"title": "only in the first"})
+        assert made.status_code in (200, 201), made.text
+        assert (await first.get("/sessions", headers={"Authorization": ""})).status_code == 401
+        listed = await second.get("/sessions")
+        assert listed.status_code == 200, listed.text
+        assert "only in the first" not in listed.text
+        assert "only in the first" in (await first.get("/sessions")).text
+        assert (await second.get("/no/such/route")).status_code == 404
