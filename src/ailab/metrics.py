@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from prometheus_client import (
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROC_DIRNAME = "prometheus-multiproc"
 MAX_MODEL_LABELS = 100
+MAX_MODEL_SERIES = 1000  # (provider, model) names whose children are remembered
 MAX_LABEL_CHARS = 128
 OTHER = "other"
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -85,6 +87,23 @@ def prepare_multiprocess_dir(data_dir: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class _ModelSeries:
+    """One model's children of the generation metrics: a generation records into up to nine of them."""
+
+    provider: str  # the label values (``other`` past the cap)
+    model: str
+    duration: Any
+    ok: Any
+    errors: Any
+    ttft: Any
+    tokens_per_second: Any
+    input_tokens: Any
+    output_tokens: Any
+    input_usage: Any
+    output_usage: Any
+
+
 def status_class(status: int) -> str:
     """``2xx``, ``4xx``...: the bounded form of a status code."""
     return f"{status // 100}xx" if 100 <= status < 600 else "other"
@@ -101,6 +120,7 @@ class Metrics:
         # Each label set's child, looked up once: ``labels()`` (a lock, checks, a tuple of strings) costs
         # several times what ``inc()`` and ``observe()`` do, and a request records into a dozen.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._model_series: dict[tuple[str, str], _ModelSeries] = {}
         if multiproc_dir is None:
             # Standard process_* and python_info series; in multiprocess mode they would describe
             # only the worker that answers the scrape, so they are left out there.
@@ -284,22 +304,48 @@ class Metrics:
         error_kind: str | None,
     ) -> None:
         """Count one generation (successful or not)."""
+        series = self._model_series.get((provider, model)) or self._series_of(provider, model)
+        series.duration.observe(duration_s)
+        if not ok:
+            series.errors.inc()
+            child = self._child(
+                self.llm_errors, series.provider, series.model, (error_kind or "unknown")[:64]
+            )
+            child.inc()
+        else:
+            series.ok.inc()
+            if completion_tokens and duration_s > 0:
+                series.tokens_per_second.observe(completion_tokens / duration_s)
+        if ttft_s is not None:
+            series.ttft.observe(ttft_s)
+        if prompt_tokens:
+            series.input_tokens.inc(prompt_tokens)
+            series.input_usage.observe(prompt_tokens)
+        if completion_tokens:
+            series.output_tokens.inc(completion_tokens)
+            series.output_usage.observe(completion_tokens)
+
+    def _series_of(self, provider: str, model: str) -> _ModelSeries:
+        """The children of one model's generation metrics, remembered for the next generation (for at most
+        :data:`MAX_MODEL_SERIES` names: past the label cap, names a client made up need not be kept)."""
         p, m = self.model_labels(provider, model)
         child = self._child
-        child(self.generation_duration, p, m).observe(duration_s)
-        child(self.generations, p, m, "ok" if ok else "error").inc()
-        if ttft_s is not None:
-            child(self.ttft, p, m).observe(ttft_s)
-        if prompt_tokens:
-            child(self.tokens, p, m, "input").inc(prompt_tokens)
-            child(self.token_usage, p, m, "input").observe(prompt_tokens)
-        if completion_tokens:
-            child(self.tokens, p, m, "output").inc(completion_tokens)
-            child(self.token_usage, p, m, "output").observe(completion_tokens)
-        if ok and completion_tokens and duration_s > 0:
-            child(self.tokens_per_second, p, m).observe(completion_tokens / duration_s)
-        if not ok:
-            child(self.llm_errors, p, m, (error_kind or "unknown")[:64]).inc()
+        series = _ModelSeries(
+            p,
+            m,
+            duration=child(self.generation_duration, p, m),
+            ok=child(self.generations, p, m, "ok"),
+            errors=child(self.generations, p, m, "error"),
+            ttft=child(self.ttft, p, m),
+            tokens_per_second=child(self.tokens_per_second, p, m),
+            input_tokens=child(self.tokens, p, m, "input"),
+            output_tokens=child(self.tokens, p, m, "output"),
+            input_usage=child(self.token_usage, p, m, "input"),
+            output_usage=child(self.token_usage, p, m, "output"),
+        )
+        if len(self._model_series) < MAX_MODEL_SERIES:
+            self._model_series[(provider, model)] = series
+        return series
 
     def observe_limited(self, model_id: str) -> None:
         """Count a request refused by a usage budget (outcome ``limited``) under the ``provider/model`` it
