@@ -48,6 +48,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROC_DIRNAME = "prometheus-multiproc"
 MAX_MODEL_LABELS = 100
 MAX_MODEL_SERIES = 1000  # (provider, model) names whose children are remembered
+MAX_REQUEST_SERIES = 5000  # (method, route, status) of requests whose child is remembered
 MAX_LABEL_CHARS = 128
 OTHER = "other"
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -121,6 +122,7 @@ class Metrics:
         # several times what ``inc()`` and ``observe()`` do, and a request records into a dozen.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._model_series: dict[tuple[str, str], _ModelSeries] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         if multiproc_dir is None:
             # Standard process_* and python_info series; in multiprocess mode they would describe
             # only the worker that answers the scrape, so they are left out there.
@@ -275,10 +277,17 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
         """Count one finished HTTP request."""
-        method = method if method in _METHODS else "OTHER"
-        self._child(self.http_duration, method, route[:MAX_LABEL_CHARS], status_class(status)).observe(
-            duration_s
-        )
+        child = self._request_children.get((method, route, status))
+        if child is None:
+            labels = (
+                method if method in _METHODS else "OTHER",
+                route[:MAX_LABEL_CHARS],
+                status_class(status),
+            )
+            child = self._child(self.http_duration, *labels)
+            if len(self._request_children) < MAX_REQUEST_SERIES:
+                self._request_children[(method, route, status)] = child
+        child.observe(duration_s)
 
     def model_labels(self, provider: str, model: str) -> tuple[str, str]:
         """Bounded ``(provider, model)`` label values: new models beyond the cap become ``other``."""
