@@ -97,3 +97,27 @@ def test_unreachable_database_fails_cleanly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "migration failed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_history_written_before_weights_counts_once_per_row(empty_database_url: str) -> None:
+    """0008 adds ``performance_metrics.weight``: rows already there stand for one request each."""
+    upgrade(empty_database_url, "0007")
+
+    async def write_then_read() -> list[tuple[str, float]]:
+        engine = create_engine(empty_database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO performance_metrics (kind, name, value, ok, extra, created_at) "
+                        "VALUES ('http', 'GET /old', 2.5, true, '{}', CURRENT_TIMESTAMP)"
+                    )
+                )
+            await asyncio.to_thread(upgrade, empty_database_url)
+            async with engine.connect() as conn:
+                rows = await conn.execute(text("SELECT name, weight FROM performance_metrics"))
+                return [(name, float(weight)) for name, weight in rows]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(write_then_read()) == [("GET /old", 1.0)]
