@@ -5,9 +5,10 @@ a busy route, see ``services/monitoring/history.py``). Counts are sums of weight
 definition on both databases: PostgreSQL's ``percentile_cont`` (linear interpolation between the two
 nearest ranks: for sorted values ``v[0..n-1]`` and fraction ``p``, the value at position ``p * (n - 1)``)
 taken over the values as if each were repeated ``weight`` times (:func:`weighted_percentile`; with every
-weight 1 it is ``percentile_cont`` itself). PostgreSQL computes them in SQL with window functions
-(:func:`_weighted_percentiles`); on SQLite the values are read in order and the same arithmetic is done
-in Python.
+weight 1 it is ``percentile_cont`` itself). PostgreSQL computes them in SQL: its own ``percentile_cont``
+for the groups whose rows all have weight 1 (most groups: sampling starts only under load), window
+functions for the others (:func:`_weighted_percentiles`); on SQLite the values are read in order and the
+same arithmetic is done in Python.
 
 :func:`summarize_buckets` gives the same figures per time bucket (the dashboard's charts over time). A
 bucket starts at a multiple of its length in unix seconds (UTC), so the buckets of two reads a minute
@@ -40,6 +41,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -185,12 +187,24 @@ async def summarize_window(db: AsyncSession, since: dt.datetime) -> list[GroupSu
     """Count, errors and p50/p95/p99 of ``value`` per (kind, name) for samples since ``since``."""
     window = (PerformanceMetric.created_at >= since,)
     keys = (PerformanceMetric.kind, PerformanceMetric.name)
-    counts_query = select(*keys, *_weighted_counts()).where(*window).group_by(*keys)
-    counts = {(k, n): (_whole(c), _whole(e)) for k, n, c, e in (await db.execute(counts_query)).all()}
     if db.get_bind().dialect.name == "postgresql":
         value = PerformanceMetric.value.cast(Float)
-        found = await _weighted_percentiles(db, keys, value, window, PERCENTILES)
+        pcts = [func.percentile_cont(p).within_group(value) for p in PERCENTILES]
+        query = select(*keys, *_weighted_counts(), *pcts).where(*window).group_by(*keys)
+        counts: dict[tuple[Any, ...], tuple[int, int]] = {}
+        found: dict[tuple[Any, ...], list[float | None]] = {}
+        sampled = []
+        for kind, name, count, errs, weighted, *values in (await db.execute(query)).all():
+            counts[(kind, name)] = (_whole(count), _whole(errs))
+            found[(kind, name)] = [_float(v) for v in values]
+            if weighted:
+                sampled.append((kind, name))
+        if sampled:
+            where = (*window, tuple_(*keys).in_(sampled))
+            found.update(await _weighted_percentiles(db, keys, value, where, PERCENTILES))
     else:
+        counts_query = select(*keys, *_weighted_counts()).where(*window).group_by(*keys)
+        counts = {(k, n): (_whole(c), _whole(e)) for k, n, c, e, _ in (await db.execute(counts_query)).all()}
         values_query = (
             select(*keys, PerformanceMetric.value, PerformanceMetric.weight)
             .where(*window, PerformanceMetric.value.is_not(None))
@@ -208,10 +222,12 @@ async def summarize_window(db: AsyncSession, since: dt.datetime) -> list[GroupSu
     return summaries
 
 
-def _weighted_counts() -> tuple[Any, Any]:
-    """``count`` and ``errors`` of a group, each a sum of weights."""
+def _weighted_counts() -> tuple[Any, Any, Any]:
+    """``count`` and ``errors`` of a group, each a sum of weights, and whether any row stands for more than
+    one observation (then PostgreSQL's ``percentile_cont``, which counts rows, does not apply)."""
     weight = PerformanceMetric.weight
-    return func.sum(weight), func.sum(case((PerformanceMetric.ok.is_(False), weight), else_=0.0))
+    errors = func.sum(case((PerformanceMetric.ok.is_(False), weight), else_=0.0))
+    return func.sum(weight), errors, func.max(weight) > 1
 
 
 def _whole(value: Any) -> int:
@@ -229,33 +245,27 @@ async def _weighted_percentiles(
     """PostgreSQL: :func:`weighted_percentile` of ``value`` at each of ``fractions`` per group of ``keys``
     (rows matching ``where``, NULL values left out), in SQL.
 
-    Each row learns where its span ends on the group's axis (a running sum of the weights in the order of
-    the values) and where it starts (the previous row's end: adjacent spans share the very same number,
-    so exactly one row covers each position); the row covering the target position answers.
+    Each row learns where its span starts and ends on the group's axis: running sums of the weights in the
+    order of the values, up to the row before and up to the row itself. Both add the same weights in the
+    same order, so adjacent spans meet exactly and one row covers each position; the row covering the
+    target position answers. All four window functions share one ordering, so the rows are sorted once.
     """
     weight = PerformanceMetric.weight
     order = (value, PerformanceMetric.id)
-    ranked = (
+    spans = (
         select(
             *(key.label(f"k{i}") for i, key in enumerate(keys)),
             value.label("x"),
+            func.coalesce(
+                func.sum(weight).over(partition_by=keys, order_by=order, rows=(None, -1)), 0.0
+            ).label("start"),
             func.sum(weight).over(partition_by=keys, order_by=order, rows=(None, 0)).label("end"),
             func.sum(weight).over(partition_by=keys).label("total"),
             func.lead(value).over(partition_by=keys, order_by=order).label("next"),
         )
         .where(*where, value.is_not(None))
-        .subquery("ranked")
+        .subquery("spans")
     )
-    parts = [ranked.c[f"k{i}"] for i in range(len(keys))]
-    previous_end = func.lag(ranked.c.end).over(partition_by=parts, order_by=ranked.c.end)
-    spans = select(
-        *parts,
-        ranked.c.x,
-        ranked.c.end,
-        ranked.c.total,
-        ranked.c.next,
-        func.coalesce(previous_end, 0.0).label("start"),
-    ).subquery("spans")
     row = spans.c
     answers = []
     for fraction in fractions:
@@ -389,22 +399,46 @@ async def _buckets_in_sql(
         ),
         else_=None,
     )
+    value = PerformanceMetric.value.cast(Float)
     where = (PerformanceMetric.created_at >= since, PerformanceMetric.kind.in_(kinds))
     keys = (PerformanceMetric.kind, PerformanceMetric.name, bucket)
-    counts_query = select(*keys, *_weighted_counts()).where(*where).group_by(*keys).order_by(*keys)
-    counts = [
-        (k, n, int(b), _whole(c), _whole(e)) for k, n, b, c, e in (await db.execute(counts_query)).all()
-    ]
-    values = await _weighted_percentiles(db, keys, PerformanceMetric.value.cast(Float), where, PERCENTILES)
-    ttfts = await _weighted_percentiles(db, keys, ttft, where, (0.5,))
-    speeds = await _weighted_percentiles(db, keys, speed, where, (0.5,))
-    none: list[float | None] = [None, None, None]
+    query = (
+        select(
+            *keys,
+            *_weighted_counts(),
+            *(func.percentile_cont(p).within_group(value) for p in PERCENTILES),
+            func.percentile_cont(0.5).within_group(ttft),
+            func.percentile_cont(0.5).within_group(speed),
+        )
+        .where(*where)
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    rows = (await db.execute(query)).all()
+    sampled = [(kind, name, start) for kind, name, start, _, _, weighted, *_ in rows if weighted]
+    values: dict[tuple[Any, ...], list[float | None]] = {}
+    ttfts: dict[tuple[Any, ...], list[float | None]] = {}
+    speeds: dict[tuple[Any, ...], list[float | None]] = {}
+    if sampled:  # the groups with weights: their percentiles weighted, in SQL (see _weighted_percentiles)
+        # Narrowed by name only (a few), not by bucket (hundreds: a long IN list costs more than it saves).
+        names = sorted({(kind, name) for kind, name, _ in sampled})
+        narrowed = (*where, tuple_(PerformanceMetric.kind, PerformanceMetric.name).in_(names))
+        llm = (*narrowed, PerformanceMetric.kind == "llm")
+        values = await _weighted_percentiles(db, keys, value, narrowed, PERCENTILES)
+        ttfts = await _weighted_percentiles(db, keys, ttft, llm, (0.5,))
+        speeds = await _weighted_percentiles(db, keys, speed, llm, (0.5,))
     found = []
-    for kind, name, start, count, errs in counts:
+    for kind, name, start, count, errs, weighted, *as_rows in rows:
         key = (kind, name, start)
-        p50, p95, p99 = values.get(key, none)
-        ttft_p50, speed_p50 = ttfts.get(key, none)[0], speeds.get(key, none)[0]
-        found.append(BucketSummary(kind, name, start, count, errs, p50, p95, p99, ttft_p50, speed_p50))
+        figures = as_rows
+        if weighted:
+            figures = [*values.get(key, [None] * 3), ttfts.get(key, [None])[0], speeds.get(key, [None])[0]]
+        p50, p95, p99, ttft_p50, speed_p50 = (_float(v) for v in figures)
+        found.append(
+            BucketSummary(
+                kind, name, int(start), _whole(count), _whole(errs), p50, p95, p99, ttft_p50, speed_p50
+            )
+        )
     return found
 
 
