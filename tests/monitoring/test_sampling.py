@@ -179,3 +179,22 @@ async def test_the_sample_is_uniform(
     # observations favoured would move it by thousands.
     assert 2499.5 - 250 < average < 2499.5 + 250
     assert min(means) < 2499.5 < max(means)
+
+
+async def test_a_name_first_seen_while_the_buffer_is_full_is_dropped_and_counted(
+    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+) -> None:
+    async with app_client(make_settings(database_url=database_url)) as client:
+        services: Services = client.services  # type: ignore[attr-defined]
+        history = services.monitor.history
+        await history.flush()
+        history.max_buffered = 0
+        history.add("function", "never stored", 1.0, ok=True, extra={})
+        assert (len(history), history.dropped) == (0, 1)
+        assert await history.flush() == 0  # nothing to weigh: the flush goes on
+        history.max_buffered = 10
+        history.add("function", "stored", 2.0, ok=True, extra={})
+        assert await history.flush() == 1
+        async with services.db.read() as session:
+            names = set(await session.scalars(select(PerformanceMetric.name)))
+        assert "stored" in names and "never stored" not in names
