@@ -15,6 +15,7 @@ from ailab.db.repos import metrics as repo
 from ailab.db.tables import PerformanceMetric, utcnow
 from ailab.services.container import Services
 from tests.conftest import AppClientFactory
+from tests.monitoring.test_trends import sample
 
 
 def repeated(pairs: list[tuple[float, int]]) -> list[float]:
@@ -39,10 +40,8 @@ def test_weighted_percentile_is_percentile_cont_of_the_repeated_values() -> None
 def weighted(
     kind: str, name: str, at: dt.datetime, rows: list[tuple[float, float, bool]]
 ) -> list[dict[str, Any]]:
-    return [
-        {"kind": kind, "name": name, "value": v, "ok": ok, "weight": w, "extra": {}, "created_at": at}
-        for v, w, ok in rows
-    ]
+    """``(value, weight, ok)`` rows as the trends tests' samples, each with its weight."""
+    return [{**sample(kind, name, v, at, ok=ok), "weight": w} for v, w, ok in rows]
 
 
 async def test_weights_count_and_weigh_percentiles_on_either_database(
