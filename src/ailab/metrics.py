@@ -317,10 +317,8 @@ class Metrics:
         series.duration.observe(duration_s)
         if not ok:
             series.errors.inc()
-            child = self._child(
-                self.llm_errors, series.provider, series.model, (error_kind or "unknown")[:64]
-            )
-            child.inc()
+            kind = (error_kind or "unknown")[:64]
+            self._child(self.llm_errors, series.provider, series.model, kind).inc()
         else:
             series.ok.inc()
             if completion_tokens and duration_s > 0:
