@@ -37,7 +37,10 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
 from tests.support import redis as redis_support
 from tests.support.provider_settings import configure, fold
-from tests.support.server import ADMIN_PASSWORD  # re-exported: the tests import it from here
+from tests.support.server import (
+    ADMIN_PASSWORD,  # re-exported: the tests import it from here
+    LOCAL_THREADS,
+)
 from tests.support.unavailable import unavailable
 
 
@@ -146,6 +149,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "master_key": master_key,
             "auth": "on",
             "log_level": "info",
+            "local_threads": LOCAL_THREADS,
         }
         values.update(overrides)
         return Settings(_env_file=None, **fold(values))  # type: ignore[call-arg]

@@ -25,6 +25,7 @@ from tests.agents.scripted import NAME, Reply, ScriptedProvider
 from tests.chat.conftest import parse_sse, stream_then_hang_up
 from tests.conftest import AppClientFactory
 from tests.support.provider_settings import fold, make_provider
+from tests.support.server import LOCAL_THREADS
 
 MAX_STEPS = 4
 
@@ -144,7 +145,7 @@ ROUTING_REQUESTS = [
 async def test_grammar_constrained_decisions_on_the_embedded_model_are_always_valid(
     targets: list[str],
 ) -> None:
-    settings = Settings(_env_file=None, **fold({"local_threads": 2, "local_context": 1024}))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **fold({"local_threads": LOCAL_THREADS, "local_context": 1024}))  # type: ignore[call-arg]
     provider = make_provider(PLUGIN, settings)
     route = Route(next=targets, default=targets[0])
     agents = {

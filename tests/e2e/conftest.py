@@ -73,9 +73,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Itera
         # Long enough to stop or reload mid-answer, short enough that a loaded machine finishes it well
         # within a test's wait (the default 1,024 tokens took over a minute under CI's load).
         local_max_tokens="240",
-        # One thread: llama.cpp's threads spin while they wait for each other, and beside the test
-        # workers on a 2-core machine that spinning slowed a generation more than tenfold.
-        local_threads="1",
         max_upload_bytes=str(UPLOAD_LIMIT),  # small, so that a test can go past it cheaply
     )
     with run_server(env, log_path=data / "server.log") as live:

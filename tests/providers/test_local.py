@@ -22,6 +22,7 @@ from ailab.providers.local import (
     model_name_from_path,
 )
 from tests.support.provider_settings import fold, make_provider
+from tests.support.server import LOCAL_THREADS
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local() -> Iterator[LocalProvider]:
     """One provider (one model load) for the module; each test uses its own requests."""
-    settings = Settings(_env_file=None, **fold({"local_threads": 2, "local_context": 1024}))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **fold({"local_threads": LOCAL_THREADS, "local_context": 1024}))  # type: ignore[call-arg]
     provider = make_provider(PLUGIN, settings)
     yield provider
     provider._executor.shutdown(wait=True)
@@ -134,7 +135,9 @@ async def test_usage_counts_the_prompt_and_each_sampled_token(local: LocalProvid
 
 def guarded(**defaults: Any) -> LocalProvider:
     """A provider of its own (its own model load), with ``defaults`` instead of the settings'."""
-    return LocalProvider(default_model_path(), n_threads=2, n_ctx=1024, defaults=LocalDefaults(**defaults))
+    return LocalProvider(
+        default_model_path(), n_threads=LOCAL_THREADS, n_ctx=1024, defaults=LocalDefaults(**defaults)
+    )
 
 
 async def test_a_factual_question_is_answered_rightly_with_the_default_prompting(
@@ -251,7 +254,7 @@ async def test_every_gguf_in_the_data_dirs_models_folder_is_served(tmp_path: Pat
     models = tmp_path / "data" / "models"
     models.mkdir(parents=True)
     (models / "Tiny-Twin.Q4_1.gguf").symlink_to(default)  # another GGUF (here: the same weights)
-    values = fold({"data_dir": tmp_path / "data", "local_threads": 2, "local_context": 512})
+    values = fold({"data_dir": tmp_path / "data", "local_threads": LOCAL_THREADS, "local_context": 512})
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     provider = make_provider(PLUGIN, settings)
     try:

@@ -18,6 +18,9 @@ from cryptography.fernet import Fernet
 from tests.support.postgres import free_port
 
 ADMIN_PASSWORD = "admin-password-for-tests"  # of every test app and server (tests/conftest.py re-exports it)
+# llama.cpp's threads wait for each other at every step by spinning: with pytest's workers side by side on
+# few cores, a model on every core ran ~5x slower than on one (an agents test: 4 s alone, 24-45 s in the suite).
+LOCAL_THREADS = 1
 
 READY_TIMEOUT_S = 60.0
 
@@ -53,6 +56,7 @@ def run_server(env: dict[str, str], *args: str, log_path: Path) -> Iterator[Live
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
     full_env.update(env)
     full_env["AILAB_PORT"] = str(port)
+    full_env.setdefault("AILAB_LOCAL_THREADS", str(LOCAL_THREADS))
     cli = Path(sys.executable).with_name("ai-lab")
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
