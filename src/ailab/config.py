@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_NAME = "ai_lab.db"
+ADMIN_NAME = "admin"  # the user made on first start, whose password AILAB_ADMIN_PASSWORD sets
 
 
 class Settings(BaseSettings):

@@ -7,22 +7,23 @@ Exit code 1 when every iteration failed.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ailab.cli.common import console, fail, run_with_services
-from ailab.db.tables import BenchmarkRun
-from ailab.services.container import Services
-from ailab.services.monitoring.benchmark import (
+from ailab.services.monitoring.benchmark_limits import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
     MAX_ITERATIONS,
     MAX_TOKENS,
-    BenchmarkParams,
 )
+
+if TYPE_CHECKING:
+    from ailab.db.tables import BenchmarkRun
+    from ailab.services.container import Services
 
 
 def _fmt(stats: dict[str, float] | None, key: str) -> str:
@@ -82,6 +83,8 @@ def bench(
     ),
 ) -> None:
     """Benchmark models: time to first token and tokens per second, side by side."""
+    from ailab.services.monitoring.benchmark import BenchmarkParams
+
     params = BenchmarkParams(
         models=model or [],
         prompt=prompt,

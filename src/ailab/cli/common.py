@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from ailab.config import ConfigError, Settings, get_settings
-from ailab.db.migrate import upgrade
 from ailab.errors import AILabError
-from ailab.services.container import CoreServices, Services, build_core, build_services
+
+if TYPE_CHECKING:  # loaded when a command runs: `ai-lab --help` needs none of it
+    from ailab.services.container import CoreServices, Services
 
 T = TypeVar("T")
 console = Console()
@@ -41,6 +42,9 @@ def load_settings(**overrides: object) -> Settings:
 
 def run_with_services(fn: Callable[[Services], Awaitable[T]], settings: Settings | None = None) -> T:
     """Migrate the database, build the services, run ``fn`` and close everything."""
+    from ailab.db.migrate import upgrade
+    from ailab.services.container import build_services
+
     settings = settings or load_settings()
 
     async def main() -> T:
@@ -69,6 +73,9 @@ def _run_cleanly(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def run_with_core(fn: Callable[[CoreServices], Awaitable[T]], settings: Settings | None = None) -> T:
     """Migrate the database and run ``fn`` with the database-only services (no providers, no samplers)."""
+    from ailab.db.migrate import upgrade
+    from ailab.services.container import build_core
+
     settings = settings or load_settings()
 
     async def main() -> T:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
 from ailab.cli.common import console, fail, load_settings
-from ailab.db.migrate import head_revision, upgrade
 
 app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -16,6 +14,10 @@ def upgrade_command(
     revision: str = typer.Argument("head", help="target revision"),
 ) -> None:
     """Apply the migrations up to REVISION (the newest by default); a no-op when already there."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ailab.db.migrate import head_revision, upgrade
+
     settings = load_settings()
     settings.ensure_data_dir()
     try:

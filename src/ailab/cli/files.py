@@ -7,16 +7,18 @@ user) and waits until each document's text is read; it exits 1 when any file was
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, run_with_core, table_console
+from ailab.config import ADMIN_NAME
 from ailab.errors import AILabError
-from ailab.services.auth.accounts import ADMIN_NAME
-from ailab.services.container import CoreServices
 from ailab.services.files.storage import human_size
+
+if TYPE_CHECKING:
+    from ailab.services.container import CoreServices
 
 app = typer.Typer(help="Uploaded files: list, add, delete.", no_args_is_help=True)
 READ_CHUNK = 1024 * 1024

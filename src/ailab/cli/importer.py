@@ -9,19 +9,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from ailab.cli.common import console, fail, run_with_services
+from ailab.config import ADMIN_NAME
 from ailab.errors import NotFound
-from ailab.services.auth.accounts import ADMIN_NAME
-from ailab.services.container import Services
-from ailab.services.legacy.formats import ProgressFn
-from ailab.services.legacy.importer import ImportReport, LegacyImporter
+
+if TYPE_CHECKING:
+    from ailab.services.container import Services
+    from ailab.services.legacy.formats import ProgressFn
+    from ailab.services.legacy.importer import ImportReport
 
 app = typer.Typer(help="Bring data in from other installations.", no_args_is_help=True)
 
@@ -90,6 +92,9 @@ def legacy(
 
     The originals are only read. Exits 1 when anything was skipped (each skip is listed with its reason).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ailab.services.legacy.importer import LegacyImporter
 
     async def run(services: Services) -> ImportReport:
         importer = LegacyImporter(services.db)

@@ -7,15 +7,16 @@ installed plugins (``ai-lab keys formats``).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ailab.cli.common import console, fail, load_settings, run_with_core, table_console
 from ailab.config import ConfigError
-from ailab.providers.plugins import Plugins
-from ailab.services.container import CoreServices
+
+if TYPE_CHECKING:
+    from ailab.services.container import CoreServices
 
 app = typer.Typer(help="Provider API keys, encrypted in the database.", no_args_is_help=True)
 
@@ -60,6 +61,8 @@ def list_command() -> None:
 @app.command("formats")
 def formats_command() -> None:
     """What each installed provider's key looks like, and the config settings it takes."""
+    from ailab.providers.plugins import Plugins
+
     try:
         plugins = Plugins.load(load_settings().providers)
     except ConfigError as exc:

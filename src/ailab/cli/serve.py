@@ -6,13 +6,9 @@ import asyncio
 import os
 
 import typer
-import uvicorn
 
 from ailab.cli.common import fail, load_settings
 from ailab.config import ConfigError
-from ailab.logs import configure_logging
-from ailab.metrics import prepare_multiprocess_dir
-from ailab.services.vault.startup import check_stored_keys
 
 
 def serve(
@@ -21,6 +17,12 @@ def serve(
     workers: int | None = typer.Option(None, help="server processes [env AILAB_WORKERS, default 1]"),
 ) -> None:
     """Start the AI-Lab server (migrates the database first)."""
+    import uvicorn
+
+    from ailab.logs import configure_logging
+    from ailab.metrics import prepare_multiprocess_dir
+    from ailab.services.vault.startup import check_stored_keys
+
     settings = load_settings(host=host, port=port, workers=workers)
     try:
         settings.check_startable()

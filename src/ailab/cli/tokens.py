@@ -6,12 +6,16 @@ only its SHA-256 is stored, so it cannot be shown again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, run_with_core, table_console
-from ailab.services.auth.accounts import ADMIN_NAME
-from ailab.services.container import CoreServices
+from ailab.config import ADMIN_NAME
+
+if TYPE_CHECKING:
+    from ailab.services.container import CoreServices
 
 app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 

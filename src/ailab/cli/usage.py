@@ -6,14 +6,16 @@ It reads what the server processes have stored: their counts reach the database 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from ailab.cli.common import run_with_core, table_console
-from ailab.db.repos.usage import UsageRow
-from ailab.services.container import CoreServices
+
+if TYPE_CHECKING:
+    from ailab.db.repos.usage import UsageRow
+    from ailab.services.container import CoreServices
 
 GroupBy = Literal["user", "token", "model"]
 

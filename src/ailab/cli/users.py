@@ -7,12 +7,15 @@ deleted user, or a changed password, ends the sessions opened before.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Column, Table
 
 from ailab.cli.common import console, err_console, fail, run_with_core, table_console
-from ailab.services.container import CoreServices
+
+if TYPE_CHECKING:
+    from ailab.services.container import CoreServices
 
 app = typer.Typer(help="User accounts: add, list, disable, enable, delete, passwd.", no_args_is_help=True)
 

@@ -17,14 +17,14 @@ from fastapi.responses import JSONResponse
 from ailab.api.deps import CurrentUser, ServicesDep
 from ailab.api.schemas.benchmark import BenchmarkBody, RunList, RunOut, RunStarted
 from ailab.api.schemas.common import COMMON_PROBLEMS, problems
-from ailab.services.monitoring.benchmark import (
+from ailab.services.monitoring.benchmark import BenchmarkParams
+from ailab.services.monitoring.benchmark_limits import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
     MAX_ITERATIONS,
     MAX_MODELS,
     MAX_PROMPT_CHARS,
     MAX_TOKENS,
-    BenchmarkParams,
 )
 
 router = APIRouter(tags=["benchmark"], responses=problems(*COMMON_PROBLEMS, 404, 502, 504))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from ailab.api.schemas.common import Out, Timestamp
-from ailab.services.monitoring.benchmark import (
+from ailab.services.monitoring.benchmark_limits import (
     MAX_CONCURRENCY,
     MAX_ITERATIONS,
     MAX_MODELS,

@@ -36,7 +36,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 
-from ailab.config import Settings
+from ailab.config import ADMIN_NAME, Settings
 from ailab.db.engine import Database
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
@@ -44,7 +44,6 @@ from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAtt
 from ailab.services.auth.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 from ailab.services.masterkey import derive_key
 
-ADMIN_NAME = "admin"
 API_TOKEN_PREFIX = "ailab_"  # noqa: S105 - a prefix, not a secret
 INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 CACHE_SECONDS = 5.0

@@ -44,15 +44,17 @@ from ailab.errors import AILabError, InvalidInput, NotFound, TooManyRunning
 from ailab.providers.base import ChatMessage, ChatRequest, Provider
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer, error_label
+from ailab.services.monitoring.benchmark_limits import (
+    DEFAULT_PROMPT,
+    MAX_CONCURRENCY,
+    MAX_ITERATIONS,
+    MAX_MODELS,
+    MAX_PROMPT_CHARS,
+    MAX_TOKENS,
+)
 from ailab.services.monitoring.monitor import default_model_id
 
 log = logging.getLogger("ailab.benchmark")
-DEFAULT_PROMPT = "Explain in two sentences what a benchmark measures."
-MAX_ITERATIONS = 100
-MAX_CONCURRENCY = 16
-MAX_TOKENS = 4096
-MAX_MODELS = 16
-MAX_PROMPT_CHARS = 100_000
 RETRY_AFTER_S = 10.0  # a refused run's hint: benchmarks take seconds to minutes
 
 # Called after each iteration with (model id, iterations done for it, iterations per model).
