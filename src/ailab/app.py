@@ -13,16 +13,18 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, NoMatchFound
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ailab import __version__
 from ailab.api import openapi, routes
 from ailab.api.deps import require_user
 from ailab.api.errors import install_error_handlers
-from ailab.api.fastlane import FastLane
+from ailab.api.fastlane import FastLane, hot_route
 from ailab.api.guard import RequestGuard
 from ailab.api.middleware import (
     MonitorContextMiddleware,
@@ -35,6 +37,32 @@ from ailab.db.migrate import upgrade
 from ailab.services.container import build_services
 
 log = logging.getLogger("ailab")
+
+
+class AILabApp(FastAPI):
+    """FastAPI, with the hot routes answered ahead of the middleware stack by the fast lane
+    (``api/fastlane.py``) when it has one."""
+
+    fast_lane: FastLane | None = None
+    _lane_entry: ASGIApp | None = None  # the lane, inside CORS when CORS is open
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A hot route to the fast lane; everything else (and lifespan) to FastAPI and its middleware."""
+        if self._lane_entry is not None and hot_route(scope):
+            scope["app"] = self  # what FastAPI sets first, for Request.app and the handlers
+            await self._lane_entry(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The middleware stack and the routes, for a request the fast lane hands back."""
+        await super().__call__(scope, receive, send)
+
+    def open_fast_lane(self, lane: FastLane, cors: dict[str, Any] | None) -> None:
+        """Serve the hot routes with ``lane``; ``cors``: CORSMiddleware's options when CORS is open, so
+        the hot routes answer browsers like every other route."""
+        self.fast_lane = lane
+        self._lane_entry = lane if cors is None else CORSMiddleware(lane, **cors)
 
 
 def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = True) -> FastAPI:
@@ -70,7 +98,7 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
             observers.remove(observe)
             await services.aclose()
 
-    app = FastAPI(
+    app = AILabApp(
         title="AI-Lab",
         version=__version__,
         summary="Self-hosted AI workbench: chat sessions, agents, model backends, OpenAI-compatible API.",
@@ -84,17 +112,17 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
     openapi.install(app)
     _add_routes(app)
 
-    if fast_lane:
-        app.add_middleware(FastLane)  # inside CORS, so the hot routes answer browsers like every other
-    app.add_middleware(RequestGuard, auth_off=settings.auth == "off", cors_origins=settings.cors_origins)
+    auth_off = settings.auth == "off"
+    app.add_middleware(RequestGuard, auth_off=auth_off, cors_origins=settings.cors_origins)
+    cors: dict[str, Any] | None = None
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=True,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
+        cors = {
+            "allow_origins": settings.cors_origins,
+            "allow_credentials": True,
+            "allow_methods": ["*"],
+            "allow_headers": ["*"],
+        }
+        app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(MonitorContextMiddleware)
     app.add_middleware(
         RequestContextMiddleware,
@@ -102,6 +130,11 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
         observers=observers,
         uploads=("/files", settings.max_upload_bytes),
     )
+    if fast_lane:
+        # The guard's rules, asked by the lane; the lane answers their refusals itself.
+        guard = RequestGuard(app.stack, auth_off=auth_off, cors_origins=settings.cors_origins)
+        lane = FastLane(app.stack, max_body_bytes=settings.max_body_bytes, guard=guard, observers=observers)
+        app.open_fast_lane(lane, cors)
     return app
 
 

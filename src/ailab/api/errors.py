@@ -160,4 +160,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _on_database_error)
     app.add_exception_handler(ConnectionError, _on_database_error)
     # Anything else is answered by RequestContextMiddleware (inside Starlette's ServerErrorMiddleware,
-    # so the answer still carries the request id).
+    # so the answer still carries the request id), or on the hot routes by the fast lane, alike.

@@ -67,14 +67,7 @@ class RequestGuard:
         if scope["type"] == "http":
             refusal = self.refusal(scope)
             if refusal is not None:
-                status, message, code = refusal
-                body = orjson.dumps(error_body(scope["path"], status, message, code, ""))
-                headers = [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
+                await send_refusal(scope, send, refusal)
                 return
         await self.app(scope, receive, send)
 
@@ -113,3 +106,15 @@ class RequestGuard:
     def _own_origins(self, scope: Scope, host: str) -> frozenset[str]:
         scheme = scope.get("scheme", "http")
         return self.cors_origins | {f"{scheme}://{host}"}
+
+
+async def send_refusal(scope: Scope, send: Send, refusal: tuple[int, str, str], request_id: str = "") -> None:
+    """Answer a :meth:`RequestGuard.refusal` in the route's error shape (with the request's id, when the
+    caller has one: a refusal inside the middleware stack gets it from the stack)."""
+    status, message, code = refusal
+    body = orjson.dumps(error_body(scope["path"], status, message, code, request_id))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
