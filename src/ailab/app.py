@@ -65,7 +65,7 @@ class AILabApp(FastAPI):
         self._lane_entry = lane if cors is None else CORSMiddleware(lane, **cors)
 
 
-def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = True) -> AILabApp:
     """Build the application for ``settings``; nothing touches the database until it starts.
 
     ``fast_lane=False`` leaves the hot routes to FastAPI's router: the tests run them both ways, so the
@@ -178,6 +178,6 @@ def _add_routes(app: FastAPI) -> None:
         _included_tree[:] = added
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> AILabApp:
     """Entry point for ``uvicorn --factory`` and worker processes: settings from the environment."""
     return create_app(get_settings())
