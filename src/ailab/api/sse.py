@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ailab.api.disconnect import WATCH_AFTER_S
+
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -16,11 +18,13 @@ class DirectStreamResponse(StreamingResponse):
 
     Starlette's streaming response puts the sending and a disconnect listener in an anyio task group per
     request, which costs more than the gateway's whole budget. Here the sending stays in the request's own
-    task and one plain asyncio task waits for ``http.disconnect``; when the client goes away it cancels the
-    sending, which closes the generator (stopping the upstream or the local generation) at once, even
-    while it waits for the next chunk. However the response ends (finished, client gone, shutdown), the
-    generator is closed explicitly, so its clean-up (storing a partial answer) runs now rather than
-    whenever the garbage collector finalises it.
+    task and, once the stream has run for ``WATCH_AFTER_S`` (a stream done sooner needs no watching, and
+    a task per request costs more than the gateway's own work on a fast upstream), one plain asyncio task
+    waits for ``http.disconnect``; when the client goes away it cancels the sending, which closes the
+    generator (stopping the upstream or the local generation) at once, even while it waits for the next
+    chunk. However the response ends (finished, client gone, shutdown), the generator is closed
+    explicitly, so its clean-up (storing a partial answer) runs now rather than whenever the garbage
+    collector finalises it.
     """
 
     def __init__(
@@ -39,6 +43,7 @@ class DirectStreamResponse(StreamingResponse):
         sender = asyncio.current_task()
         assert sender is not None
         client_gone = False
+        watcher: asyncio.Future[None] | None = None
 
         async def watch() -> None:
             nonlocal client_gone
@@ -47,13 +52,19 @@ class DirectStreamResponse(StreamingResponse):
             client_gone = True
             sender.cancel()
 
-        watcher = asyncio.ensure_future(watch())
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(watch())
+
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
+        finished = False
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
             async for chunk in self._chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True  # the generator has ended: closing it below has nothing left to run
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not client_gone:
@@ -62,5 +73,10 @@ class DirectStreamResponse(StreamingResponse):
         except OSError:
             pass  # the client went away while we wrote
         finally:
-            watcher.cancel()
-            await asyncio.shield(asyncio.ensure_future(self._chunks.aclose()))
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            if finished:
+                await self._chunks.aclose()
+            else:  # shielded: its clean-up must run even while this task is being cancelled
+                await asyncio.shield(asyncio.ensure_future(self._chunks.aclose()))
