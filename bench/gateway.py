@@ -20,10 +20,12 @@ TensorZero's streams on a kept-alive connection now and then stall ~40 ms after 
 Nagle and delayed ACK; with ``Connection: close`` a stream takes ~1.5 ms), which sinks its stream req/s
 at c=1 and its p99: read its stream p50.
 ``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
-runs AI-Lab from another checkout's ``src`` (a before/after comparison on the same machine)::
+runs AI-Lab from another checkout's ``src`` (a before/after comparison on the same machine);
+``--ailab-workers N`` runs AI-Lab with N server processes (TensorZero's one process uses every core), its
+CPU per request summed over them::
 
     .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm] [--skip-tensorzero]
-        [--targets ai-lab "ai-lab /chat"] [--ailab-src /path/to/other/checkout/src]
+        [--targets ai-lab "ai-lab /chat"] [--ailab-src /path/to/other/checkout/src] [--ailab-workers 2]
 """
 
 from __future__ import annotations
@@ -178,14 +180,20 @@ async def run_cell(
                 sent += 1
                 await one()
 
-        server = psutil.Process(target.pid) if target.pid is not None else None
-        cpu_before = sum(server.cpu_times()[:2]) if server is not None else 0.0
+        cpu_before = cpu_seconds(target.pid)
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         cell.elapsed = time.perf_counter() - start
-        if server is not None:
-            cell.cpu_s = sum(server.cpu_times()[:2]) - cpu_before
+        cell.cpu_s = cpu_seconds(target.pid) - cpu_before
     return cell
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User and system CPU seconds of a serving process and of its worker processes (``--workers``)."""
+    if pid is None:
+        return float("nan")
+    server = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [server, *server.children(recursive=True)])
 
 
 class Processes:
@@ -225,7 +233,11 @@ def admin_token(port: int) -> str:
 
 
 def start_all(
-    procs: Processes, skip_litellm: bool, skip_tensorzero: bool, ailab_src: str | None = None
+    procs: Processes,
+    skip_litellm: bool,
+    skip_tensorzero: bool,
+    ailab_src: str | None = None,
+    ailab_workers: int = 1,
 ) -> tuple[list[Target], list[str]]:
     notes: list[str] = []
     python = sys.executable
@@ -246,7 +258,7 @@ def start_all(
         AILAB_AUTH="on",
         AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
         AILAB_OPENAI_COMPAT_BASE_URL=upstream,
-        AILAB_WORKERS="1",
+        AILAB_WORKERS=str(ailab_workers),
         AILAB_MAX_RUNS_PER_USER="1000",  # one user drives every /chat at once here
     )
     if ailab_src:
@@ -430,12 +442,19 @@ def main() -> None:
     parser.add_argument("--skip-tensorzero", action="store_true")
     parser.add_argument("--targets", nargs="+", help="only these targets (and the upstream)")
     parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
+    parser.add_argument(
+        "--ailab-workers", type=int, default=1, help="AI-Lab's server processes (TensorZero uses every core)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
     procs = Processes(workdir)
     try:
-        targets, notes = start_all(procs, args.skip_litellm, args.skip_tensorzero, args.ailab_src)
+        targets, notes = start_all(
+            procs, args.skip_litellm, args.skip_tensorzero, args.ailab_src, args.ailab_workers
+        )
+        if args.ailab_workers > 1:
+            notes.append(f"AI-Lab with {args.ailab_workers} worker processes (CPU summed over them)")
         if args.targets:
             targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
         results: dict[tuple[str, str, int], Cell] = {}
