@@ -34,8 +34,9 @@ from ailab.api.guard import RequestGuard, send_refusal
 from ailab.api.middleware import (
     RequestObserver,
     answer_unexpected,
-    buffer_body,
+    body_past_limit,
     finish_request,
+    monitor_context,
     read_request_headers,
     replay_body,
     send_too_large,
@@ -43,7 +44,6 @@ from ailab.api.middleware import (
 from ailab.api.routes import chat, gateway
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
-from ailab.services.usage.attribution import end, unattributed
 
 Handler = Callable[[Request, Principal], Awaitable[Response | None]]
 DECLINED = -1  # the status of a request a handler handed to the stack
@@ -116,9 +116,7 @@ class FastLane:
         started = False
         try:
             limit = self.max_body_bytes
-            too_large = content_length is not None and content_length > limit
-            if content_length is None and scope["method"] != "GET":
-                receive, too_large = await buffer_body(receive, limit)
+            receive, too_large = await body_past_limit(scope, receive, content_length, limit)
             if too_large:
                 status = 413
                 await send_too_large(send, limit, request_id)
@@ -131,20 +129,16 @@ class FastLane:
             scope["route"] = route  # past the limit and the guard, as routing comes after them in the stack
             services: Services = scope["app"].state.services
             request = Request(scope, receive)
-            caller = unattributed()  # authentication names the caller the usage is charged to
-            try:
-                with services.monitor.activate():
-                    response = await self._answer(route, services, request, scope)
-                    if response is None:  # declined: the whole stack answers, from the body read here
-                        status, started = DECLINED, True
-                        await self.stack(scope, replay_body(await request.body(), receive), send)
-                        return
-                    status = response.status_code
-                    response.raw_headers.append((b"x-request-id", request_id.encode()))
-                    started = True
-                    await response(scope, receive, send)
-            finally:
-                end(caller)
+            with monitor_context(services):
+                response = await self._answer(route, services, request, scope)
+                if response is None:  # declined: the whole stack answers, from the body read here
+                    status, started = DECLINED, True
+                    await self.stack(scope, replay_body(await request.body(), receive), send)
+                    return
+                status = response.status_code
+                response.raw_headers.append((b"x-request-id", request_id.encode()))
+                started = True
+                await response(scope, receive, send)
         except Exception as exc:
             if started:
                 raise  # too late for an error answer; the server closes the connection

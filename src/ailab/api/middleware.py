@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,9 @@ from ailab.api.errors import error_body, log_unexpected
 from ailab.ids import new_request_id
 from ailab.logs import ACCESS_LOG, looks_secret
 from ailab.services.usage.attribution import end, unattributed
+
+if TYPE_CHECKING:
+    from ailab.services.container import Services
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -63,6 +67,19 @@ def read_request_headers(scope: Scope) -> tuple[str, int | None]:
         elif name == b"content-length":
             content_length = int(value) if value.isdigit() else None
     return request_id or new_request_id(), content_length
+
+
+async def body_past_limit(
+    scope: Scope, receive: Receive, content_length: int | None, limit: int, *, streamed: bool = False
+) -> tuple[Receive, bool]:
+    """Whether the request's body is past ``limit`` bytes, and the ``receive`` to read it with: a declared
+    length is compared; a body without one (chunked) is read up to the limit and replayed, unless the
+    route reads it ``streamed`` itself (an upload, which counts against its own limit)."""
+    if content_length is not None:
+        return receive, content_length > limit
+    if streamed or scope["method"] not in _BODY_METHODS:
+        return receive, False
+    return await buffer_body(receive, limit)
 
 
 async def buffer_body(receive: Receive, limit: int) -> tuple[Receive, bool]:
@@ -176,9 +193,7 @@ class RequestContextMiddleware:
             upload = scope["path"] == self.upload_path and scope["method"] == "POST"
             if upload:
                 limit = self.upload_limit + UPLOAD_FRAMING_BYTES
-            too_large = content_length is not None and content_length > limit
-            if not too_large and not upload and content_length is None and scope["method"] in _BODY_METHODS:
-                receive, too_large = await buffer_body(receive, self.max_body_bytes)
+            receive, too_large = await body_past_limit(scope, receive, content_length, limit, streamed=upload)
             if too_large:
                 status_holder[0] = 413
                 await send_too_large(send, limit, request_id)
@@ -206,9 +221,17 @@ class MonitorContextMiddleware:
         if services is None:
             await self.app(scope, receive, send)
             return
-        caller = unattributed()
-        try:
-            with services.monitor.activate():
-                await self.app(scope, receive, send)
-        finally:
-            end(caller)
+        with monitor_context(services):
+            await self.app(scope, receive, send)
+
+
+@contextmanager
+def monitor_context(services: Services) -> Iterator[None]:
+    """The request's context: the app's monitor active for ``@monitor_performance``, and no usage caller
+    until authentication names one."""
+    caller = unattributed()
+    try:
+        with services.monitor.activate():
+            yield
+    finally:
+        end(caller)
