@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ailab.api.disconnect import WATCH_AFTER_S
+from ailab.api.disconnect import HangUpWatch
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -18,13 +18,12 @@ class DirectStreamResponse(StreamingResponse):
 
     Starlette's streaming response puts the sending and a disconnect listener in an anyio task group per
     request, which costs more than the gateway's whole budget. Here the sending stays in the request's own
-    task and, once the stream has run for ``WATCH_AFTER_S`` (a stream done sooner needs no watching, and
-    a task per request costs more than the gateway's own work on a fast upstream), one plain asyncio task
-    waits for ``http.disconnect``; when the client goes away it cancels the sending, which closes the
-    generator (stopping the upstream or the local generation) at once, even while it waits for the next
-    chunk. However the response ends (finished, client gone, shutdown), the generator is closed
-    explicitly, so its clean-up (storing a partial answer) runs now rather than whenever the garbage
-    collector finalises it.
+    task, and a :class:`~ailab.api.disconnect.HangUpWatch` (a task only once the stream has run a moment:
+    one per request costs more than the gateway's own work on a fast upstream) cancels it when the client
+    goes away, which closes the generator (stopping the upstream or the local generation) at once, even
+    while it waits for the next chunk. However the response ends (finished, client gone, shutdown), the
+    generator is closed explicitly, so its clean-up (storing a partial answer) runs now rather than
+    whenever the garbage collector finalises it.
     """
 
     def __init__(
@@ -40,23 +39,7 @@ class DirectStreamResponse(StreamingResponse):
         self._chunks = chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender = asyncio.current_task()
-        assert sender is not None
-        client_gone = False
-        watcher: asyncio.Future[None] | None = None
-
-        async def watch() -> None:
-            nonlocal client_gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            client_gone = True
-            sender.cancel()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = asyncio.ensure_future(watch())
-
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
+        watch = HangUpWatch(receive)
         finished = False
         try:
             await send(
@@ -67,15 +50,13 @@ class DirectStreamResponse(StreamingResponse):
             finished = True  # the generator has ended: closing it below has nothing left to run
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not client_gone:
+            if not watch.gone:
                 raise  # cancelled from outside (shutdown): not ours to swallow
-            sender.uncancel()
+            watch.task.uncancel()
         except OSError:
             pass  # the client went away while we wrote
         finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
+            watch.stop()  # before the clean-up, which a late hang-up must not cancel
             if finished:
                 await self._chunks.aclose()
             else:  # shielded: its clean-up must run even while this task is being cancelled
