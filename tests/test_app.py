@@ -1,7 +1,9 @@
-"""The application: apps built in one process share their routes' set-up, and nothing else."""
+"""The application: apps built in one process share their routes' set-up, and nothing else; a started
+app keeps its start-up objects out of the garbage collector's passes until it stops."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -39,3 +41,16 @@ async def test_two_apps_share_their_routes_and_keep_their_own_state(
         assert "only in the first" not in listed.text
         assert "only in the first" in (await first.get("/sessions")).text
         assert (await second.get("/no/such/route")).status_code == 404
+
+
+async def test_a_started_app_freezes_its_start_up_objects_and_gives_them_back_at_stop(
+    settings: Settings, app_client: AppClientFactory
+) -> None:
+    assert gc.get_freeze_count() == 0
+    async with app_client(settings) as client:
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the modules, routes and services: never garbage while serving
+        assert (await client.get("/health/ready")).status_code == 200
+        gc.collect()  # a full pass leaves them frozen
+        assert gc.get_freeze_count() >= frozen
+    assert gc.get_freeze_count() == 0

@@ -3,6 +3,11 @@
 At start the lifespan migrates the database (under a lock, so several workers or replicas can start at
 once), builds the services and makes sure an admin exists. At shutdown (SIGTERM: uvicorn first lets the
 in-flight requests finish) it stops background work and closes the database pool.
+
+Once started, the objects start-up made (modules, routes, schemas, services: ~280,000) are frozen out
+of the cyclic garbage collector (``gc.freeze``): they live as long as the server, and without this each
+full collection under load walked all of them, a pause of ~180 ms on a small server. They are given back
+at shutdown, so an app started and stopped in a longer-lived process (the tests) leaves nothing frozen.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -93,8 +99,11 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
             password_file = await services.auth.ensure_admin()
             if password_file is not None:
                 log.warning("created user 'admin'; its password is in %s (mode 0600)", password_file)
+            # No gc.collect() first: in a process with a larger heap (the tests') it costs more than start-up.
+            gc.freeze()
             yield
         finally:
+            gc.unfreeze()
             observers.remove(observe)
             await services.aclose()
 
