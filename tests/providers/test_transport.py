@@ -1,4 +1,5 @@
-"""The transport's connection reuse: a stream read to its last event gives its connection back."""
+"""The transport: a stream read to its last event gives its connection back; no cookie an upstream sets
+is sent back on later calls (they come from every user)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,35 @@ async def test_a_stream_that_goes_on_after_its_end_is_closed_not_pooled(server: 
 async def test_a_reader_that_fails_mid_stream_closes_the_connection(server: StreamingServer) -> None:
     server.endless = True
     assert await connections_for(server, 2, fail_reading) == 2
+
+
+async def test_a_cookie_an_upstream_sets_is_never_sent_back() -> None:
+    # Cloudflare, in front of OpenAI's API, sets cookies on its answers; carried back, a cookie one user's
+    # call got would go with every later call of every user over the provider's shared session.
+    cookies: list[str | None] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.json_response({"ok": True})
+        response.set_cookie("__cf_bm", "one-users-session", path="/", httponly=True)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # A host name, not an address: aiohttp's default jar keeps no cookies of bare IP addresses.
+    url = f"http://localhost:{port}/v1/chat/completions"
+    client = HttpClient("fake", 10.0)
+    try:
+        for _ in range(3):
+            async with client.open("POST", url, headers={}, body={}) as response:
+                assert response.cookies["__cf_bm"].value == "one-users-session"
+                await response.read()
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    assert cookies == [None, None, None]

@@ -8,6 +8,10 @@ phase gets a short one of its own (an unreachable host should fail in seconds, n
 answer may last long but each read must arrive within the timeout; a whole non-streamed answer must too.
 Errors become :class:`~ailab.errors.ProviderError` subclasses (``upstream_errors.py``).
 
+Cookies. None is kept: a cookie an upstream sets (Cloudflare, in front of OpenAI's API, does) would
+otherwise go back with every later call over the shared session, whoever makes it, and looking the jar
+up costs every call too.
+
 Redirects. No upstream call follows one: a 3xx is a ProviderUnavailable naming where it pointed (only
 its origin). Following it would send the key headers and the prompt to that place.
 
@@ -92,6 +96,7 @@ class HttpClient:
                     total=None, sock_connect=self._connect_s, sock_read=self.timeout_s
                 ),
                 raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # see the module docstring
             )
             self._loop = loop
         return self._session
