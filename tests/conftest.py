@@ -1,6 +1,7 @@
 """Fixtures: fresh databases (SQLite and PostgreSQL), the app with a logged-in client, live servers.
 
-- ``database_url``: a fresh, migrated SQLite file for the test.
+- ``database_url``: a fresh, migrated SQLite file for the test, the built-in agents stored as a first
+  start stores them; ``unstarted_database_url``: one no server has started on yet.
 - ``any_database_url``: the same, once on SQLite and once on PostgreSQL (skipped, with the reason
   printed, only when no PostgreSQL can be reached or started; failed instead under ``CI=true``).
 - ``settings`` / ``make_settings``: Settings on a fresh data dir, auth on, a fixed admin password.
@@ -29,9 +30,12 @@ from cryptography.fernet import Fernet
 
 from ailab.app import create_app
 from ailab.config import Settings
+from ailab.db.engine import Database
 from ailab.db.migrate import upgrade
+from ailab.providers.registry import ProviderRegistry
 from ailab.services.auth import accounts
 from ailab.services.auth.accounts import Principal
+from ailab.services.chat.agents.catalog import AgentCatalog
 from ailab.services.container import Services
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import postgres
@@ -55,11 +59,33 @@ def cheap_password_hashing() -> Iterator[None]:
     accounts.PASSWORD_HASHER = real
 
 
+async def _seed_agents(url: str, data_dir: Path) -> None:
+    """Store the built-in agents and pipelines, as a server's first start does (``data_dir`` holds no
+    seed file)."""
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        settings = Settings(_env_file=None, data_dir=data_dir, database_url=url)  # type: ignore[call-arg]
+        await AgentCatalog(db, ProviderRegistry([]), settings).seed()
+    finally:
+        await db.close()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head once per run; tests copy it."""
+    """A SQLite file migrated to head once per run, never started; tests copy it."""
     path = tmp_path_factory.mktemp("template") / "template.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def seeded_sqlite_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template with the built-in agents stored, as after a first start (which then has nothing to
+    seed: ~40% of an app's start in the tests)."""
+    directory = tmp_path_factory.mktemp("seeded")
+    path = directory / "template.db"
+    shutil.copyfile(sqlite_template, path)
+    asyncio.run(_seed_agents(f"sqlite+aiosqlite:///{path}", directory))
     return path
 
 
@@ -88,14 +114,17 @@ def redis_url(redis_server: redis_support.ThrowawayRedis | str | None) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_server: postgres.PostgresServer | str) -> Iterator[str | None]:
-    """Name of a migrated template database (None without PostgreSQL)."""
+def pg_template(
+    pg_server: postgres.PostgresServer | str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str | None]:
+    """Name of a migrated template database, the built-in agents stored (None without PostgreSQL)."""
     if isinstance(pg_server, str):
         yield None
         return
     name = postgres.unique_name("ailab_tpl")
     asyncio.run(pg_server.execute(f'CREATE DATABASE "{name}"'))
     upgrade(pg_server.url(name))
+    asyncio.run(_seed_agents(pg_server.url(name), tmp_path_factory.mktemp("pg-seeded")))
     yield name
     asyncio.run(pg_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -108,8 +137,14 @@ def _sqlite_copy(template: Path, directory: Path) -> str:
 
 
 @pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    """A fresh, migrated SQLite database."""
+def database_url(tmp_path: Path, seeded_sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database, its built-in agents stored."""
+    return _sqlite_copy(seeded_sqlite_template, tmp_path / "data")
+
+
+@pytest.fixture
+def unstarted_database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database that no server has started on (nothing seeded)."""
     return _sqlite_copy(sqlite_template, tmp_path / "data")
 
 
@@ -126,10 +161,11 @@ def postgres_url(pg_server: postgres.PostgresServer | str, pg_template: str | No
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    """A fresh, migrated database: the test runs once on SQLite and once on PostgreSQL."""
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path, seeded_sqlite_template: Path) -> str:
+    """A fresh, migrated database, its built-in agents stored: the test runs once on SQLite and once on
+    PostgreSQL."""
     if request.param == "sqlite":
-        return _sqlite_copy(sqlite_template, tmp_path / "data")
+        return _sqlite_copy(seeded_sqlite_template, tmp_path / "data")
     return str(request.getfixturevalue("postgres_url"))
 
 

@@ -48,9 +48,7 @@ async def test_a_started_app_freezes_its_start_up_objects_and_gives_them_back_at
 ) -> None:
     assert gc.get_freeze_count() == 0
     async with app_client(settings) as client:
-        frozen = gc.get_freeze_count()
-        assert frozen > 10_000  # the modules, routes and services: never garbage while serving
+        # The modules, routes and services (and, here, the test process's own objects).
+        assert gc.get_freeze_count() > 10_000
         assert (await client.get("/health/ready")).status_code == 200
-        gc.collect()  # a full pass leaves them frozen
-        assert gc.get_freeze_count() >= frozen
     assert gc.get_freeze_count() == 0

@@ -216,9 +216,9 @@ async def test_a_pipeline_created_through_the_api_answers_chat(client: httpx.Asy
 
 
 async def test_seeded_from_the_yaml_file_at_first_start_only(
-    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+    make_settings: Callable[..., Settings], unstarted_database_url: str, app_client: AppClientFactory
 ) -> None:
-    settings = make_settings(database_url=database_url)
+    settings = make_settings(database_url=unstarted_database_url)
     seed = settings.data_dir / "pipelines.yaml"
     seed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(EXAMPLE, seed)
@@ -236,9 +236,9 @@ async def test_seeded_from_the_yaml_file_at_first_start_only(
 
 
 async def test_a_broken_seed_file_stops_the_start(
-    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+    make_settings: Callable[..., Settings], unstarted_database_url: str, app_client: AppClientFactory
 ) -> None:
-    settings = make_settings(database_url=database_url)
+    settings = make_settings(database_url=unstarted_database_url)
     seed = settings.data_dir / "pipelines.yaml"
     seed.parent.mkdir(parents=True, exist_ok=True)
     seed.write_text("pipelines:\n  - name: loop\n    entry: Coder\n    routes: {Coder: [Coder]}\n")
@@ -250,10 +250,10 @@ async def test_a_broken_seed_file_stops_the_start(
 
 
 async def test_built_ins_left_at_an_earlier_default_are_updated_and_edited_ones_kept(
-    make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
+    make_settings: Callable[..., Settings], unstarted_database_url: str, app_client: AppClientFactory
 ) -> None:
     earlier = orjson.loads((Path(__file__).parent / "builtin-agents-3.0.0.json").read_bytes())
-    settings = make_settings(database_url=database_url)
+    settings = make_settings(database_url=unstarted_database_url)
     async with app_client(settings) as client:  # seeds today's built-ins
         # As an AI-Lab 3.0.0 database has them: the old CEO and QA, and a Reflection someone edited.
         assert (await client.put("/agents/CEO", json=earlier["CEO"])).status_code == 200

@@ -22,7 +22,7 @@ from ailab.ids import time_ordered_id
 from ailab.services.container import Services
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support.documents import docx_bytes, pdf_bytes, png_bytes, zip_bomb_docx
+from tests.support.documents import docx_bytes, pdf_bytes, png_bytes, repeated_pdf, zip_bomb_docx
 from tests.support.provider_settings import configure
 
 PAGES = [
@@ -447,7 +447,7 @@ async def test_a_pdf_that_takes_too_long_to_read_is_refused_and_the_server_goes_
     make_settings: Callable[..., Settings], database_url: str, app_client: AppClientFactory
 ) -> None:
     settings = make_settings(database_url=database_url, extract_timeout_seconds=0.05)
-    endless = pdf_bytes([f"Page {n}. " + "lorem ipsum dolor sit amet " * 40 for n in range(300)])
+    endless = repeated_pdf("lorem ipsum dolor sit amet " * 40, pages=1500)  # seconds to read, not 0.05
     async with app_client(settings) as client:
         response = await upload(client, "endless.pdf", endless)
         assert response.status_code == 422, response.text
