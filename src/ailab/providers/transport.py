@@ -76,10 +76,9 @@ class HttpClient:
         self.timeout_s = timeout_s
         self._connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
         self._error_hook = error_hook
-        # A whole non-streamed answer must arrive within the timeout, not just each read of it.
-        self._whole = aiohttp.ClientTimeout(
-            total=timeout_s, sock_connect=self._connect_s, sock_read=timeout_s
-        )
+        # A whole non-streamed answer must arrive within the timeout, not just each read of it. No read
+        # timeout beside it: one as long could never fire first, and would re-arm a timer on every read.
+        self._whole = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._connect_s)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[str, str | None] = {}  # by upstream origin
