@@ -92,6 +92,10 @@ async def authenticate_request(
     services: Services, request: Request, scheme: str | None, credential: str | None
 ) -> Principal:
     """:func:`authenticate_caller` for a request whose ``Authorization`` header was read already."""
+    if scheme is not None:  # the header decides: the cookie and the CSRF check's headers go unread
+        return await authenticate_caller(
+            services, request.method, scheme, credential, cookie=None, content_type=None
+        )
     return await authenticate_caller(
         services,
         request.method,
