@@ -15,6 +15,11 @@ WHEELS ?= $(HOME)/.cache/ailab/wheels
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 # pytest processes: the suite waits on servers, databases and the model as much as it computes.
 TEST_WORKERS ?= 2
+# The suite starts many Python processes (servers, CLI runs, document workers). Where
+# PYTHONDONTWRITEBYTECODE is set (as in CI here), each compiled AI-Lab from source again, and pytest
+# rewrote every test module again: the tests write bytecode (into the ignored __pycache__ folders)
+# whatever the environment says. Measured: the server-process tests took 15% less time.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 # The end-to-end tests drive Debian's chromium (Playwright's own browser download cannot work here).
 CHROMIUM ?= /usr/bin/chromium
@@ -56,11 +61,11 @@ browser:
 
 # Coverage of src/ailab, printed as a table; below [tool.coverage.report] fail_under fails the run.
 test: install lint browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov=ailab --cov-report=term:skip-covered
+	$(PYTEST) -n $(TEST_WORKERS) --cov=ailab --cov-report=term:skip-covered
 
 # The quick loop while working: lint, types, and the tests that need no process, model or PostgreSQL.
 check: install lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not postgres"
+	$(PYTEST) -n $(TEST_WORKERS) -m "not slow and not postgres"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
