@@ -81,7 +81,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def seeded_sqlite_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template with the built-in agents stored, as after a first start (which then has nothing to
-    seed: ~40% of an app's start in the tests)."""
+    seed: a quarter of an app's start in the tests)."""
     directory = tmp_path_factory.mktemp("seeded")
     path = directory / "template.db"
     shutil.copyfile(sqlite_template, path)
