@@ -14,7 +14,8 @@ Starts, each as its own process with one worker on 127.0.0.1:
   ``tensorzero::model_name::fake``;
 
 then loads each with the same aiohttp client, JSON and streaming, at each concurrency, for a bounded
-time and number of requests, and prints req/s, p50/p99, the p50 each adds over the upstream itself and
+time and number of requests, and prints req/s, p50/p99, the slowest request (where a pause of the
+server, such as a full garbage collection, shows), the p50 each adds over the upstream itself and
 the serving process's CPU time per request (TensorZero's includes its Python host, which is idle).
 TensorZero's streams on a kept-alive connection now and then stall ~40 ms after the first chunk (likely
 Nagle and delayed ACK; with ``Connection: close`` a stream takes ~1.5 ms), which sinks its stream req/s
@@ -471,8 +472,19 @@ def main() -> None:
                         flush=True,
                     )
         print()
-        header = ("target", "mode", "conc", "req/s", "p50 ms", "p99 ms", "+p50 ms", "CPU us", "errors")
-        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6}".format(*header))
+        header = (
+            "target",
+            "mode",
+            "conc",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "+p50 ms",
+            "CPU us",
+            "errors",
+        )
+        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}".format(*header))
         for mode in ("json", "stream"):
             for concurrency in args.concurrency:
                 base = results[(targets[0].name, mode, concurrency)].pct(0.5)
@@ -481,7 +493,8 @@ def main() -> None:
                     added = cell.pct(0.5) - base if target is not targets[0] else 0.0
                     print(
                         f"{target.name:20} {mode:6} {concurrency:>4} {cell.rps:9.1f} {cell.pct(0.5):8.2f} "
-                        f"{cell.pct(0.99):8.2f} {added:8.2f} {cell.cpu_us:7.0f} {cell.errors:6d}"
+                        f"{cell.pct(0.99):8.2f} {cell.pct(1.0):8.2f} {added:8.2f} {cell.cpu_us:7.0f} "
+                        f"{cell.errors:6d}"
                     )
         print_peers(results, [t.name for t in targets], args.concurrency)
         for note in notes:
