@@ -22,10 +22,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ailab.api.errors import error_body
+from ailab.api.middleware import send_json
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -112,9 +112,4 @@ async def send_refusal(scope: Scope, send: Send, refusal: tuple[int, str, str], 
     """Answer a :meth:`RequestGuard.refusal` in the route's error shape (with the request's id, when the
     caller has one: a refusal inside the middleware stack gets it from the stack)."""
     status, message, code = refusal
-    body = orjson.dumps(error_body(scope["path"], status, message, code, request_id))
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if request_id:
-        headers.append((b"x-request-id", request_id.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, error_body(scope["path"], status, message, code, request_id), request_id)

@@ -137,19 +137,13 @@ def finish_request(
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], request_id: str) -> None:
-    """A whole JSON answer, with the request's id."""
+    """A whole JSON answer, with the request's id (none when ``request_id`` is empty: inside the stack,
+    :class:`RequestContextMiddleware` adds it to whatever the app sends)."""
     payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
