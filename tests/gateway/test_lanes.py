@@ -1,6 +1,6 @@
 """The two apps the gateway and chat tests run on: ``fast-lane`` serves the hot routes in the FastLane,
-ahead of the middleware stack, ``routed`` through the stack and FastAPI's router. Were both the same app, the doubled tests would check
-one copy of each handler twice and the other never."""
+ahead of the middleware stack, ``routed`` through the stack and FastAPI's router. Were both the same
+app, the doubled tests would check one copy of each handler twice and the other never."""
 
 from __future__ import annotations
 
