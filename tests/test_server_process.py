@@ -99,9 +99,17 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             head = (
                 f"POST /sessions/{sid}/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                f"Authorization: {headers['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"Authorization: {headers['Authorization']}\r\nContent-Length: {len(body)}\r\n"
+                "Expect: 100-continue\r\n\r\n"
             ).encode()
-            sock.sendall(head + body[:10])  # the request is now in flight
+            sock.sendall(head)
+            # The server says "100 Continue" once the route asks for the body: the request is in flight
+            # (a head still in the socket's buffer at the signal would be a connection shut as idle).
+            interim = b""
+            while b"\r\n\r\n" not in interim:
+                interim += sock.recv(1)
+            assert interim.startswith(b"HTTP/1.1 100"), interim
+            sock.sendall(body[:10])
             server.process.send_signal(signal.SIGTERM)
             _wait_for_log(server, "Shutting down")  # shutdown has begun with our request half-sent
             sock.sendall(body[10:])
