@@ -41,6 +41,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
 from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAttempts
+from ailab.expiring import ExpiringCache
 from ailab.services.auth.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 from ailab.services.masterkey import derive_key
 
@@ -157,7 +158,9 @@ class AuthService:
         self._db = db
         self._settings = settings
         self._signing_keys = [derive_key(k, SIGNING_KEY_INFO) for k in master_keys]
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        # Verified credentials by the credential itself (this process's memory holds it with each
+        # request anyway): its hash is computed only when it is looked up in the database.
+        self._cache: ExpiringCache[str, Principal] = ExpiringCache(CACHE_MAX_ENTRIES)
         self.throttle = throttle or MemoryThrottle(
             settings.login_max_failures, settings.login_lockout_seconds
         )
@@ -215,7 +218,7 @@ class AuthService:
     async def close_browser_session(self, plaintext: str) -> None:
         """End a browser session at once (sign-out); an unknown one is ignored."""
         await self._db.run_write(users_repo.revoke_browser_session, hash_token(plaintext), utcnow())
-        self._cache.pop(plaintext, None)
+        self._cache.pop(plaintext)
 
     async def _check(self, name: str, password: str) -> User | None:
         """The active user ``name`` if ``password`` is theirs."""
@@ -236,25 +239,15 @@ class AuthService:
         return lane
 
     async def authenticate(self, bearer: str) -> Principal:
-        """The principal a bearer credential stands for; raises AuthError.
+        """The principal a bearer credential stands for (cached ``CACHE_SECONDS``); raises AuthError."""
 
-        The cache is keyed by the credential itself (this process's memory holds it with each request
-        anyway): its hash is computed only when it is looked up in the database.
-        """
-        cached = self._cache.get(bearer)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        valid_for = CACHE_SECONDS
-        if bearer.startswith(API_TOKEN_PREFIX):
-            principal = await self._authenticate_api_token(hash_token(bearer))
-        else:
+        async def load() -> tuple[Principal, float]:
+            if bearer.startswith(API_TOKEN_PREFIX):
+                return await self._authenticate_api_token(hash_token(bearer)), CACHE_SECONDS
             principal, expires = await self._authenticate_access_token(bearer)
-            valid_for = min(valid_for, expires - time.time())
-        if len(self._cache) >= CACHE_MAX_ENTRIES:
-            self._cache.clear()
-        self._cache[bearer] = (now + valid_for, principal)
-        return principal
+            return principal, min(CACHE_SECONDS, expires - time.time())
+
+        return await self._cache.get(bearer, load)
 
     async def _authenticate_access_token(self, token: str) -> tuple[Principal, float]:
         claims: dict[str, object] | None = None
@@ -456,13 +449,11 @@ class AuthService:
         Cached like verified credentials (``CACHE_SECONDS``): the anonymous path must cost no more than a
         token's (it was a database read per request).
         """
-        cached = self._cache.get(LOCAL_ADMIN_KEY)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        principal = await self._find_local_admin()
-        self._cache[LOCAL_ADMIN_KEY] = (now + CACHE_SECONDS, principal)
-        return principal
+
+        async def load() -> tuple[Principal, float]:
+            return await self._find_local_admin(), CACHE_SECONDS
+
+        return await self._cache.get(LOCAL_ADMIN_KEY, load)
 
     async def _find_local_admin(self) -> Principal:
         async with self._db.read() as session:

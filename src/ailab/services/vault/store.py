@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import keys as keys_repo
 from ailab.db.tables import ApiKey, utcnow
 from ailab.errors import Conflict, NotFound
+from ailab.expiring import ExpiringCache
 from ailab.providers.base import Credential
 from ailab.providers.credentials import CredentialFormat, mask, validate
 from ailab.providers.plugin import ProviderPlugin
@@ -50,6 +50,7 @@ from ailab.services.vault.keyring import KeyRing, UndecryptableKey, mismatch_mes
 from ailab.services.vault.probe import probe
 
 CACHE_SECONDS = 5.0
+CACHE_MAX_ENTRIES = 1_000  # services by name: a few in practice
 log = logging.getLogger("ailab.vault")
 
 
@@ -122,8 +123,8 @@ class Vault:
         self._settings = settings
         self.plugins = plugins if plugins is not None else Plugins({}, {})
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Credential | None]] = {}
-        self._generation = 0  # bumped on every change, so a read racing a write is not cached
+        # Cleared on every change: a read racing a write is not cached (ExpiringCache.clear).
+        self._cache: ExpiringCache[str, Credential | None] = ExpiringCache(CACHE_MAX_ENTRIES)
         self.keys = KeyRing(settings, master_keys)
 
     # -- the CredentialStore protocol --------------------------------------------------------------
@@ -131,15 +132,11 @@ class Vault:
     async def get(self, service: str) -> Credential | None:
         """The credential of ``service``: the vault's, else the settings', else None (cached briefly)."""
         name = self.plugins.canonical(service) or service
-        now = time.monotonic()
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        generation = self._generation
-        credential = await self._load(name)
-        if generation == self._generation:
-            self._cache[name] = (now + self._cache_seconds, credential)
-        return credential
+
+        async def load() -> tuple[Credential | None, float]:
+            return await self._load(name), self._cache_seconds
+
+        return await self._cache.get(name, load)
 
     async def _load(self, service: str) -> Credential | None:
         if not self._keyed(service):
@@ -161,7 +158,6 @@ class Vault:
         return Credential(api_key=secret or None, config=dict(row.config))
 
     def _invalidate(self) -> None:
-        self._generation += 1
         self._cache.clear()
 
     # -- management --------------------------------------------------------------------------------
