@@ -1,0 +1,248 @@
+"""Instructions per gateway request, counted by valgrind's callgrind: a figure that does not move with the
+machine's load or clock, where ``bench/gateway.py``'s times do (on a shared VM the same build varies by
+±15% from one run to the next, and a before/after change of a few percent is lost in it).
+
+Each gateway runs under ``valgrind --tool=callgrind --instr-atstart=no`` (so it starts at nearly full
+speed); once it is up and warmed (``--warmup`` requests), counting is switched on with
+``callgrind_control``, ``--requests`` requests are sent at ``--concurrency`` from an aiohttp client outside
+valgrind, counting is switched off and the counts dumped. The figure is user-space instructions of the
+serving process, every thread, less what it runs idle for as long (its timers), divided by the requests:
+the same build gives the same count within ~1-3% (the timers' share moves a little).
+The kernel's share (syscalls) is not in it, nor the interpreter's stalls: instructions are not time, but a
+change that removes work shows here whatever the machine is doing. Work that load brings every few
+seconds (not every request) weighs ~50x too much here, as the timers would: when such work shows, it is
+worth a look (it found the credential caches' reload stampede), but its real share is ~50x smaller.
+
+Targets (each optional, all on the same fake upstream, which runs outside valgrind): ``ai-lab`` (auth on,
+an API token, as in ``bench/gateway.py``), ``bare`` (``bench/passthrough.py``: uvicorn + Starlette +
+aiohttp, nothing else) and ``tensorzero`` (its Rust gateway, from ``bench/.venvs/tensorzero``)::
+
+    .venv/bin/python bench/instructions.py [--targets ai-lab bare tensorzero] [--requests 2000]
+        [--concurrency 16] [--ailab-src /path/to/other/checkout/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from gateway import (
+    ADMIN_PASSWORD,
+    MESSAGES,
+    ROOT,
+    TENSORZERO_PYTHON,
+    Processes,
+    free_port,
+    wait_file,
+    wait_http,
+)
+
+STARTUP_TIMEOUT_S = 600.0
+# Timers run whether requests come or not (AI-Lab's system sampler, flushes): under valgrind a request
+# takes ~50x as long, so their share per request would be ~50x too. Their rate is measured over this
+# long with no request, and subtracted.
+IDLE_S = 5.0  # imports run uninstrumented, but valgrind still translates every instruction
+
+
+@dataclass
+class Served:
+    name: str
+    url: str
+    model: str
+    pid: int
+    out: Path  # callgrind's output file
+    headers: dict[str, str]
+
+
+def callgrind(out: Path) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def body(model: str, stream: bool) -> bytes:
+    payload: dict[str, object] = {"model": model, "messages": MESSAGES, "max_tokens": 32}
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    return orjson.dumps(payload)
+
+
+async def load(target: Served, stream: bool, requests: int, concurrency: int) -> int:
+    """Send ``requests`` requests; the number that failed."""
+    data = body(target.model, stream)
+    headers = {"Content-Type": "application/json", **target.headers}
+    left, failed = requests, 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            nonlocal left, failed
+            while left > 0:
+                left -= 1
+                async with session.post(target.url, data=data, headers=headers) as response:
+                    answer = await response.read()
+                    if response.status != 200 or (stream and not answer.rstrip().endswith(b"[DONE]")):
+                        failed += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return failed
+
+
+def instructions(out: Path) -> int:
+    """The instructions of the latest dump of ``out`` (callgrind numbers each dump ``out.N``)."""
+    dumps = sorted(out.parent.glob(f"{out.name}.*"), key=lambda p: int(p.suffix[1:]))
+    for line in dumps[-1].read_text().splitlines():
+        if line.startswith(("totals:", "summary:")) and int(line.split()[1]) > 0:
+            return int(line.split()[1])
+    raise RuntimeError(f"no counts in {dumps[-1]}")
+
+
+def counted(pid: int, out: Path, work: Callable[[], None]) -> tuple[int, float]:
+    """The instructions ``pid`` ran while ``work()`` ran, and the seconds it took."""
+    control(pid, "--zero")
+    control(pid, "--instr=on")
+    started = time.perf_counter()
+    work()
+    elapsed = time.perf_counter() - started
+    control(pid, "--instr=off")
+    control(pid, "--dump")
+    return instructions(out), elapsed
+
+
+def measure(target: Served, stream: bool, args: argparse.Namespace) -> float:
+    """Instructions per request of ``target`` (JSON or streamed), less what it runs when idle."""
+    if asyncio.run(load(target, stream, args.warmup, args.concurrency)):
+        raise RuntimeError(f"{target.name}: warm-up requests failed")
+    idle, idle_s = counted(target.pid, target.out, lambda: time.sleep(IDLE_S))
+    failed = 0
+
+    def send() -> None:
+        nonlocal failed
+        failed = asyncio.run(load(target, stream, args.requests, args.concurrency))
+
+    busy, busy_s = counted(target.pid, target.out, send)
+    if failed:
+        raise RuntimeError(f"{target.name}: {failed} of {args.requests} requests failed")
+    return (busy - idle / idle_s * busy_s) / args.requests
+
+
+def start_ailab(procs: Processes, upstream: str, src: str | None) -> Served:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
+    env.update(
+        AILAB_DATA_DIR=str(procs.workdir / "ailab-data"),
+        AILAB_PORT=str(port),
+        AILAB_AUTH="on",
+        AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        AILAB_OPENAI_COMPAT_BASE_URL=upstream,
+        # The history keeps up to 100 rows a second per route and model, sampling past that; under
+        # valgrind the server answers ~50x fewer requests a second, so this keeps the same share of them
+        # as rows (at 100 a second every request would be one, as on an idle server, not a loaded one).
+        AILAB_METRICS_SAMPLES_PER_SECOND="2",
+    )
+    if src:
+        env["PYTHONPATH"] = src
+    cli = str(Path(sys.executable).with_name("ai-lab"))
+    out = procs.workdir / "ai-lab.callgrind"
+    process, log = procs.start("ai-lab", [*callgrind(out), sys.executable, cli, "serve"], env)
+    wait_http(f"http://127.0.0.1:{port}/health/ready", process, log, timeout=STARTUP_TIMEOUT_S)
+    token = subprocess.run(
+        [cli, "tokens", "create", "bench"], env=env, capture_output=True, check=True, cwd=ROOT
+    ).stdout.decode()
+    return Served(
+        "ai-lab",
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        "openai-compat/gpt-4o-mini",
+        process.pid,
+        out,
+        {"Authorization": f"Bearer {token.strip()}"},
+    )
+
+
+def start_bare(procs: Processes, upstream: str) -> Served:
+    port = free_port()
+    out = procs.workdir / "bare.callgrind"
+    args = [sys.executable, "bench/passthrough.py", "--port", str(port), "--upstream", upstream]
+    process, log = procs.start("bare", [*callgrind(out), *args])
+    wait_http(f"http://127.0.0.1:{port}/", process, log, timeout=STARTUP_TIMEOUT_S)
+    return Served("bare", f"http://127.0.0.1:{port}/v1/chat/completions", "gpt-4o-mini", process.pid, out, {})
+
+
+def start_tensorzero(procs: Processes, upstream: str) -> Served:
+    if not TENSORZERO_PYTHON.exists():
+        raise RuntimeError(f"{TENSORZERO_PYTHON} missing (pip install tensorzero==2026.6.0 in that venv)")
+    url_file = procs.workdir / "tensorzero.url"
+    out = procs.workdir / "tensorzero.callgrind"
+    args = [str(TENSORZERO_PYTHON), "bench/tensorzero_gateway.py", "--upstream", upstream]
+    process, log = procs.start("tensorzero", [*callgrind(out), *args, "--url-file", str(url_file)])
+    base = wait_file(url_file, process, log, timeout=STARTUP_TIMEOUT_S)
+    url = f"{base}/chat/completions"
+    return Served("tensorzero", url, "tensorzero::model_name::fake", process.pid, out, {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--targets", nargs="+", default=["ai-lab", "bare", "tensorzero"])
+    parser.add_argument("--requests", type=int, default=2000, help="counted requests per cell")
+    parser.add_argument("--warmup", type=int, default=300, help="uncounted requests first")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="ailab-instructions-"))
+    procs = Processes(workdir)
+    try:
+        upstream_port = free_port()
+        python = sys.executable
+        process, log = procs.start(
+            "upstream", [python, "-m", "tests.fakes.openai_server", "--port", str(upstream_port)]
+        )
+        upstream = f"http://127.0.0.1:{upstream_port}/v1"
+        wait_http(f"{upstream}/models", process, log)
+        starters = {
+            "ai-lab": lambda: start_ailab(procs, upstream, args.ailab_src),
+            "bare": lambda: start_bare(procs, upstream),
+            "tensorzero": lambda: start_tensorzero(procs, upstream),
+        }
+        results: dict[str, dict[str, float]] = {}
+        for name in args.targets:
+            target = starters[name]()
+            results[name] = {mode: measure(target, mode == "stream", args) for mode in ("json", "stream")}
+            print(
+                f"  {name:12} json {results[name]['json'] / 1000:8.1f}k"
+                f"  stream {results[name]['stream'] / 1000:8.1f}k instructions per request",
+                flush=True,
+            )
+        print(f"\ninstructions per request, c={args.concurrency}, {args.requests} requests per cell:")
+        print(f"{'target':12} {'json':>10} {'stream':>10}")
+        for name, cells in results.items():
+            print(f"{name:12} {cells['json'] / 1000:9.1f}k {cells['stream'] / 1000:9.1f}k")
+        for peer in ("bare", "tensorzero"):
+            if "ai-lab" in results and peer in results:
+                ratios = [f"{m} {results['ai-lab'][m] / results[peer][m]:.2f}x" for m in ("json", "stream")]
+                print(f"ai-lab / {peer}: {', '.join(ratios)}")
+    finally:
+        procs.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
