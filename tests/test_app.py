@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ailab.app import YOUNG_GC_THRESHOLD
 from ailab.config import Settings
 from tests.conftest import AppClientFactory
 
@@ -43,12 +44,15 @@ async def test_two_apps_share_their_routes_and_keep_their_own_state(
         assert (await second.get("/no/such/route")).status_code == 404
 
 
-async def test_a_started_app_freezes_its_start_up_objects_and_gives_them_back_at_stop(
+async def test_a_started_app_freezes_its_start_up_objects_and_paces_the_collector_until_it_stops(
     settings: Settings, app_client: AppClientFactory
 ) -> None:
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
     async with app_client(settings) as client:
         # The modules, routes and services (and, here, the test process's own objects).
         assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *thresholds[1:])
         assert (await client.get("/health/ready")).status_code == 200
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
