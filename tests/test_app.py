@@ -54,5 +54,9 @@ async def test_a_started_app_freezes_its_start_up_objects_and_paces_the_collecto
         assert gc.get_freeze_count() > 10_000
         assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *thresholds[1:])
         assert (await client.get("/health/ready")).status_code == 200
+        async with app_client(settings) as other:  # two apps in one process: the last to stop restores
+            assert (await other.get("/health/ready")).status_code == 200
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *thresholds[1:])
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds

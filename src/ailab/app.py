@@ -11,7 +11,7 @@ at shutdown, so an app started and stopped in a longer-lived process (the tests)
 The young generation is collected every ``YOUNG_GC_THRESHOLD`` net allocations instead of 700: with many
 requests in flight, each collection walked their live objects and promoted them, to die in an older
 generation; ~3% fewer instructions per gateway request (``bench/instructions.py``), for a few MB more
-of cyclic garbage at most. Both are put back at shutdown.
+of cyclic garbage at most. Both are put back when the process's last app stops.
 """
 
 from __future__ import annotations
@@ -48,6 +48,32 @@ from ailab.services.container import build_services
 
 log = logging.getLogger("ailab")
 YOUNG_GC_THRESHOLD = 10_000  # net allocations between young collections (CPython: 700); see the docstring
+
+
+class _CollectorPace:
+    """The garbage collector's settings while an app of this process runs (see the module docstring);
+    counted, since the tests run several apps at once: the last one to stop puts them back."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.saved = gc.get_threshold()
+
+    def start(self) -> None:
+        # No gc.collect() first: in a process with a larger heap (the tests') it costs more than start-up.
+        gc.freeze()
+        if self.running == 0:
+            self.saved = gc.get_threshold()
+            gc.set_threshold(YOUNG_GC_THRESHOLD, *self.saved[1:])
+        self.running += 1
+
+    def stop(self) -> None:
+        self.running -= 1
+        if self.running == 0:
+            gc.set_threshold(*self.saved)
+            gc.unfreeze()
+
+
+_COLLECTOR = _CollectorPace()
 
 
 class AILabApp(FastAPI):
@@ -98,20 +124,19 @@ def create_app(settings: Settings, *, migrate: bool = True, fast_lane: bool = Tr
             services.monitor.observe_request(record.method, record.route, record.status, record.duration_s)
 
         observers.append(observe)
+        paced = False
         try:
             # A database whose keys the master key cannot open must not serve (ai-lab serve checks first).
             await services.vault.verify_master_key()
             password_file = await services.auth.ensure_admin()
             if password_file is not None:
                 log.warning("created user 'admin'; its password is in %s (mode 0600)", password_file)
-            # No gc.collect() first: in a process with a larger heap (the tests') it costs more than start-up.
-            gc.freeze()
-            thresholds = gc.get_threshold()
-            gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
+            _COLLECTOR.start()
+            paced = True
             yield
         finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+            if paced:
+                _COLLECTOR.stop()
             observers.remove(observe)
             await services.aclose()
 
