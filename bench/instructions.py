@@ -1,15 +1,15 @@
 """Instructions per gateway request, counted by valgrind's callgrind: a figure that does not move with the
-machine's load or clock, where ``bench/gateway.py``'s times do (on a shared VM the same build varies by
-±15% from one run to the next, and a before/after change of a few percent is lost in it).
+machine's load or clock, where ``bench/gateway.py``'s times do (on a shared VM the same build has taken
+from 15% to 2x as long from one run to the next, and a before/after change of a few percent is lost).
 
 Each gateway runs under ``valgrind --tool=callgrind --instr-atstart=no`` (so it starts at nearly full
 speed); once it is up and warmed (``--warmup`` requests), counting is switched on with
 ``callgrind_control``, ``--requests`` requests are sent at ``--concurrency`` from an aiohttp client outside
 valgrind, counting is switched off and the counts dumped. The figure is user-space instructions of the
 serving process, every thread, less what it runs idle for as long (its timers), divided by the requests:
-the same build gives the same count within ~1-3% (the timers' share moves a little).
-The kernel's share (syscalls) is not in it, nor the interpreter's stalls: instructions are not time, but a
-change that removes work shows here whatever the machine is doing. Work that load brings every few
+the same build gives the same count within ~1-3% (the timers' share moves a little). The kernel's share
+(syscalls) is not in it, nor the CPU's stalls (cache misses, mispredictions): instructions are not time,
+but a change that removes work shows here whatever the machine is doing. Work that load brings every few
 seconds (not every request) weighs ~50x too much here, as the timers would: when such work shows, it is
 worth a look (it found the credential caches' reload stampede), but its real share is ~50x smaller.
 
