@@ -74,9 +74,8 @@ async def test_a_caller_that_leaves_cancels_neither_the_load_nor_the_others() ->
     source = Source()
     cache: ExpiringCache[str, str] = ExpiringCache(10, Clock())
     first = asyncio.ensure_future(cache.get("k", source))
-    await source.started.wait()
     second = asyncio.ensure_future(cache.get("k", source))
-    await asyncio.sleep(0)  # let the second caller start waiting (a turn of the loop, not a timing)
+    await source.started.wait()  # the load runs after both callers began waiting for it (tasks run in turn)
     first.cancel()
     source.release.set()
     assert await second == "value 1"
