@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LITELLM = ROOT / "bench" / ".venvs" / "litellm" / "bin" / "litellm"
 TENSORZERO_PYTHON = ROOT / "bench" / ".venvs" / "tensorzero" / "bin" / "python"
 ADMIN_PASSWORD = "bench-admin-password"
+AILAB_CLI = str(Path(sys.executable).with_name("ai-lab"))
 LITELLM_KEY = "sk-bench-master"
 MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
 
@@ -221,6 +222,31 @@ class Processes:
                     process.kill()
 
 
+def ailab_env(procs: Processes, port: int, upstream: str, src: str | None, **extra: str) -> dict[str, str]:
+    """An AI-Lab server's environment: auth on, its own data dir, ``upstream`` as its OpenAI-compatible
+    backend, and ``extra``; ``src``: run that checkout's ``src`` instead of this one's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
+    env.update(
+        AILAB_DATA_DIR=str(procs.workdir / "ailab-data"),
+        AILAB_PORT=str(port),
+        AILAB_AUTH="on",
+        AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        AILAB_OPENAI_COMPAT_BASE_URL=upstream,
+        **extra,
+    )
+    if src:
+        env["PYTHONPATH"] = src  # before the editable install's path: that checkout's ailab runs
+    return env
+
+
+def api_token(env: dict[str, str]) -> str:
+    """A new API token of the admin of the AI-Lab whose environment is ``env``."""
+    created = subprocess.run(
+        [AILAB_CLI, "tokens", "create", "bench"], env=env, capture_output=True, check=True, cwd=ROOT
+    )
+    return created.stdout.decode().strip()
+
+
 def admin_token(port: int) -> str:
     """An access token of the admin (``/chat`` takes a login, not an API token)."""
 
@@ -252,27 +278,19 @@ def start_all(
 
     # AI-Lab: one worker, auth on, an API token.
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
-    env.update(
-        AILAB_DATA_DIR=str(procs.workdir / "ailab-data"),
-        AILAB_PORT=str(port),
-        AILAB_AUTH="on",
-        AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        AILAB_OPENAI_COMPAT_BASE_URL=upstream,
+    env = ailab_env(
+        procs,
+        port,
+        upstream,
+        ailab_src,
         AILAB_WORKERS=str(ailab_workers),
         AILAB_MAX_RUNS_PER_USER="1000",  # one user drives every /chat at once here
     )
     if ailab_src:
-        env["PYTHONPATH"] = ailab_src  # before the editable install's path: that checkout's ailab runs
         notes.append(f"AI-Lab from {ailab_src}")
-    cli = str(Path(python).with_name("ai-lab"))
-    process, log = procs.start("ailab", [cli, "serve"], env)
+    process, log = procs.start("ailab", [AILAB_CLI, "serve"], env)
     wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
-    token = (
-        subprocess.run([cli, "tokens", "create", "bench"], env=env, capture_output=True, check=True, cwd=ROOT)
-        .stdout.decode()
-        .strip()
-    )
+    token = api_token(env)
     targets.append(
         Target(
             "ai-lab",
@@ -297,7 +315,7 @@ def start_all(
     # The same, with AILAB_AUTH=off: no token at all.
     port = free_port()
     env.update(AILAB_DATA_DIR=str(procs.workdir / "ailab-off-data"), AILAB_PORT=str(port), AILAB_AUTH="off")
-    process, log = procs.start("ailab-off", [cli, "serve"], env)
+    process, log = procs.start("ailab-off", [AILAB_CLI, "serve"], env)
     wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
     targets.append(
         Target(

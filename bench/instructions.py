@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -39,11 +38,12 @@ import aiohttp
 import orjson
 
 from gateway import (
-    ADMIN_PASSWORD,
+    AILAB_CLI,
     MESSAGES,
-    ROOT,
     TENSORZERO_PYTHON,
     Processes,
+    ailab_env,
+    api_token,
     free_port,
     wait_file,
     wait_http,
@@ -142,34 +142,20 @@ def measure(target: Served, stream: bool, args: argparse.Namespace) -> float:
 
 def start_ailab(procs: Processes, upstream: str, src: str | None) -> Served:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AILAB_")}
-    env.update(
-        AILAB_DATA_DIR=str(procs.workdir / "ailab-data"),
-        AILAB_PORT=str(port),
-        AILAB_AUTH="on",
-        AILAB_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        AILAB_OPENAI_COMPAT_BASE_URL=upstream,
-        # The history keeps up to 100 rows a second per route and model, sampling past that; under
-        # valgrind the server answers ~50x fewer requests a second, so this keeps the same share of them
-        # as rows (at 100 a second every request would be one, as on an idle server, not a loaded one).
-        AILAB_METRICS_SAMPLES_PER_SECOND="2",
-    )
-    if src:
-        env["PYTHONPATH"] = src
-    cli = str(Path(sys.executable).with_name("ai-lab"))
+    # The history keeps up to 100 rows a second per route and model, sampling past that; under valgrind
+    # the server answers ~50x fewer requests a second, so 2 keeps the same share of them as rows (at 100
+    # a second every request would be one, as on an idle server, not a loaded one).
+    env = ailab_env(procs, port, upstream, src, AILAB_METRICS_SAMPLES_PER_SECOND="2")
     out = procs.workdir / "ai-lab.callgrind"
-    process, log = procs.start("ai-lab", [*callgrind(out), sys.executable, cli, "serve"], env)
+    process, log = procs.start("ai-lab", [*callgrind(out), sys.executable, AILAB_CLI, "serve"], env)
     wait_http(f"http://127.0.0.1:{port}/health/ready", process, log, timeout=STARTUP_TIMEOUT_S)
-    token = subprocess.run(
-        [cli, "tokens", "create", "bench"], env=env, capture_output=True, check=True, cwd=ROOT
-    ).stdout.decode()
     return Served(
         "ai-lab",
         f"http://127.0.0.1:{port}/v1/chat/completions",
         "openai-compat/gpt-4o-mini",
         process.pid,
         out,
-        {"Authorization": f"Bearer {token.strip()}"},
+        {"Authorization": f"Bearer {api_token(env)}"},
     )
 
 
