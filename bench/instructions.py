@@ -35,35 +35,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 from gateway import (
     AILAB_CLI,
-    MESSAGES,
     TENSORZERO_PYTHON,
     Processes,
+    Target,
     ailab_env,
     api_token,
     free_port,
+    request_body,
     wait_file,
     wait_http,
 )
 
-STARTUP_TIMEOUT_S = 600.0
+STARTUP_TIMEOUT_S = 600.0  # imports run uninstrumented, but valgrind still translates every instruction
 # Timers run whether requests come or not (AI-Lab's system sampler, flushes): under valgrind a request
 # takes ~50x as long, so their share per request would be ~50x too. Their rate is measured over this
 # long with no request, and subtracted.
-IDLE_S = 5.0  # imports run uninstrumented, but valgrind still translates every instruction
+IDLE_S = 5.0
 
 
-@dataclass
-class Served:
-    name: str
-    url: str
-    model: str
-    pid: int
+@dataclass(kw_only=True)
+class Served(Target):
+    """A target running under callgrind."""
+
     out: Path  # callgrind's output file
-    headers: dict[str, str]
 
 
 def callgrind(out: Path) -> list[str]:
@@ -74,17 +71,9 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
-def body(model: str, stream: bool) -> bytes:
-    payload: dict[str, object] = {"model": model, "messages": MESSAGES, "max_tokens": 32}
-    if stream:
-        payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
-    return orjson.dumps(payload)
-
-
 async def load(target: Served, stream: bool, requests: int, concurrency: int) -> int:
     """Send ``requests`` requests; the number that failed."""
-    data = body(target.model, stream)
+    data = request_body(target, stream)
     headers = {"Content-Type": "application/json", **target.headers}
     left, failed = requests, 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
@@ -127,6 +116,7 @@ def measure(target: Served, stream: bool, args: argparse.Namespace) -> float:
     """Instructions per request of ``target`` (JSON or streamed), less what it runs when idle."""
     if asyncio.run(load(target, stream, args.warmup, args.concurrency)):
         raise RuntimeError(f"{target.name}: warm-up requests failed")
+    assert target.pid is not None
     idle, idle_s = counted(target.pid, target.out, lambda: time.sleep(IDLE_S))
     failed = 0
 
@@ -153,9 +143,9 @@ def start_ailab(procs: Processes, upstream: str, src: str | None) -> Served:
         "ai-lab",
         f"http://127.0.0.1:{port}/v1/chat/completions",
         "openai-compat/gpt-4o-mini",
-        process.pid,
-        out,
         {"Authorization": f"Bearer {api_token(env)}"},
+        pid=process.pid,
+        out=out,
     )
 
 
@@ -165,7 +155,8 @@ def start_bare(procs: Processes, upstream: str) -> Served:
     args = [sys.executable, "bench/passthrough.py", "--port", str(port), "--upstream", upstream]
     process, log = procs.start("bare", [*callgrind(out), *args])
     wait_http(f"http://127.0.0.1:{port}/", process, log, timeout=STARTUP_TIMEOUT_S)
-    return Served("bare", f"http://127.0.0.1:{port}/v1/chat/completions", "gpt-4o-mini", process.pid, out, {})
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    return Served("bare", url, "gpt-4o-mini", pid=process.pid, out=out)
 
 
 def start_tensorzero(procs: Processes, upstream: str) -> Served:
@@ -177,7 +168,7 @@ def start_tensorzero(procs: Processes, upstream: str) -> Served:
     process, log = procs.start("tensorzero", [*callgrind(out), *args, "--url-file", str(url_file)])
     base = wait_file(url_file, process, log, timeout=STARTUP_TIMEOUT_S)
     url = f"{base}/chat/completions"
-    return Served("tensorzero", url, "tensorzero::model_name::fake", process.pid, out, {})
+    return Served("tensorzero", url, "tensorzero::model_name::fake", pid=process.pid, out=out)
 
 
 def main() -> None:
