@@ -19,6 +19,11 @@ start; prometheus-client then keeps each process's values in memory-mapped files
 :meth:`Metrics.exposition` merges the files of every process (``MultiProcessCollector``). Gauges use
 ``live*`` modes so a worker that exits (:meth:`Metrics.mark_dead`) stops counting; counters and
 histograms of dead workers keep their totals, as Prometheus expects of counters.
+
+Recording counts into plain numbers (``tally.py``), which :meth:`Metrics.flush` adds to the metrics: the
+exposition flushes first, so a scrape of one process is exact; in multiprocess mode each worker also
+flushes with every system sample (``AILAB_SYSTEM_SAMPLE_SECONDS``) and at shutdown, so a scrape answered by
+one worker shows the others' counts as of their last sample.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+
+from ailab.tally import CounterTally, HistogramTally, Tallies
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROC_DIRNAME = "prometheus-multiproc"
@@ -90,7 +97,7 @@ def prepare_multiprocess_dir(data_dir: Path) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class _ModelSeries:
-    """One model's children of the generation metrics: a generation records into up to nine of them."""
+    """One model's tallies of the generation metrics: a generation records into up to nine of them."""
 
     provider: str  # the label values (``other`` past the cap)
     model: str
@@ -118,11 +125,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._models: set[tuple[str, str]] = set()
         self._models_lock = threading.Lock()
-        # Each label set's child, looked up once: ``labels()`` (a lock, checks, a tuple of strings) costs
-        # several times what ``inc()`` and ``observe()`` do, and a request records into a dozen.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self.tallies = Tallies()
+        # Each label set's tally, looked up once: ``labels()`` (a lock, checks, a tuple of strings) costs
+        # several times what counting does, and a request records into a dozen.
+        self._by_labels: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._model_series: dict[tuple[str, str], _ModelSeries] = {}
-        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._request_tallies: dict[tuple[str, str, int], Any] = {}
         if multiproc_dir is None:
             # Standard process_* and python_info series; in multiprocess mode they would describe
             # only the worker that answers the scrape, so they are left out there.
@@ -265,29 +273,32 @@ class Metrics:
         metrics.sweep_dead_workers()
         return metrics
 
-    # Recording -------------------------------------------------------------------------------------
+    # Recording (see ``tally.py``: plain numbers here, added to the metrics by ``flush``) ---------------
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached (labels here are bounded: see the module docstring)."""
+    def _tally(self, metric: Any, *labels: str) -> Any:
+        """The tally of ``metric.labels(*labels)``, kept (labels are bounded: see the module docstring)."""
         key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        tally = self._by_labels.get(key)
+        if tally is None:
+            child = metric.labels(*labels)
+            kind = HistogramTally if isinstance(metric, Histogram) else CounterTally
+            tally = self._by_labels[key] = kind(child)
+        return tally
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
         """Count one finished HTTP request."""
-        child = self._request_children.get((method, route, status))
-        if child is None:
-            labels = (
-                method if method in _METHODS else "OTHER",
-                route[:MAX_LABEL_CHARS],
-                status_class(status),
-            )
-            child = self._child(self.http_duration, *labels)
-            if len(self._request_children) < MAX_REQUEST_SERIES:
-                self._request_children[(method, route, status)] = child
-        child.observe(duration_s)
+        with self.tallies.lock:
+            tally = self._request_tallies.get((method, route, status))
+            if tally is None:
+                labels = (
+                    method if method in _METHODS else "OTHER",
+                    route[:MAX_LABEL_CHARS],
+                    status_class(status),
+                )
+                tally = self._tally(self.http_duration, *labels)
+                if len(self._request_tallies) < MAX_REQUEST_SERIES:
+                    self._request_tallies[(method, route, status)] = tally
+            self.tallies.observe(tally, duration_s)
 
     def model_labels(self, provider: str, model: str) -> tuple[str, str]:
         """Bounded ``(provider, model)`` label values: new models beyond the cap become ``other``."""
@@ -313,42 +324,44 @@ class Metrics:
         error_kind: str | None,
     ) -> None:
         """Count one generation (successful or not)."""
-        series = self._model_series.get((provider, model)) or self._series_of(provider, model)
-        series.duration.observe(duration_s)
-        if not ok:
-            series.errors.inc()
-            kind = (error_kind or "unknown")[:64]
-            self._child(self.llm_errors, series.provider, series.model, kind).inc()
-        else:
-            series.ok.inc()
-            if completion_tokens and duration_s > 0:
-                series.tokens_per_second.observe(completion_tokens / duration_s)
-        if ttft_s is not None:
-            series.ttft.observe(ttft_s)
-        if prompt_tokens:
-            series.input_tokens.inc(prompt_tokens)
-            series.input_usage.observe(prompt_tokens)
-        if completion_tokens:
-            series.output_tokens.inc(completion_tokens)
-            series.output_usage.observe(completion_tokens)
+        tallies = self.tallies
+        with tallies.lock:
+            series = self._model_series.get((provider, model)) or self._series_of(provider, model)
+            tallies.observe(series.duration, duration_s)
+            if not ok:
+                tallies.inc(series.errors)
+                kind = (error_kind or "unknown")[:64]
+                tallies.inc(self._tally(self.llm_errors, series.provider, series.model, kind))
+            else:
+                tallies.inc(series.ok)
+                if completion_tokens and duration_s > 0:
+                    tallies.observe(series.tokens_per_second, completion_tokens / duration_s)
+            if ttft_s is not None:
+                tallies.observe(series.ttft, ttft_s)
+            if prompt_tokens:
+                tallies.inc(series.input_tokens, prompt_tokens)
+                tallies.observe(series.input_usage, prompt_tokens)
+            if completion_tokens:
+                tallies.inc(series.output_tokens, completion_tokens)
+                tallies.observe(series.output_usage, completion_tokens)
 
     def _series_of(self, provider: str, model: str) -> _ModelSeries:
-        """The children of one model's generation metrics, remembered for the next generation (for at most
+        """The tallies of one model's generation metrics, remembered for the next generation (for at most
         :data:`MAX_MODEL_SERIES` names: past the label cap, names a client made up need not be kept)."""
         p, m = self.model_labels(provider, model)
-        child = self._child
+        tally = self._tally
         series = _ModelSeries(
             p,
             m,
-            duration=child(self.generation_duration, p, m),
-            ok=child(self.generations, p, m, "ok"),
-            errors=child(self.generations, p, m, "error"),
-            ttft=child(self.ttft, p, m),
-            tokens_per_second=child(self.tokens_per_second, p, m),
-            input_tokens=child(self.tokens, p, m, "input"),
-            output_tokens=child(self.tokens, p, m, "output"),
-            input_usage=child(self.token_usage, p, m, "input"),
-            output_usage=child(self.token_usage, p, m, "output"),
+            duration=tally(self.generation_duration, p, m),
+            ok=tally(self.generations, p, m, "ok"),
+            errors=tally(self.generations, p, m, "error"),
+            ttft=tally(self.ttft, p, m),
+            tokens_per_second=tally(self.tokens_per_second, p, m),
+            input_tokens=tally(self.tokens, p, m, "input"),
+            output_tokens=tally(self.tokens, p, m, "output"),
+            input_usage=tally(self.token_usage, p, m, "input"),
+            output_usage=tally(self.token_usage, p, m, "output"),
         )
         if len(self._model_series) < MAX_MODEL_SERIES:
             self._model_series[(provider, model)] = series
@@ -361,17 +374,24 @@ class Metrics:
         if not model:
             provider, model = "", provider or "default"
         p, m = self.model_labels(provider, model)
-        self._child(self.generations, p, m, "limited").inc()
+        with self.tallies.lock:
+            self.tallies.inc(self._tally(self.generations, p, m, "limited"))
 
     def observe_route_attempt(self, alias: str, deployment: str, outcome: str) -> None:
         """Count one attempt of a model alias on a deployment or fallback (its key) and how it ended."""
-        self._child(self.route_attempts, alias, deployment[:MAX_LABEL_CHARS], outcome).inc()
+        with self.tallies.lock:
+            self.tallies.inc(self._tally(self.route_attempts, alias, deployment[:MAX_LABEL_CHARS], outcome))
 
     def observe_function(self, name: str, duration_s: float, *, ok: bool) -> None:
         """Count one call of a ``@monitor_performance`` function."""
-        self._child(self.function_duration, name[:MAX_LABEL_CHARS], "ok" if ok else "error").observe(
-            duration_s
-        )
+        with self.tallies.lock:
+            tally = self._tally(self.function_duration, name[:MAX_LABEL_CHARS], "ok" if ok else "error")
+            self.tallies.observe(tally, duration_s)
+
+    def flush(self) -> None:
+        """Add what was counted since the last flush to the metrics (``tally.py``): the exposition does it
+        first; the monitor with each system sample and at shutdown, for the other workers' scrapes."""
+        self.tallies.flush()
 
     def set_process(self, *, rss_bytes: int, uptime_s: float, pool: dict[str, int]) -> None:
         """Update this process's gauges."""
@@ -395,6 +415,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition of every metric (of every worker in multiprocess mode); blocking I/O."""
+        self.flush()
         if self.multiproc_dir is None:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
@@ -415,6 +436,8 @@ class Metrics:
         return sorted(dead)
 
     def mark_dead(self) -> None:
-        """At shutdown: this worker's live gauges stop counting (its counters keep their totals)."""
+        """At shutdown: this worker's live gauges stop counting (its counters keep their totals, this
+        worker's last counts added first)."""
+        self.flush()
         if self.multiproc_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), str(self.multiproc_dir))  # type: ignore[no-untyped-call]

@@ -164,6 +164,7 @@ class Monitor:
         self.history.add("function", name, duration_s * 1000, ok=ok, extra={})
 
     def _on_sample(self, sample: SystemSample) -> None:
+        self.metrics.flush()  # in multiprocess mode, what the other workers' scrapes read of this one
         self.metrics.set_system(
             cpu_ratio=sample.cpu_usage_percent / 100,
             memory_ratio=sample.memory_usage_percent / 100,
