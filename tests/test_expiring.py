@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from ailab.config import Settings
-from ailab.expiring import ExpiringCache
+from ailab.expiring import MISSING, ExpiringCache
 from ailab.services.container import Services
 from tests.conftest import AppClientFactory
 from tests.vault.conftest import openai_key
@@ -55,6 +55,23 @@ async def test_concurrent_misses_load_once_and_then_hit_until_expiry() -> None:
     clock.now += 0.2
     assert await cache.get("k", source) == "value 2"  # expired: loaded again
     assert source.calls == 2
+
+
+async def test_cached_answers_a_valid_value_without_loading_and_missing_otherwise() -> None:
+    clock = Clock()
+    cache: ExpiringCache[str, str | None] = ExpiringCache(10, clock)
+    assert cache.cached("k") is MISSING
+
+    async def none_for_5s() -> tuple[str | None, float]:
+        return None, 5.0
+
+    assert await cache.get("k", none_for_5s) is None
+    assert cache.cached("k") is None  # a cached None is a value, not a miss
+    clock.now += 5.0
+    assert cache.cached("k") is MISSING  # expired
+    await cache.get("k", none_for_5s)
+    cache.pop("k")
+    assert cache.cached("k") is MISSING
 
 
 async def test_a_failed_load_fails_every_waiter_and_caches_nothing() -> None:

@@ -41,7 +41,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import users as users_repo
 from ailab.db.tables import ApiToken, User, utcnow
 from ailab.errors import AuthError, Conflict, InvalidInput, NotFound, TooManyAttempts
-from ailab.expiring import ExpiringCache
+from ailab.expiring import MISSING, ExpiringCache
 from ailab.services.auth.throttle import ADDRESS_DELAY_S, LoginThrottle, MemoryThrottle
 from ailab.services.masterkey import derive_key
 
@@ -240,6 +240,9 @@ class AuthService:
 
     async def authenticate(self, bearer: str) -> Principal:
         """The principal a bearer credential stands for (cached ``CACHE_SECONDS``); raises AuthError."""
+        hit = self._cache.cached(bearer)
+        if hit is not MISSING:
+            return hit
 
         async def load() -> tuple[Principal, float]:
             if bearer.startswith(API_TOKEN_PREFIX):
@@ -449,6 +452,9 @@ class AuthService:
         Cached like verified credentials (``CACHE_SECONDS``): the anonymous path must cost no more than a
         token's (it was a database read per request).
         """
+        hit = self._cache.cached(LOCAL_ADMIN_KEY)
+        if hit is not MISSING:
+            return hit
 
         async def load() -> tuple[Principal, float]:
             return await self._find_local_admin(), CACHE_SECONDS

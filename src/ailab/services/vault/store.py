@@ -40,7 +40,7 @@ from ailab.db.engine import Database
 from ailab.db.repos import keys as keys_repo
 from ailab.db.tables import ApiKey, utcnow
 from ailab.errors import Conflict, NotFound
-from ailab.expiring import ExpiringCache
+from ailab.expiring import MISSING, ExpiringCache
 from ailab.providers.base import Credential
 from ailab.providers.credentials import CredentialFormat, mask, validate
 from ailab.providers.plugin import ProviderPlugin
@@ -132,6 +132,9 @@ class Vault:
     async def get(self, service: str) -> Credential | None:
         """The credential of ``service``: the vault's, else the settings', else None (cached briefly)."""
         name = self.plugins.canonical(service) or service
+        hit = self._cache.cached(name)
+        if hit is not MISSING:
+            return hit
 
         async def load() -> tuple[Credential | None, float]:
             return await self._load(name), self._cache_seconds
