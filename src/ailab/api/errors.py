@@ -37,8 +37,10 @@ _OPENAI_TYPES_BY_CODE = {"insufficient_quota": "insufficient_quota"}
 
 
 def request_id(request: Request) -> str:
-    """The id the middleware gave this request."""
-    return str(getattr(request.state, "request_id", ""))
+    """The id the middleware gave this request (read from the scope's state, which ``request.state``
+    wraps in a new object at each access)."""
+    state = request.scope.get("state")
+    return str(state.get("request_id", "")) if state else ""
 
 
 def error_body(path: str, status: int, message: Any, code: str | None, request_id: str) -> dict[str, Any]:

@@ -32,11 +32,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ailab.api.deps import authenticate_request
 from ailab.api.guard import RequestGuard, send_refusal
 from ailab.api.middleware import (
+    MonitorContext,
     RequestObserver,
     answer_unexpected,
     body_past_limit,
     finish_request,
-    monitor_context,
     read_request_headers,
     replay_body,
     send_too_large,
@@ -129,7 +129,7 @@ class FastLane:
             scope["route"] = route  # past the limit and the guard, as routing comes after them in the stack
             services: Services = scope["app"].state.services
             request = Request(scope, receive)
-            with monitor_context(services):
+            with MonitorContext(services):
                 response = await self._answer(route, services, request, scope)
                 if response is None:  # declined: the whole stack answers, from the body read here
                     status, started = DECLINED, True
