@@ -78,6 +78,9 @@ class TextFormatter(logging.Formatter):
         self.converter = time.gmtime
 
 
+_MILLIS = [f"{ms:03d}" for ms in range(1000)]  # a line's milliseconds, formatted once, not per line
+
+
 class _Line(NamedTuple):
     at: float
     request_id: str
@@ -166,7 +169,7 @@ class AccessLog:
         second = int(at)
         if second != self._second:
             self._second, self._stamp = second, time.strftime(f"%Y-%m-%d{sep}%H:%M:%S", time.gmtime(at))
-        return f"{self._stamp}{frac}{int((at - second) * 1000):03d}"
+        return f"{self._stamp}{frac}{_MILLIS[int((at - second) * 1000)]}"
 
     def _text_line(self, line: _Line) -> str:
         return f"{self._time(line.at, ' ', ',')} INFO    {ACCESS_LOGGER}: {line.message}\n"

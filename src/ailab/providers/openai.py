@@ -177,7 +177,7 @@ class OpenAIWireProvider(EmbeddingProvider):
         return UpstreamResponse(
             status=response.status,
             content_type=response.headers.get("Content-Type", "application/json"),
-            body=ResponseBody(self.http, response),
+            body=ResponseBody(self.http, response, url),
             secret=credential.api_key,
         )
 

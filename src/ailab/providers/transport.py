@@ -313,9 +313,10 @@ class ResponseBody:
     and a consumer that stops early (or never starts) must call it (``contextlib.aclosing`` does).
     """
 
-    def __init__(self, client: HttpClient, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, client: HttpClient, response: aiohttp.ClientResponse, url: str) -> None:
         self._client = client
         self._response = response
+        self._url = url  # for errors; ``str(response.url)`` builds it again at every call
         self._done = False
 
     def __aiter__(self) -> ResponseBody:
@@ -327,7 +328,7 @@ class ResponseBody:
         if self._done:
             raise StopAsyncIteration
         try:
-            with self._client.mapped(str(self._response.url)):
+            with self._client.mapped(self._url):
                 chunk = await self._response.content.readany()
         except BaseException:
             self._done = True
@@ -345,7 +346,7 @@ class ResponseBody:
             return b""
         self._done = True
         try:
-            with self._client.mapped(str(self._response.url)):
+            with self._client.mapped(self._url):
                 data = await self._response.read()
         except BaseException:
             self._response.close()
