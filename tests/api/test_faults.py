@@ -13,6 +13,7 @@ from ailab.config import Settings
 from tests.chat.conftest import parse_sse
 from tests.conftest import AppClientFactory
 from tests.fakes.openai_server import FakeOpenAI
+from tests.monitoring.helpers import value
 from tests.support.provider_settings import configure
 from tests.support.tcpproxy import TcpProxy
 
@@ -125,6 +126,24 @@ async def test_an_upstream_that_resets_mid_stream_is_502_and_the_partial_answer_
     session = (await upstream_client.get("/sessions")).json()["items"][0]
     messages = (await upstream_client.get(f"/sessions/{session['id']}/messages")).json()["items"]
     assert messages[1]["status"] == "error" and messages[1]["content"] == "echo: one "
+
+
+async def test_an_upstream_whose_usage_is_no_count_is_passed_on_counted_as_none(
+    upstream_client: httpx.AsyncClient, upstream: FakeOpenAI
+) -> None:
+    upstream.odd_usage = {"prompt_tokens": "many", "completion_tokens": [3], "total_tokens": -1}
+    body = {"model": "openai-compat/echo", "messages": [{"role": "user", "content": "x"}]}
+    answer = await upstream_client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"] == upstream.odd_usage  # the upstream's answer, as it came
+    streamed = await upstream_client.post(
+        "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+    )
+    assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+    assert parse_sse(streamed.text)[-2]["usage"] == upstream.odd_usage
+    scraped = (await upstream_client.get("/metrics/prometheus")).text
+    assert value(scraped, "ailab_llm_requests_total", model="echo", outcome="ok") == 2
+    assert value(scraped, "ailab_llm_tokens_total", model="echo") == 0  # no count was reported
 
 
 async def test_an_upstream_that_answers_garbage_is_502(

@@ -13,6 +13,7 @@ its error shape; this class records every request and applies the behaviours a t
 - ``error_after``: streams send this many text pieces, then the provider's error event, quoting the key
   the client sent (as a careless upstream does), and end
 - ``garbage``: every answer is 200 with an HTML page (a broken proxy in front of the upstream)
+- ``odd_usage``: OpenAI's fakes report this usage object instead of the counts (a careless server's)
 - ``reset_connections``: every request's connection is reset (TCP RST) before any answer (an upstream
   that crashed)
 - ``reply`` / ``models``: what it answers (``echo=True``: ``"echo: <the last message>"`` instead of ``reply``)
@@ -239,6 +240,7 @@ class FakeServer:
         self.drop_after: int | None = None
         self.error_after: int | None = None
         self.garbage = False
+        self.odd_usage: dict[str, Any] | None = None
         self.reset_connections = False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
@@ -503,7 +505,7 @@ class FakeServer:
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
         self.drop_after, self.choice, self.error_after, self.garbage = None, None, None, False
         self.tool_calls, self.tools_received = [], []
-        self.reset_connections = False
+        self.reset_connections, self.odd_usage = False, None
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()

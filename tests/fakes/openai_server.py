@@ -191,7 +191,7 @@ class FakeOpenAI(FakeServer):
             "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": gen.finish_reason}
             ],
-            "usage": usage(gen),
+            "usage": self.odd_usage if self.odd_usage is not None else usage(gen),
         }
 
     async def stream_chunks(
@@ -217,6 +217,8 @@ class FakeOpenAI(FakeServer):
             return b"data: " + orjson.dumps({**chunk, "choices": choices, **extra}) + b"\n\n"
 
         counted = usage(gen)  # the calls' pieces count, streamed below instead of text
+        if self.odd_usage is not None:
+            counted = self.odd_usage
         head = [event(chunk["choices"])]
         if calls:  # the calls instead of the text: each its id and name first, then its arguments
             gen.pieces = []

@@ -51,6 +51,7 @@ from ailab.providers.base import (
     Usage,
     extra_sampling,
     sampling_fields,
+    token_count,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
@@ -197,7 +198,7 @@ def parse_usage(data: Any) -> Usage | None:
     """``usage`` (input_tokens / output_tokens) or None."""
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0))
+    return Usage(token_count(data.get("input_tokens")), token_count(data.get("output_tokens")))
 
 
 def parse_response(data: dict[str, Any], requested_model: str, *, structured: bool = False) -> ChatResult:
@@ -281,12 +282,12 @@ class StreamState:
                 return ChatChunk(tool_calls=(ToolCallDelta(index, arguments="{}"),))
         elif kind == "message_start":
             usage = (data.get("message") or {}).get("usage") or {}
-            self.input_tokens = int(usage.get("input_tokens") or 0)
-            self.output_tokens = int(usage.get("output_tokens") or 0)
+            self.input_tokens = token_count(usage.get("input_tokens"))
+            self.output_tokens = token_count(usage.get("output_tokens"))
         elif kind == "message_delta":
             self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
             usage = data.get("usage") or {}
-            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+            self.output_tokens = token_count(usage.get("output_tokens")) or self.output_tokens
         elif kind == "message_stop":
             self.done = True
         elif kind == "error":

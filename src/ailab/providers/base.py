@@ -184,6 +184,12 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+def token_count(value: Any) -> int:
+    """A token count as an upstream reported it; 0 for what is none (missing, null, a string, negative):
+    a careless server's usage must not fail an answer that is otherwise fine."""
+    return int(value) if isinstance(value, int | float) and 0 <= value < 2**63 else 0
+
+
 @dataclass(frozen=True, slots=True)
 class ChatResult:
     """A whole answer."""

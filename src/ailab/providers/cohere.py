@@ -51,6 +51,7 @@ from ailab.providers.base import (
     Usage,
     extra_sampling,
     sampling_fields,
+    token_count,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider, vectors
@@ -118,8 +119,10 @@ def parse_usage(data: Any) -> Usage | None:
     """``usage`` (its ``tokens``, else ``billed_units``) or None."""
     if not isinstance(data, dict):
         return None
-    counts = data.get("tokens") or data.get("billed_units") or {}
-    return Usage(int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
+    counts = data.get("tokens") or data.get("billed_units")
+    if not isinstance(counts, dict):
+        counts = {}
+    return Usage(token_count(counts.get("input_tokens")), token_count(counts.get("output_tokens")))
 
 
 def finish_reason(reason: Any) -> str | None:

@@ -57,6 +57,7 @@ from ailab.providers.base import (
     Usage,
     extra_sampling,
     sampling_fields,
+    token_count,
     tool_names,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
@@ -279,7 +280,7 @@ def parse_usage(data: Any) -> Usage | None:
     """``usageMetadata`` or None."""
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("promptTokenCount") or 0), int(data.get("candidatesTokenCount") or 0))
+    return Usage(token_count(data.get("promptTokenCount")), token_count(data.get("candidatesTokenCount")))
 
 
 def candidate_text(data: dict[str, Any]) -> tuple[str, str | None]:

@@ -48,6 +48,7 @@ from ailab.providers.base import (
     Usage,
     extra_sampling,
     sampling_fields,
+    token_count,
     tool_names,
 )
 from ailab.providers.credentials import BASE_URL_REQUIRED, CredentialFormat
@@ -145,7 +146,7 @@ def parse_usage(data: dict[str, Any]) -> Usage | None:
     """The token counts of a final (``done``) object, or None."""
     if "prompt_eval_count" not in data and "eval_count" not in data:
         return None
-    return Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
+    return Usage(token_count(data.get("prompt_eval_count")), token_count(data.get("eval_count")))
 
 
 def parse_response(data: dict[str, Any], requested_model: str) -> ChatResult:

@@ -41,6 +41,7 @@ from ailab.providers.base import (
     ToolChoice,
     Usage,
     sampling_fields,
+    token_count,
 )
 from ailab.providers.embeddings import vector
 from ailab.providers.tools import arguments_text, choice_of, new_call_id
@@ -149,8 +150,8 @@ def parse_usage(data: Any) -> Usage | None:
     if not isinstance(data, dict):
         return None
     return Usage(
-        prompt_tokens=int(data.get("prompt_tokens") or 0),
-        completion_tokens=int(data.get("completion_tokens") or 0),
+        prompt_tokens=token_count(data.get("prompt_tokens")),
+        completion_tokens=token_count(data.get("completion_tokens")),
     )
 
 
@@ -272,5 +273,5 @@ def parse_embeddings(data: Any, requested_model: str, provider: str = "openai") 
     return Embeddings(
         vectors=[vector(provider, item.get("embedding")) for item in ordered],
         model=str(data.get("model") or requested_model),
-        usage=Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0)) if isinstance(usage, dict) else None,
+        usage=Usage(token_count(usage.get("prompt_tokens"))) if isinstance(usage, dict) else None,
     )

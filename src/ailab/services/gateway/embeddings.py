@@ -51,6 +51,7 @@ from ailab.providers.base import (
     SupportsEmbeddingsForward,
     implements,
     read_whole,
+    token_count,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import GenerationTimer
@@ -145,7 +146,7 @@ def prompt_tokens_of(answer: Any) -> int:
     """The input tokens an OpenAI embeddings answer counts (0 when it says none)."""
     usage = answer.get("usage") if isinstance(answer, dict) else None
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return tokens if isinstance(tokens, int) else 0
+    return token_count(tokens)
 
 
 class GatewayEmbeddings:

@@ -46,6 +46,7 @@ from ailab.providers.base import (
     close_stream,
     implements,
     read_whole,
+    token_count,
 )
 from ailab.providers.registry import ProviderRegistry
 from ailab.providers.timing import CANCELLED, GenerationTimer
@@ -105,7 +106,7 @@ def _usage_from(obj: Any) -> tuple[int, int]:
     if isinstance(obj, dict):
         usage = obj.get("usage")
         if isinstance(usage, dict):
-            return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            return token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
     return 0, 0
 
 
