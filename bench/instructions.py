@@ -12,6 +12,9 @@ the same build gives the same count within ~1-3% (the timers' share moves a litt
 but a change that removes work shows here whatever the machine is doing. Work that load brings every few
 seconds (not every request) weighs ~50x too much here, as the timers would: when such work shows, it is
 worth a look (it found the credential caches' reload stampede), but its real share is ~50x smaller.
+Code that picks its SIMD path by the CPU runs another one under valgrind, which offers fewer extensions:
+orjson parsing a 364-byte answer counts ~14,000 instructions here, about twice its native count, so
+confirm a change in such code with ``bench/gateway.py``.
 
 Targets (each optional, all on the same fake upstream, which runs outside valgrind): ``ai-lab`` (auth on,
 an API token, as in ``bench/gateway.py``), ``bare`` (``bench/passthrough.py``: uvicorn + Starlette +
