@@ -13,7 +13,8 @@ but a change that removes work shows here whatever the machine is doing. Work th
 seconds (not every request) weighs ~50x too much here, as the timers would: when such work shows, it is
 worth a look (it found the credential caches' reload stampede), but its real share is ~50x smaller.
 Code that picks its SIMD path by the CPU runs another one under valgrind, which offers fewer extensions:
-orjson parsing a 364-byte answer counts ~14,000 instructions here, about twice its native count, so
+orjson parsing a 364-byte answer counts ~14,000 instructions here, about twice what its 0.76 us natively
+suggests (this VM reports no instruction counter to check), so
 confirm a change in such code with ``bench/gateway.py``.
 
 Targets (each optional, all on the same fake upstream, which runs outside valgrind): ``ai-lab`` (auth on,
