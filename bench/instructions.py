@@ -14,8 +14,8 @@ seconds (not every request) weighs ~50x too much here, as the timers would: when
 worth a look (it found the credential caches' reload stampede), but its real share is ~50x smaller.
 Code that picks its SIMD path by the CPU runs another one under valgrind, which offers fewer extensions:
 orjson parsing a 364-byte answer counts ~14,000 instructions here, about twice what its 0.76 us natively
-suggests (this VM reports no instruction counter to check), so
-confirm a change in such code with ``bench/gateway.py``.
+suggests (the VM this was measured on reports no instruction counter to check); confirm a change in such
+code with ``bench/gateway.py``.
 
 Targets (each optional, all on the same fake upstream, which runs outside valgrind): ``ai-lab`` (auth on,
 an API token, as in ``bench/gateway.py``), ``bare`` (``bench/passthrough.py``: uvicorn + Starlette +
