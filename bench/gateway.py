@@ -21,12 +21,17 @@ TensorZero's streams on a kept-alive connection now and then stall ~40 ms after 
 Nagle and delayed ACK; with ``Connection: close`` a stream takes ~1.5 ms), which sinks its stream req/s
 at c=1 and its p99: read its stream p50.
 ``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
-runs AI-Lab from another checkout's ``src`` (a before/after comparison on the same machine);
+runs AI-Lab from another checkout's ``src``; ``--compare-src`` runs one more AI-Lab, ``ai-lab (compare)``,
+from another checkout's ``src`` beside this one (a before/after comparison in the same run);
+``--rounds N`` runs the whole grid N times, the targets taking turns, and reports each cell's median round
+by req/s (on a shared VM one run's figures move by several percent with the machine);
 ``--ailab-workers N`` runs AI-Lab with N server processes (TensorZero's one process uses every core), its
 CPU per request summed over them::
 
     .venv/bin/python bench/gateway.py [--duration 5] [--concurrency 1 16] [--skip-litellm] [--skip-tensorzero]
         [--targets ai-lab "ai-lab /chat"] [--ailab-src /path/to/other/checkout/src] [--ailab-workers 2]
+    .venv/bin/python bench/gateway.py --targets ai-lab "ai-lab (compare)" --compare-src /tmp/before/src \
+        --rounds 5 --concurrency 16 --skip-litellm --skip-tensorzero
 """
 
 from __future__ import annotations
@@ -265,6 +270,7 @@ def start_all(
     skip_tensorzero: bool,
     ailab_src: str | None = None,
     ailab_workers: int = 1,
+    compare_src: str | None = None,
 ) -> tuple[list[Target], list[str]]:
     notes: list[str] = []
     python = sys.executable
@@ -311,6 +317,23 @@ def start_all(
             pid=process.pid,
         )
     )
+
+    if compare_src:  # another build, the same way, beside it
+        port = free_port()
+        other = ailab_env(procs, port, upstream, compare_src, AILAB_WORKERS=str(ailab_workers))
+        other["AILAB_DATA_DIR"] = str(procs.workdir / "ailab-compare-data")
+        process, log = procs.start("ailab-compare", [AILAB_CLI, "serve"], other)
+        wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
+        targets.append(
+            Target(
+                "ai-lab (compare)",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                "openai-compat/gpt-4o-mini",
+                {"Authorization": f"Bearer {api_token(other)}"},
+                pid=process.pid,
+            )
+        )
+        notes.append(f"ai-lab (compare): AI-Lab from {compare_src}")
 
     # The same, with AILAB_AUTH=off: no token at all.
     port = free_port()
@@ -426,7 +449,17 @@ def start_all(
     return targets, notes
 
 
-PEERS = {"litellm proxy": "litellm", "tensorzero": "tensorzero", "bare pass-through": "bare"}
+PEERS = {
+    "litellm proxy": "litellm",
+    "tensorzero": "tensorzero",
+    "bare pass-through": "bare",
+    "ai-lab (compare)": "compare",
+}
+
+
+def median_cell(cells: list[Cell]) -> Cell:
+    """The round with the median req/s (the lower of the two middle ones for an even count)."""
+    return sorted(cells, key=lambda cell: cell.rps)[(len(cells) - 1) // 2]
 
 
 def print_peers(results: dict[tuple[str, str, int], Cell], names: list[str], concurrency: list[int]) -> None:
@@ -464,31 +497,44 @@ def main() -> None:
     parser.add_argument(
         "--ailab-workers", type=int, default=1, help="AI-Lab's server processes (TensorZero uses every core)"
     )
+    parser.add_argument("--compare-src", help="also run AI-Lab from this src, as 'ai-lab (compare)'")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of the whole grid; each cell's median")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
     procs = Processes(workdir)
     try:
         targets, notes = start_all(
-            procs, args.skip_litellm, args.skip_tensorzero, args.ailab_src, args.ailab_workers
+            procs,
+            args.skip_litellm,
+            args.skip_tensorzero,
+            args.ailab_src,
+            args.ailab_workers,
+            args.compare_src,
         )
         if args.ailab_workers > 1:
             notes.append(f"AI-Lab with {args.ailab_workers} worker processes (CPU summed over them)")
         if args.targets:
             targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
-        results: dict[tuple[str, str, int], Cell] = {}
-        for mode in ("json", "stream"):
-            for concurrency in args.concurrency:
-                for target in targets:
-                    cell = asyncio.run(
-                        run_cell(target, mode == "stream", concurrency, args.duration, args.max_requests)
-                    )
-                    results[(target.name, mode, concurrency)] = cell
-                    print(
-                        f"  {target.name:20} {mode:6} c={concurrency:<3} {cell.rps:8.1f} req/s "
-                        f"{cell.cpu_us:8.0f} us CPU/req",
-                        flush=True,
-                    )
+        rounds: dict[tuple[str, str, int], list[Cell]] = {}
+        for round_number in range(1, args.rounds + 1):
+            for mode in ("json", "stream"):
+                for concurrency in args.concurrency:
+                    for target in targets:
+                        cell = asyncio.run(
+                            run_cell(target, mode == "stream", concurrency, args.duration, args.max_requests)
+                        )
+                        rounds.setdefault((target.name, mode, concurrency), []).append(cell)
+                        print(
+                            f"  {round_number:>2} {target.name:20} {mode:6} c={concurrency:<3} "
+                            f"{cell.rps:8.1f} req/s {cell.cpu_us:8.0f} us CPU/req",
+                            flush=True,
+                        )
+        results = {key: median_cell(cells) for key, cells in rounds.items()}
+        if args.rounds > 1:
+            notes.append(f"each cell: the median of {args.rounds} rounds by req/s")
         print()
         header = (
             "target",
