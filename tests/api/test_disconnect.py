@@ -1,5 +1,5 @@
-"""The hang-up watch: it listens only once its work has run through a whole period, one timer per loop
-starts the watches whose time came, and a client that leaves cancels the work. The ticks are driven by
+"""The hang-up watch: it listens only once its work has run through a whole period (its loop's late
+starts start it), and a client that leaves cancels the work. The ticks are driven by
 hand here (the period is an hour, so the loop's own timer never fires during a test)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import asyncio
 
 import pytest
 
-from ailab.api import disconnect
-from ailab.api.disconnect import WATCHES, until_disconnected
+from ailab import late
+from ailab.api.disconnect import until_disconnected
+from ailab.late import LATE_STARTS
 
 
 class Client:
@@ -45,14 +46,14 @@ class Work:
 
 @pytest.fixture(autouse=True)
 def an_hour_per_period(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(disconnect, "WATCH_AFTER_S", 3600.0)
+    monkeypatch.setattr(late, "PERIOD_S", 3600.0)
 
 
 async def test_a_client_that_leaves_cancels_the_work_once_the_watch_listens() -> None:
     client, work = Client(), Work()
     answer = asyncio.create_task(until_disconnected(client, work()))
     await work.running.wait()
-    watches = WATCHES.of(asyncio.get_running_loop())
+    watches = LATE_STARTS.of(asyncio.get_running_loop())
     assert watches.ticking
     watches.tick()  # the watch was added in this period: it waits a whole one more
     watches.tick()
@@ -66,7 +67,7 @@ async def test_work_done_within_a_period_never_listens_and_the_ticks_stop() -> N
     client, work = Client(), Work()
     answer = asyncio.create_task(until_disconnected(client, work()))
     await work.running.wait()
-    watches = WATCHES.of(asyncio.get_running_loop())
+    watches = LATE_STARTS.of(asyncio.get_running_loop())
     watches.tick()
     work.finish.set()
     assert await answer == "answer"
