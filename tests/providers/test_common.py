@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -232,6 +233,42 @@ async def test_forward_passes_bytes_through(
 
     with pytest.raises(ModelNotFound, match=r"not found|unknown deployment"):  # raised, rebuilt, scrubbed
         await provider.forward_chat_completions({**payload, "model": "no-such-model", "stream": False})
+
+
+@only(OPENAI_WIRE)
+@pytest.mark.parametrize("timeout_s", [0.08, 0.3])  # shorter than two late-start periods, and longer
+async def test_a_forwarded_json_answer_must_come_within_the_timeout(
+    fake: FakeServer, backend: Backend, build: ProviderFactory, timeout_s: float
+) -> None:
+    fake.slow = True
+    provider = build(backend.plugin, provider_timeout_seconds=timeout_s, **backend.settings_for(fake))
+    assert isinstance(provider, SupportsOpenAIForward)
+    payload = {"model": backend.model, "messages": [{"role": "user", "content": "hi"}]}
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match=rf"did not answer within {timeout_s:g}s") as error:
+        await provider.forward_chat_completions(payload)
+    assert error.value.status == 504
+    assert time.monotonic() - started >= timeout_s  # never before its time
+    await fake.disconnected.wait()  # the upstream call was dropped, not left running
+    fake.slow = False
+    upstream = await provider.forward_chat_completions(payload)  # and nothing of it is left pending
+    assert upstream.status == 200 and b'"chat.completion"' in await base.read_whole(upstream.body)
+
+
+@only(OPENAI_WIRE)
+async def test_a_cancel_from_elsewhere_passes_through_a_forward_s_deadline(
+    fake: FakeServer, backend: Backend, build: ProviderFactory
+) -> None:
+    fake.slow = True
+    provider = build(backend.plugin, provider_timeout_seconds=30, **backend.settings_for(fake))
+    assert isinstance(provider, SupportsOpenAIForward)
+    payload = {"model": backend.model, "messages": [{"role": "user", "content": "hi"}]}
+    call = asyncio.create_task(provider.forward_chat_completions(payload))
+    await fake.received.wait()
+    call.cancel()  # the client left: a cancel, not a timeout
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await fake.disconnected.wait()
 
 
 @only([b for b in BACKENDS if b.name == "azure"])

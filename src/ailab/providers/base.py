@@ -451,9 +451,36 @@ async def check_request(provider: Provider, request: ChatRequest) -> None:
         provider.check_request(request)
 
 
+class WholeBody:
+    """A pass-through body read whole already, as the async iterator of bytes a body is (one chunk)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> WholeBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
+
+    async def read(self) -> bytes:
+        """The body (``read_whole``); b"" once it was read."""
+        data, self._data = self._data, None
+        return data or b""
+
+    async def aclose(self) -> None:
+        """Forget the body."""
+        self._data = None
+
+
 async def read_whole(body: AsyncIterator[bytes]) -> bytes:
-    """All of an upstream body: at once where it can be read so (``transport.ResponseBody``), else
-    chunk by chunk."""
+    """All of an upstream body: at once where it can be read so (:class:`WholeBody`,
+    ``transport.ResponseBody``), else chunk by chunk."""
     read = getattr(body, "read", None)
     if read is not None:
         data: bytes = await read()

@@ -19,9 +19,10 @@ cannot see.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -34,6 +35,7 @@ from ailab.providers.base import (
     Embeddings,
     ModelInfo,
     UpstreamResponse,
+    WholeBody,
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider
@@ -164,6 +166,26 @@ class OpenAIWireProvider(EmbeddingProvider):
     async def _forward(
         self, credential: Credential, url: str, payload: dict[str, Any], *, stream: bool
     ) -> UpstreamResponse:
+        body: AsyncIterator[bytes]
+        if stream:
+            response = await self._post(credential, url, payload, stream=True)
+            body = ResponseBody(self.http, response, url)
+        else:  # sent and read whole under one deadline, whose timer only a slow answer arms
+            with self.http.deadline(url):
+                response = await self._post(credential, url, payload, stream=False)
+                body = WholeBody(await ResponseBody(self.http, response, url).read())
+        return UpstreamResponse(
+            status=response.status,
+            content_type=response.headers.get("Content-Type", "application/json"),
+            body=body,
+            secret=credential.api_key,
+        )
+
+    async def _post(
+        self, credential: Credential, url: str, payload: dict[str, Any], *, stream: bool
+    ) -> aiohttp.ClientResponse:
+        """POST ``payload``; a non-2xx answer raised as its ProviderError. A non-streamed one is timed by
+        the caller's deadline."""
         response = await self.http.send(
             "POST",
             url,
@@ -171,15 +193,11 @@ class OpenAIWireProvider(EmbeddingProvider):
             params=self.query(credential),
             body=orjson.dumps(payload),
             stream=stream,
+            timed=False,  # a streamed answer's reads are the session's to time
         )
         if response.status >= 300:
             raise await self.http.error_for(response, credential.api_key)
-        return UpstreamResponse(
-            status=response.status,
-            content_type=response.headers.get("Content-Type", "application/json"),
-            body=ResponseBody(self.http, response, url),
-            secret=credential.api_key,
-        )
+        return response
 
 
 class OpenAIProvider(OpenAIWireProvider):

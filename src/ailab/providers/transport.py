@@ -32,11 +32,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from ailab import late
 from ailab.errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
 )
+from ailab.late import LATE_STARTS
 from ailab.providers.sse import LineDecoder, SSEDecoder, SSEEvent
 from ailab.providers.upstream_errors import ErrorHook, error_message, scrub, status_error
 
@@ -79,6 +81,8 @@ class HttpClient:
         # A whole non-streamed answer must arrive within the timeout, not just each read of it. No read
         # timeout beside it: one as long could never fire first, and would re-arm a timer on every read.
         self._whole = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._connect_s)
+        # For a caller that bounds the whole answer itself (:meth:`deadline`): aiohttp times the connect.
+        self._connect_only = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s, sock_read=None)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[str, str | None] = {}  # by upstream origin
@@ -107,16 +111,23 @@ class HttpClient:
             self._proxies[key] = env_proxy(url)
         return self._proxies[key]
 
+    def deadline(self, url: str) -> Deadline:
+        """``with client.deadline(url):`` the block (sending to ``url`` and reading the whole answer) must
+        end within the timeout, else ProviderTimeout (see :class:`Deadline`)."""
+        return Deadline(self, url)
+
     def mapped(self, url: str, proxy: str | None = None) -> _Mapped:
         """Turn transport failures inside the block into ProviderUnavailable / ProviderTimeout."""
         return _Mapped(self, url, proxy)
 
+    def timeout_error(self, url: str) -> ProviderTimeout:
+        """The error of a call to ``url`` that took longer than the timeout."""
+        return ProviderTimeout(f"{self.provider} did not answer within {self.timeout_s:g}s ({origin(url)})")
+
     def map_error(self, exc: BaseException, url: str, proxy: str | None = None) -> ProviderError | None:
         """The ProviderError a transport failure stands for; None for an exception that is no such failure."""
         if isinstance(exc, TimeoutError):  # aiohttp's own timeouts subclass TimeoutError
-            return ProviderTimeout(
-                f"{self.provider} did not answer within {self.timeout_s:g}s ({origin(url)})"
-            )
+            return self.timeout_error(url)
         if isinstance(exc, aiohttp.InvalidURL):
             return ProviderUnavailable(f"{self.provider}: invalid base URL ({origin(url)})")
         if isinstance(exc, aiohttp.ClientError | OSError):
@@ -137,14 +148,18 @@ class HttpClient:
         body: Any = None,
         params: Mapping[str, str] | None = None,
         stream: bool = False,
+        timed: bool = True,
     ) -> aiohttp.ClientResponse:
-        """Send a request and return the response, whatever its status (the caller releases it)."""
+        """Send a request and return the response, whatever its status (the caller releases it).
+
+        ``timed=False``: a non-streamed answer the caller reads inside a :meth:`deadline`, which bounds it.
+        """
         data = None
         all_headers = dict(headers)
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             all_headers["Content-Type"] = "application/json"
-        kwargs: dict[str, Any] = {} if stream else {"timeout": self._whole}
+        kwargs: dict[str, Any] = {} if stream else {"timeout": self._whole if timed else self._connect_only}
         proxy = self.proxy_for(url)
         if proxy is not None:
             kwargs["proxy"] = proxy
@@ -284,6 +299,50 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
         response.release()
     else:  # more than a stream's end was left: the upstream is still sending
         response.close()
+
+
+class Deadline:
+    """The context manager of :meth:`HttpClient.deadline`: past the client's timeout its task is cancelled,
+    and the block raises :class:`ProviderTimeout`, as aiohttp's whole-answer timeout does (and as
+    ``asyncio.timeout`` decides whether a cancel was its own). Its loop timer is armed only once the block
+    has lasted a period (``late.py``): aiohttp's own took ~2.5 us per call (a timer armed and cancelled,
+    the task looked up), and most pass-through answers come sooner.
+    """
+
+    __slots__ = ("_cancelling", "_client", "_due", "_expired", "_handle", "_late", "_task", "_url")
+
+    def __init__(self, client: HttpClient, url: str) -> None:
+        self._client, self._url = client, url
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None, "a deadline bounds a task"
+        loop = task.get_loop()
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._due = loop.time() + self._client.timeout_s
+        self._late = LATE_STARTS.of(loop)
+        if self._client.timeout_s <= 2 * late.PERIOD_S:  # too short to wait for a late start
+            self.start()
+        else:
+            self._late.add(self)
+
+    def start(self) -> None:
+        """Arm the timer (the block has lasted; or the timeout is short)."""
+        self._handle = self._task.get_loop().call_at(self._due, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._late.discard(self)
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
+            raise self._client.timeout_error(self._url) from exc
 
 
 class _Mapped:

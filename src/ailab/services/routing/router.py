@@ -73,6 +73,7 @@ from ailab.providers.base import (
     SupportsTools,
     SupportsVision,
     UpstreamResponse,
+    WholeBody,
     close_stream,
     implements,
 )
@@ -196,27 +197,6 @@ class _Resumed:
             self._state.in_flight -= 1
             self._state = None
         await close_stream(self._body)
-
-
-class _Whole:
-    """A pass-through JSON body read whole inside its attempt."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data: bytes | None = data
-
-    def __aiter__(self) -> _Whole:
-        return self
-
-    async def __anext__(self) -> bytes:
-        data, self._data = self._data, None
-        if data is None:
-            raise StopAsyncIteration
-        return data
-
-    async def aclose(self) -> None:
-        self._data = None
 
 
 class AliasProvider:
@@ -540,7 +520,7 @@ class ForwardingAliasProvider(AliasProvider):
                     midway = functools.partial(self._failed_midway, target)
                     return replace(upstream, body=_Resumed(first, body, target.state, midway))
                 data = b"".join([chunk async for chunk in body])
-                return replace(upstream, body=_Whole(data))
+                return replace(upstream, body=WholeBody(data))
             finally:
                 if not handed_on:
                     target.state.in_flight -= 1
