@@ -193,7 +193,7 @@ class OpenAIWireProvider(EmbeddingProvider):
             params=self.query(credential),
             body=orjson.dumps(payload),
             stream=stream,
-            timed=False,  # a streamed answer's reads are the session's to time
+            timed=False,  # non-streamed: the caller's deadline times it (a stream's reads: the session)
         )
         if response.status >= 300:
             raise await self.http.error_for(response, credential.api_key)

@@ -5,7 +5,8 @@ lazily, inside the running event loop, on first use (a session cannot be built a
 between loops). The pooled connector keeps connections to the upstream alive between requests, which is
 what makes the gateway's pass-through fast. Timeouts come from ``provider_timeout_seconds``: the connect
 phase gets a short one of its own (an unreachable host should fail in seconds, not minutes); a streamed
-answer may last long but each read must arrive within the timeout; a whole non-streamed answer must too.
+answer may last long but each read must arrive within the timeout; a whole non-streamed answer must too
+(for the pass-through, under a :class:`Deadline`, whose timer only an answer that lasts arms).
 Errors become :class:`~ailab.errors.ProviderError` subclasses (``upstream_errors.py``).
 
 Cookies. None is kept: a cookie an upstream sets (Cloudflare, in front of OpenAI's API, does) would
