@@ -264,6 +264,21 @@ def admin_token(port: int) -> str:
     return asyncio.run(login())
 
 
+def serve_ailab(procs: Processes, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``ai-lab serve`` with ``env`` (its port ``AILAB_PORT``), once it is ready."""
+    process, log = procs.start(name, [AILAB_CLI, "serve"], env)
+    wait_http(f"http://127.0.0.1:{env['AILAB_PORT']}/health/ready", process, log)
+    return process
+
+
+def ailab_gateway(
+    name: str, process: subprocess.Popen[bytes], port: int, headers: dict[str, str] | None = None
+) -> Target:
+    """AI-Lab's ``/v1/chat/completions`` on ``port`` as a target, the model behind the fake upstream."""
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    return Target(name, url, "openai-compat/gpt-4o-mini", headers or {}, pid=process.pid)
+
+
 def start_all(
     procs: Processes,
     skip_litellm: bool,
@@ -294,18 +309,8 @@ def start_all(
     )
     if ailab_src:
         notes.append(f"AI-Lab from {ailab_src}")
-    process, log = procs.start("ailab", [AILAB_CLI, "serve"], env)
-    wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
-    token = api_token(env)
-    targets.append(
-        Target(
-            "ai-lab",
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            "openai-compat/gpt-4o-mini",
-            {"Authorization": f"Bearer {token}"},
-            pid=process.pid,
-        )
-    )
+    process = serve_ailab(procs, "ailab", env)
+    targets.append(ailab_gateway("ai-lab", process, port, {"Authorization": f"Bearer {api_token(env)}"}))
     admin = {"Authorization": f"Bearer {admin_token(port)}"}
     targets.append(
         Target(
@@ -322,32 +327,16 @@ def start_all(
         port = free_port()
         other = ailab_env(procs, port, upstream, compare_src, AILAB_WORKERS=str(ailab_workers))
         other["AILAB_DATA_DIR"] = str(procs.workdir / "ailab-compare-data")
-        process, log = procs.start("ailab-compare", [AILAB_CLI, "serve"], other)
-        wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
-        targets.append(
-            Target(
-                "ai-lab (compare)",
-                f"http://127.0.0.1:{port}/v1/chat/completions",
-                "openai-compat/gpt-4o-mini",
-                {"Authorization": f"Bearer {api_token(other)}"},
-                pid=process.pid,
-            )
-        )
+        process = serve_ailab(procs, "ailab-compare", other)
+        token = api_token(other)
+        targets.append(ailab_gateway("ai-lab (compare)", process, port, {"Authorization": f"Bearer {token}"}))
         notes.append(f"ai-lab (compare): AI-Lab from {compare_src}")
 
     # The same, with AILAB_AUTH=off: no token at all.
     port = free_port()
     env.update(AILAB_DATA_DIR=str(procs.workdir / "ailab-off-data"), AILAB_PORT=str(port), AILAB_AUTH="off")
-    process, log = procs.start("ailab-off", [AILAB_CLI, "serve"], env)
-    wait_http(f"http://127.0.0.1:{port}/health/ready", process, log)
-    targets.append(
-        Target(
-            "ai-lab (auth off)",
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            "openai-compat/gpt-4o-mini",
-            pid=process.pid,
-        )
-    )
+    process = serve_ailab(procs, "ailab-off", env)
+    targets.append(ailab_gateway("ai-lab (auth off)", process, port))
 
     port = free_port()
     process, log = procs.start(
