@@ -45,6 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,9 +206,23 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 class Processes:
+    """The processes a benchmark started, their logs in ``workdir``; ``with Processes.temporary(prefix)``
+    works in a new directory, and stops them and removes it at the end."""
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.running: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    @contextmanager
+    def temporary(cls, prefix: str) -> Iterator[Processes]:
+        """Processes working in a new temporary directory, stopped and the directory removed after."""
+        procs = cls(Path(tempfile.mkdtemp(prefix=prefix)))
+        try:
+            yield procs
+        finally:
+            procs.stop()
+            shutil.rmtree(procs.workdir, ignore_errors=True)
 
     def start(
         self, name: str, args: list[str], env: dict[str, str] | None = None
@@ -225,6 +241,16 @@ class Processes:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+def start_upstream(procs: Processes) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake OpenAI upstream (``tests.fakes.openai_server``), ready, and its base URL (``.../v1``)."""
+    port = free_port()
+    args = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port)]
+    process, log = procs.start("upstream", args)
+    upstream = f"http://127.0.0.1:{port}/v1"
+    wait_http(f"{upstream}/models", process, log)
+    return process, upstream
 
 
 def ailab_env(procs: Processes, port: int, upstream: str, src: str | None, **extra: str) -> dict[str, str]:
@@ -289,12 +315,7 @@ def start_all(
 ) -> tuple[list[Target], list[str]]:
     notes: list[str] = []
     python = sys.executable
-    upstream_port = free_port()
-    process, log = procs.start(
-        "upstream", [python, "-m", "tests.fakes.openai_server", "--port", str(upstream_port)]
-    )
-    upstream = f"http://127.0.0.1:{upstream_port}/v1"
-    wait_http(f"{upstream}/models", process, log)
+    process, upstream = start_upstream(procs)
     targets = [Target("upstream (direct)", f"{upstream}/chat/completions", "gpt-4o-mini", pid=process.pid)]
 
     # AI-Lab: one worker, auth on, an API token.
@@ -492,9 +513,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
-    workdir = Path(tempfile.mkdtemp(prefix="ailab-bench-"))
-    procs = Processes(workdir)
-    try:
+    with Processes.temporary("ailab-bench-") as procs:
         targets, notes = start_all(
             procs,
             args.skip_litellm,
@@ -552,9 +571,6 @@ def main() -> None:
         print_peers(results, [t.name for t in targets], args.concurrency)
         for note in notes:
             print(f"note: {note}")
-    finally:
-        procs.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

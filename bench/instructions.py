@@ -32,7 +32,6 @@ import asyncio
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from gateway import (
     api_token,
     free_port,
     request_body,
+    start_upstream,
     wait_file,
     wait_http,
 )
@@ -188,16 +188,8 @@ def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="ailab-instructions-"))
-    procs = Processes(workdir)
-    try:
-        upstream_port = free_port()
-        python = sys.executable
-        process, log = procs.start(
-            "upstream", [python, "-m", "tests.fakes.openai_server", "--port", str(upstream_port)]
-        )
-        upstream = f"http://127.0.0.1:{upstream_port}/v1"
-        wait_http(f"{upstream}/models", process, log)
+    with Processes.temporary("ailab-instructions-") as procs:
+        _, upstream = start_upstream(procs)
         starters = {
             "ai-lab": lambda: start_ailab(procs, upstream, args.ailab_src),
             "bare": lambda: start_bare(procs, upstream),
@@ -220,9 +212,6 @@ def main() -> None:
             if "ai-lab" in results and peer in results:
                 ratios = [f"{m} {results['ai-lab'][m] / results[peer][m]:.2f}x" for m in ("json", "stream")]
                 print(f"ai-lab / {peer}: {', '.join(ratios)}")
-    finally:
-        procs.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
