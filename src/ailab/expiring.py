@@ -59,9 +59,9 @@ class ExpiringCache(Generic[K, V]):
 
     async def get(self, key: K, load: Loader[V]) -> V:
         """The value of ``key``: cached if still valid, else loaded once for every caller that misses."""
-        hit = self._values.get(key)
-        if hit is not None and hit[0] > self._clock():
-            return hit[1]
+        hit = self.cached(key)
+        if hit is not MISSING:
+            return hit
         loading = self._loading.get(key)
         if loading is None:
             loading = asyncio.ensure_future(self._load(key, load, self._generation))
