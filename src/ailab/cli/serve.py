@@ -45,7 +45,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http="ailab.api.protocol:HttpProtocol",  # httptools, a whole response in one write
         access_log=False,
         log_config=None,
         # Only the proxies named in AILAB_FORWARDED_ALLOW_IPS may say who the client is.
