@@ -31,7 +31,7 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 UPLOAD_FRAMING_BYTES = 128 * 1024  # a multipart body's boundaries, part headers and other fields
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: see GenerationRecord on frozen
 class RequestRecord:
     """What an observer learns about a finished request (no body, no query string)."""
 

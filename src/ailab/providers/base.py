@@ -172,7 +172,7 @@ class ChatRequest:
     json_object: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only; made per generation: see GenerationRecord on frozen
 class Usage:
     """Token counts of one generation."""
 
@@ -295,7 +295,7 @@ class SupportsEmbeddings(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only; made per request: see GenerationRecord on frozen
 class UpstreamResponse:
     """A raw upstream success for pass-through: status, content type and the body as bytes chunks.
 

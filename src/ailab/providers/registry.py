@@ -30,9 +30,13 @@ LIST_MODELS_TIMEOUT_S = 10.0
 log = logging.getLogger("ailab.providers")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GenerationRecord:
-    """What monitoring learns about one generation (no prompt, no answer, no credentials)."""
+    """What monitoring learns about one generation (no prompt, no answer, no credentials).
+
+    Not frozen, though read-only: a frozen dataclass sets each field through ``object.__setattr__``,
+    which made this one (one per generation) cost 1.3 us to build instead of 0.5 us.
+    """
 
     provider: str
     model: str
