@@ -2,7 +2,8 @@
 
 The hot routes take their body as bytes (the gateway validates it once, on the fast lane too), so
 FastAPI cannot see its model. :func:`json_body` declares it on the route; :func:`install` puts the
-models it names into the document's components.
+models it names into the document's components. A model is a pydantic model or a ``TypedDict`` (the chat
+completions request is one: validating it builds no objects).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
-_RAW_BODIES: dict[str, type[BaseModel]] = {}
+_RAW_BODIES: dict[str, type] = {}
 REF = "#/components/schemas/{model}"
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
+def json_body(model: type) -> dict[str, Any]:
     """``openapi_extra`` of a route whose JSON body is ``model`` but which reads the bytes itself."""
     _RAW_BODIES[model.__name__] = model
     schema = {"$ref": REF.format(model=model.__name__)}
@@ -39,7 +40,7 @@ def install(app: FastAPI) -> None:
             )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for name, model in _RAW_BODIES.items():
-                schema = model.model_json_schema(ref_template=REF)
+                schema = TypeAdapter(model).json_schema(ref_template=REF)
                 for inner, definition in schema.pop("$defs", {}).items():
                     components.setdefault(inner, definition)
                 components.setdefault(name, schema)

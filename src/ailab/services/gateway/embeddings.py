@@ -101,7 +101,7 @@ class EmbeddingsRequest(BaseModel):
 def parse_embeddings_request(body: bytes) -> dict[str, Any]:
     """The JSON object of an embeddings request, checked against :class:`EmbeddingsRequest`."""
     payload = json_object(body)
-    validate_body(EmbeddingsRequest, payload)  # the declared shape; the payload goes on as it came
+    validate_body(EmbeddingsRequest.model_validate, payload)  # the declared shape; the payload goes on
     return payload
 
 
