@@ -243,10 +243,11 @@ class Processes:
                     process.kill()
 
 
-def start_upstream(procs: Processes) -> tuple[subprocess.Popen[bytes], str]:
-    """The fake OpenAI upstream (``tests.fakes.openai_server``), ready, and its base URL (``.../v1``)."""
+def start_upstream(procs: Processes, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The fake OpenAI upstream (``tests.fakes.openai_server``, with its command-line ``options``), ready,
+    and its base URL (``.../v1``)."""
     port = free_port()
-    args = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port)]
+    args = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port), *options]
     process, log = procs.start("upstream", args)
     upstream = f"http://127.0.0.1:{port}/v1"
     wait_http(f"{upstream}/models", process, log)

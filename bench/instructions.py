@@ -22,7 +22,10 @@ an API token, as in ``bench/gateway.py``), ``bare`` (``bench/passthrough.py``: u
 aiohttp, nothing else) and ``tensorzero`` (its Rust gateway, from ``bench/.venvs/tensorzero``)::
 
     .venv/bin/python bench/instructions.py [--targets ai-lab bare tensorzero] [--requests 2000]
-        [--concurrency 16] [--ailab-src /path/to/other/checkout/src]
+        [--concurrency 16] [--ailab-src /path/to/other/checkout/src] [--paced-words 200]
+
+``--paced-words N``: the upstream answers N words, a stream each word in a write of its own (as a model
+streams its tokens; otherwise a whole stream is one write): what each streamed chunk costs shows.
 """
 
 from __future__ import annotations
@@ -184,12 +187,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300, help="uncounted requests first")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--ailab-src", help="run AI-Lab from this src directory (another checkout)")
+    parser.add_argument(
+        "--paced-words",
+        type=int,
+        help="answers of this many words, each streamed in a write of its own (as a model streams tokens)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
 
     with Processes.temporary("ailab-instructions-") as procs:
-        _, upstream = start_upstream(procs)
+        paced = ["--paced", "--reply", " ".join(["word"] * args.paced_words)] if args.paced_words else []
+        _, upstream = start_upstream(procs, *paced)
         starters = {
             "ai-lab": lambda: start_ailab(procs, upstream, args.ailab_src),
             "bare": lambda: start_bare(procs, upstream),
@@ -204,7 +213,9 @@ def main() -> None:
                 f"  stream {results[name]['stream'] / 1000:8.1f}k instructions per request",
                 flush=True,
             )
-        print(f"\ninstructions per request, c={args.concurrency}, {args.requests} requests per cell:")
+        answers = f", {args.paced_words}-word answers, paced" if args.paced_words else ""
+        cells = f"c={args.concurrency}, {args.requests} requests per cell{answers}"
+        print(f"\ninstructions per request, {cells}:")
         print(f"{'target':12} {'json':>10} {'stream':>10}")
         for name, cells in results.items():
             print(f"{name:12} {cells['json'] / 1000:9.1f}k {cells['stream'] / 1000:9.1f}k")

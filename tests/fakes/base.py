@@ -9,6 +9,8 @@ its error shape; this class records every request and applies the behaviours a t
   is set when a request arrives, ``disconnected`` when a held request's client goes away
 - ``stall_after``: streams send this many text pieces, then wait for ``release`` (mid-stream timeouts)
 - ``endless``: streams never finish; ``disconnected`` is set when the client goes away
+- ``paced``: streams send each piece in a write of its own, the loop turning between two, as a model
+  streams its tokens (otherwise a whole stream is one write, for benchmarks' speed)
 - ``drop_after``: streams send this many text pieces, then the connection is cut (upstream crash)
 - ``error_after``: streams send this many text pieces, then the provider's error event, quoting the key
   the client sent (as a careless upstream does), and end
@@ -220,6 +222,7 @@ class FakeServer:
         reply: str = DEFAULT_REPLY,
         record: bool = True,
         echo: bool = False,
+        paced: bool = False,
     ) -> None:
         # None: every key (or none) is accepted.
         self.api_key: str | None = None if any_key else (api_key or self.default_api_key)
@@ -237,6 +240,7 @@ class FakeServer:
         self.slow = False
         self.stall_after: int | None = None
         self.endless = False
+        self.paced = paced
         self.drop_after: int | None = None
         self.error_after: int | None = None
         self.garbage = False
@@ -375,7 +379,7 @@ class FakeServer:
         await response.prepare(request)
         try:
             plain = self.stall_after is None and self.drop_after is None and self.error_after is None
-            if not self.endless and plain:
+            if not (self.endless or self.paced) and plain:
                 # One write for the whole answer: the fake must stay fast under a benchmark's load.
                 await response.write(b"".join([*head, *(piece(t) for t in gen.pieces), *tail()]))
                 await response.write_eof()
@@ -393,7 +397,7 @@ class FakeServer:
                     await response.write_eof()
                     return response
                 await response.write(piece(text))
-                if self.endless:
+                if self.endless or self.paced:
                     await asyncio.sleep(0)  # a yield, so the loop (and the client) can run
             for data in tail():
                 await response.write(data)
@@ -542,6 +546,7 @@ def main(factory: Callable[..., FakeServer], argv: list[str] | None = None) -> N
     parser.add_argument("--reply", default=DEFAULT_REPLY, help="the text every answer contains")
     parser.add_argument("--record", action="store_true", help="keep received requests in memory")
     parser.add_argument("--echo", action="store_true", help='answer "echo: <the last message>"')
+    parser.add_argument("--paced", action="store_true", help="stream each piece in a write of its own")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
@@ -551,6 +556,7 @@ def main(factory: Callable[..., FakeServer], argv: list[str] | None = None) -> N
             reply=args.reply,
             record=args.record,
             echo=args.echo,
+            paced=args.paced,
         )
         await server.start(args.port)
         print(f"listening on {server.base_url}", flush=True)
