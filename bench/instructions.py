@@ -214,8 +214,8 @@ def main() -> None:
                 flush=True,
             )
         answers = f", {args.paced_words}-word answers, paced" if args.paced_words else ""
-        cells = f"c={args.concurrency}, {args.requests} requests per cell{answers}"
-        print(f"\ninstructions per request, {cells}:")
+        setting = f"c={args.concurrency}, {args.requests} requests per cell{answers}"
+        print(f"\ninstructions per request, {setting}:")
         print(f"{'target':12} {'json':>10} {'stream':>10}")
         for name, cells in results.items():
             print(f"{name:12} {cells['json'] / 1000:9.1f}k {cells['stream'] / 1000:9.1f}k")
