@@ -194,6 +194,33 @@ async def test_an_attempt_cut_short_by_its_client_counts_as_cancelled(
         assert routing.alias("fast").route.deployments[0].state.in_flight == 0
 
 
+async def test_a_client_that_leaves_while_a_retry_waits_counts_as_cancelled(
+    make_routing: MakeRouting, a: FakeOpenAI, b: FakeOpenAI
+) -> None:
+    a.fail_status = b.fail_status = 500
+    async with make_routing(alias_yaml(a, b, retries=1)) as routing:
+        waiting = asyncio.Event()
+
+        async def held(seconds: float) -> None:
+            waiting.set()
+            await asyncio.Event().wait()  # the backoff outlasts the client
+
+        routing.service.pacing.sleep = held
+        asking = asyncio.create_task(routing.ask("fast"))
+        await waiting.wait()
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        b_key = f"openai-compat/m@{b.base_url}"
+        # Not "failed": another round was coming; the client's leaving is counted once, on no target.
+        assert routing.attempts == [
+            ("fast", "openai-compat/m", "retried"),
+            ("fast", b_key, "retried"),
+            ("fast", "", "cancelled"),
+        ]
+    assert (len(a.requests), len(b.requests)) == (1, 1)  # nothing was tried after the client left
+
+
 async def test_an_alias_embeds_on_the_deployment_that_answers(
     make_routing: MakeRouting, a: FakeOpenAI, b: FakeOpenAI
 ) -> None:

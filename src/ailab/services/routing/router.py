@@ -32,8 +32,9 @@ answered, ``rejected`` the upstream refused the request itself; a failed attempt
 its failure started the target's cool-down, else ``retried`` when another attempt followed it, else
 ``failed`` (the last attempt of a request that got no answer); ``cancelled`` when its client left (or the
 server stopped) while it ran. A request that could try nothing (every deployment cooling down, no
-fallback: the 503) counts once as ``unavailable``, with an empty target. A stream cut after its first
-byte was an ``ok`` attempt; that failure still counts towards the cool-down.
+fallback: the 503) counts once as ``unavailable``, with an empty target; one whose client left while a
+retry round waited, once as ``cancelled`` with an empty target (its failed attempts as ``retried``). A
+stream cut after its first byte was an ``ok`` attempt; that failure still counts towards the cool-down.
 
 The hot path (a healthy pick) reads attributes, draws one random number and counts one attempt: no I/O.
 """
@@ -380,8 +381,12 @@ class AliasProvider:
         answered: tuple[str, str] | None = None  # (key, outcome) of the attempt that ended the request
         try:
             for round_ in range(route.retries + 1):
-                if round_ and not await self._backoff(round_):
-                    break
+                try:
+                    if round_ and not await self._backoff(round_):
+                        break
+                except asyncio.CancelledError:  # the client left while the retry waited
+                    answered = ("", CANCELLED)
+                    raise
                 tried: set[str] = set()
                 while (target := self._pick(tried, clock())) is not None:
                     tried.add(target.key)
