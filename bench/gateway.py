@@ -23,8 +23,9 @@ at c=1 and its p99: read its stream p50.
 ``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
 runs AI-Lab from another checkout's ``src``; ``--compare-src`` runs one more AI-Lab, ``ai-lab (compare)``,
 from another checkout's ``src`` beside this one (a before/after comparison in the same run);
-``--rounds N`` runs the whole grid N times, the targets taking turns, and reports each cell's median round
-by req/s (on a shared VM one run's figures move by several percent with the machine);
+``--rounds N`` runs the whole grid N times, the targets taking turns and each round another going first
+(a target run right after another ran up to ~10% slower here), and reports each cell's median round by
+req/s and its spread (on a shared VM one run's figures move by several percent with the machine);
 ``--ailab-workers N`` runs AI-Lab with N server processes (TensorZero's one process uses every core), its
 CPU per request summed over them::
 
@@ -529,9 +530,13 @@ def main() -> None:
             targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
         rounds: dict[tuple[str, str, int], list[Cell]] = {}
         for round_number in range(1, args.rounds + 1):
+            # The peers take turns going first: a cell run right after another target's ran measurably
+            # slower here (up to ~10%, the same build either side), which a fixed order adds to one side.
+            shift = (round_number - 1) % max(1, len(targets) - 1)
+            order = [targets[0], *targets[1:][shift:], *targets[1:][:shift]]
             for mode in ("json", "stream"):
                 for concurrency in args.concurrency:
-                    for target in targets:
+                    for target in order:
                         cell = asyncio.run(
                             run_cell(target, mode == "stream", concurrency, args.duration, args.max_requests)
                         )
@@ -543,7 +548,10 @@ def main() -> None:
                         )
         results = {key: median_cell(cells) for key, cells in rounds.items()}
         if args.rounds > 1:
-            notes.append(f"each cell: the median of {args.rounds} rounds by req/s")
+            notes.append(
+                f"each cell: the median of {args.rounds} rounds by req/s, the targets' order turned each "
+                "round; spread: (slowest - fastest round) / median"
+            )
         print()
         header = (
             "target",
@@ -556,18 +564,21 @@ def main() -> None:
             "+p50 ms",
             "CPU us",
             "errors",
+            "spread",
         )
-        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}".format(*header))
+        print("{:20} {:6} {:>4} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6} {:>6}".format(*header))
         for mode in ("json", "stream"):
             for concurrency in args.concurrency:
                 base = results[(targets[0].name, mode, concurrency)].pct(0.5)
                 for target in targets:
                     cell = results[(target.name, mode, concurrency)]
                     added = cell.pct(0.5) - base if target is not targets[0] else 0.0
+                    rates = [c.rps for c in rounds[(target.name, mode, concurrency)]]
+                    spread = (max(rates) - min(rates)) / cell.rps if cell.rps else 0.0
                     print(
                         f"{target.name:20} {mode:6} {concurrency:>4} {cell.rps:9.1f} {cell.pct(0.5):8.2f} "
                         f"{cell.pct(0.99):8.2f} {cell.pct(1.0):8.2f} {added:8.2f} {cell.cpu_us:7.0f} "
-                        f"{cell.errors:6d}"
+                        f"{cell.errors:6d} {spread:6.0%}"
                     )
         print_peers(results, [t.name for t in targets], args.concurrency)
         for note in notes:
