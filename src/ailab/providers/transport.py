@@ -348,7 +348,8 @@ class Deadline:
 
 class _Mapped:
     """The context manager of :meth:`HttpClient.mapped` (a class: the hot path enters one per upstream
-    call and per chunk read, and a generator-based one costs several times more)."""
+    call and per chunk read, and a generator-based one costs several times more). It keeps no state of
+    its own between uses, so a stream's reads share one."""
 
     __slots__ = ("_client", "_proxy", "_url")
 
@@ -374,9 +375,9 @@ class ResponseBody:
     """
 
     def __init__(self, client: HttpClient, response: aiohttp.ClientResponse, url: str) -> None:
-        self._client = client
         self._response = response
-        self._url = url  # for errors; ``str(response.url)`` builds it again at every call
+        # For errors; ``str(response.url)`` would build it again. One, reused for every chunk's read.
+        self._mapped = client.mapped(url)
         self._done = False
 
     def __aiter__(self) -> ResponseBody:
@@ -388,7 +389,7 @@ class ResponseBody:
         if self._done:
             raise StopAsyncIteration
         try:
-            with self._client.mapped(self._url):
+            with self._mapped:
                 chunk = await self._response.content.readany()
         except BaseException:
             self._done = True
@@ -406,7 +407,7 @@ class ResponseBody:
             return b""
         self._done = True
         try:
-            with self._client.mapped(self._url):
+            with self._mapped:
                 data = await self._response.read()
         except BaseException:
             self._response.close()
