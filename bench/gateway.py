@@ -23,9 +23,10 @@ at c=1 and its p99: read its stream p50.
 ``--targets`` keeps only the named ones (the upstream always runs: it is the baseline); ``--ailab-src``
 runs AI-Lab from another checkout's ``src``; ``--compare-src`` runs one more AI-Lab, ``ai-lab (compare)``,
 from another checkout's ``src`` beside this one (a before/after comparison in the same run);
-``--rounds N`` runs the whole grid N times, the targets taking turns and each round another going first
-(a target run right after another ran up to ~10% slower here), and reports each cell's median round by
-req/s and its spread (on a shared VM one run's figures move by several percent with the machine);
+``--rounds N`` runs the whole grid N times, the targets taking turns in an order that changes every round
+(of two AI-Lab builds run one after the other, the first measured up to ~10% slower here: use an even N),
+and reports each cell's median round by req/s and its spread (on a shared VM one run's figures move by
+several percent with the machine);
 ``--ailab-workers N`` runs AI-Lab with N server processes (TensorZero's one process uses every core), its
 CPU per request summed over them::
 
@@ -530,10 +531,16 @@ def main() -> None:
             targets = [t for i, t in enumerate(targets) if i == 0 or t.name in args.targets]
         rounds: dict[tuple[str, str, int], list[Cell]] = {}
         for round_number in range(1, args.rounds + 1):
-            # The peers take turns going first: a cell run right after another target's ran measurably
-            # slower here (up to ~10%, the same build either side), which a fixed order adds to one side.
-            shift = (round_number - 1) % max(1, len(targets) - 1)
-            order = [targets[0], *targets[1:][shift:], *targets[1:][:shift]]
+            # The order of the peers changes every round: of two AI-Lab builds run one after the other,
+            # the first measured up to ~10% slower here (the same build either side). Every other round
+            # runs them backwards (over an even number of rounds each of two peers goes before the other
+            # as often), and every two rounds they turn by one place.
+            peers = targets[1:]
+            shift = (round_number - 1) // 2 % max(1, len(peers))
+            peers = peers[shift:] + peers[:shift]
+            if round_number % 2 == 0:
+                peers.reverse()
+            order = [targets[0], *peers]
             for mode in ("json", "stream"):
                 for concurrency in args.concurrency:
                     for target in order:
@@ -549,8 +556,8 @@ def main() -> None:
         results = {key: median_cell(cells) for key, cells in rounds.items()}
         if args.rounds > 1:
             notes.append(
-                f"each cell: the median of {args.rounds} rounds by req/s, the targets' order turned each "
-                "round; spread: (slowest - fastest round) / median"
+                f"each cell: the median of {args.rounds} rounds by req/s, the targets' order changed each "
+                "round; spread: (fastest - slowest round) / median"
             )
         print()
         header = (
