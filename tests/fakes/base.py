@@ -509,7 +509,7 @@ class FakeServer:
         self.fail_status, self.slow, self.stall_after, self.endless = None, False, None, False
         self.drop_after, self.choice, self.error_after, self.garbage = None, None, None, False
         self.tool_calls, self.tools_received = [], []
-        self.reset_connections, self.odd_usage = False, None
+        self.reset_connections, self.odd_usage, self.paced = False, None, False
         self.release = asyncio.Event()
         self.received = asyncio.Event()
         self.disconnected = asyncio.Event()

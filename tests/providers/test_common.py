@@ -61,6 +61,15 @@ async def test_stream_chunks_and_usage(fake: FakeServer, backend: Backend, build
     assert all(c.usage is None for c in chunks[:-1])
 
 
+async def test_a_paced_stream_reads_whole(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+    # Each piece in a write of its own, as a model streams: events arrive over many reads, not one.
+    fake.paced = True
+    provider = build(backend.plugin, **backend.settings_for(fake))
+    chunks = await collect(provider, backend)
+    assert "".join(c.delta for c in chunks) == DEFAULT_REPLY
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == REPLY_WORDS
+
+
 async def test_max_tokens_reaches_the_upstream(
     fake: FakeServer, backend: Backend, build: ProviderFactory
 ) -> None:
