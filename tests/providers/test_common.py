@@ -153,12 +153,15 @@ async def test_connection_refused(backend: Backend, build: ProviderFactory, clos
         await provider.health()
 
 
-async def test_timeout(fake: FakeServer, backend: Backend, build: ProviderFactory) -> None:
+@pytest.mark.parametrize("timeout_s", [0.08, 0.2])  # shorter than two late-start periods, and longer
+async def test_timeout(fake: FakeServer, backend: Backend, build: ProviderFactory, timeout_s: float) -> None:
     fake.slow = True
-    provider = build(backend.plugin, provider_timeout_seconds=0.2, **backend.settings_for(fake))
-    with pytest.raises(ProviderTimeout) as error:
+    provider = build(backend.plugin, provider_timeout_seconds=timeout_s, **backend.settings_for(fake))
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match=rf"did not answer within {timeout_s:g}s") as error:
         await provider.chat(ask(backend.model))
     assert error.value.status == 504
+    assert time.monotonic() - started >= timeout_s  # never before its time
     with pytest.raises(ProviderTimeout):
         await collect(provider, backend)
     with pytest.raises(ProviderTimeout):

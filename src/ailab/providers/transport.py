@@ -6,7 +6,8 @@ between loops). The pooled connector keeps connections to the upstream alive bet
 what makes the gateway's pass-through fast. Timeouts come from ``provider_timeout_seconds``: the connect
 phase gets a short one of its own (an unreachable host should fail in seconds, not minutes); a streamed
 answer may last long but each read must arrive within the timeout; a whole non-streamed answer must too
-(for the pass-through, under a :class:`Deadline`, whose timer only an answer that lasts arms).
+(:meth:`HttpClient.json` and the pass-through read it under a :class:`Deadline`, whose timer only an
+answer that lasts arms; a plugin's own :meth:`HttpClient.send` gets aiohttp's whole-answer timeout).
 Errors become :class:`~ailab.errors.ProviderError` subclasses (``upstream_errors.py``).
 
 Cookies. None is kept: a cookie an upstream sets (Cloudflare, in front of OpenAI's API, does) would
@@ -205,8 +206,10 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         stream: bool = False,
         secret: str | None = None,
+        timed: bool = True,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A 2xx response (a non-2xx one is raised as a ProviderError), closed when the block exits.
+        ``timed=False``: as for :meth:`send`, the caller's :meth:`deadline` bounds the call.
 
         Leaving the block by an exception before the body was read (a client that went away) closes the
         connection instead of returning it to the pool, so the upstream stops generating. Leaving it
@@ -214,7 +217,9 @@ class HttpClient:
         rest in the background, so the connection goes back to the pool instead of being closed: the
         next request then needs no new connection.
         """
-        response = await self.send(method, url, headers=headers, body=body, params=params, stream=stream)
+        response = await self.send(
+            method, url, headers=headers, body=body, params=params, stream=stream, timed=timed
+        )
         if response.status >= 300:
             raise await self.error_for(response, secret)
         try:
@@ -242,10 +247,14 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         secret: str | None = None,
     ) -> Any:
-        """Send a request and return its decoded JSON answer."""
-        async with self.open(method, url, headers=headers, body=body, params=params, secret=secret) as resp:
-            with self.mapped(url):
-                raw = await resp.read()
+        """Send a request and return its decoded JSON answer; the call and the whole answer's read come
+        within the timeout, under one :meth:`deadline`."""
+        with self.deadline(url):
+            async with self.open(
+                method, url, headers=headers, body=body, params=params, secret=secret, timed=False
+            ) as resp:
+                with self.mapped(url):
+                    raw = await resp.read()
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
