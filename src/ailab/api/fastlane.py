@@ -37,6 +37,7 @@ from ailab.api.middleware import (
     answer_unexpected,
     body_past_limit,
     finish_request,
+    read_body,
     read_request_headers,
     replay_body,
     send_too_large,
@@ -45,7 +46,7 @@ from ailab.api.routes import chat, gateway
 from ailab.services.auth.accounts import Principal
 from ailab.services.container import Services
 
-Handler = Callable[[Request, Principal], Awaitable[Response | None]]
+Handler = Callable[[Request, Principal, bytes], Awaitable[Response | None]]  # the request, its caller, body
 DECLINED = -1  # the status of a request a handler handed to the stack
 
 
@@ -57,15 +58,15 @@ class _Route:
     handler: Handler
 
 
-async def _chat_completions(request: Request, user: Principal) -> Response:
-    return await gateway.answer_chat_completions(request, user)
+async def _chat_completions(request: Request, user: Principal, body: bytes) -> Response:
+    return await gateway.answer_chat_completions(request, user, body)
 
 
-async def _embeddings(request: Request, user: Principal) -> Response:
-    return await gateway.answer_embeddings(request, user)
+async def _embeddings(request: Request, user: Principal, body: bytes) -> Response:
+    return await gateway.answer_embeddings(request, user, body)
 
 
-async def _models(request: Request, _user: Principal) -> Response:
+async def _models(request: Request, _user: Principal, _body: bytes) -> Response:
     return await gateway.list_models(request)
 
 
@@ -130,10 +131,10 @@ class FastLane:
             services: Services = scope["app"].state.services
             request = Request(scope, receive)
             with MonitorContext(services):
-                response = await self._answer(route, services, request, scope)
+                response, body = await self._answer(route, services, request, scope)
                 if response is None:  # declined: the whole stack answers, from the body read here
                     status, started = DECLINED, True
-                    await self.stack(scope, replay_body(await request.body(), receive), send)
+                    await self.stack(scope, replay_body(body, receive), send)
                     return
                 status = response.status_code
                 response.raw_headers.append((b"x-request-id", request_id.encode()))
@@ -149,17 +150,21 @@ class FastLane:
                 finish_request(self.observers, scope, request_id, status, time.perf_counter() - start)
 
     @staticmethod
-    async def _answer(route: _Route, services: Services, request: Request, scope: Scope) -> Response | None:
-        """The handler's response, or the app's own handler's answer to what it raised."""
+    async def _answer(
+        route: _Route, services: Services, request: Request, scope: Scope
+    ) -> tuple[Response | None, bytes]:
+        """The handler's response (or the app's own handler's answer to what it raised) and the body."""
+        body = b""
         try:
             user = await authenticate_request(services, request, *_authorization(scope))
-            return await route.handler(request, user)
+            body = await read_body(request.receive)
+            return await route.handler(request, user, body), body
         except Exception as exc:
             handler = _handler_for(scope["app"].exception_handlers, exc)
             if handler is None:
                 raise  # answered as a 500 by the lane
             response: Response = await handler(request, exc)
-            return response
+            return response, body
 
 
 def _handler_for(handlers: dict[Any, Any], exc: Exception) -> Any:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ailab.api.errors import error_body, log_unexpected
@@ -97,6 +98,25 @@ async def buffer_body(receive: Receive, limit: int) -> tuple[Receive, bool]:
         if not message.get("more_body", False):
             break
     return replay_body(b"".join(chunks), receive), False
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The request's whole body from ``receive``, as Starlette's ``Request.body()`` reads it (which costs
+    ~2.7 us against ~0.1 us for a body in one message, the usual); ClientDisconnect, as it raises, when
+    the client leaves first."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    if not message.get("more_body", False):
+        body: bytes = message.get("body", b"")
+        return body
+    chunks = [message.get("body", b"")]
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:

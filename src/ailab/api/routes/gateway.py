@@ -63,12 +63,11 @@ async def list_models(request: Request) -> Response:
 )
 async def chat_completions(request: Request, user: CurrentUser) -> Response:
     """OpenAI's chat completions, streamed or not, for any configured model or pipeline."""
-    return await answer_chat_completions(request, user)
+    return await answer_chat_completions(request, user, await request.body())
 
 
-async def answer_chat_completions(request: Request, user: Principal) -> Response:
-    """The chat completions answer for ``user`` (also served by the fast lane)."""
-    body = await request.body()
+async def answer_chat_completions(request: Request, user: Principal, body: bytes) -> Response:
+    """The chat completions answer for ``user`` to ``body`` (also served by the fast lane)."""
     services = _services(request)
     services.usage.check(user.id, user.token_id, body)  # a spent budget: 429 before anything is sent
     work = services.gateway.chat_completions(body, requester=user.id, request_id=request_id(request))
@@ -83,12 +82,11 @@ async def answer_chat_completions(request: Request, user: Principal) -> Response
 @router.post("/embeddings", response_model=EmbeddingList, openapi_extra=json_body(EmbeddingsRequest))
 async def embeddings(request: Request, user: CurrentUser) -> Response:
     """OpenAI's embeddings, for a model of any provider that has embeddings, or an alias of such models."""
-    return await answer_embeddings(request, user)
+    return await answer_embeddings(request, user, await request.body())
 
 
-async def answer_embeddings(request: Request, user: Principal) -> Response:
-    """The embeddings answer (also served by the fast lane)."""
-    body = await request.body()
+async def answer_embeddings(request: Request, user: Principal, body: bytes) -> Response:
+    """The embeddings answer to ``body`` (also served by the fast lane)."""
     services = _services(request)
     services.usage.check(user.id, user.token_id, body)
     reply = await until_disconnected(request.receive, services.gateway.embeddings(body))
