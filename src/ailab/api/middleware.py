@@ -104,19 +104,15 @@ async def read_body(receive: Receive) -> bytes:
     """The request's whole body from ``receive``, as Starlette's ``Request.body()`` reads it (which costs
     ~2.7 us against ~0.1 us for a body in one message, the usual); ClientDisconnect, as it raises, when
     the client leaves first."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect()
-    if not message.get("more_body", False):
-        body: bytes = message.get("body", b"")
-        return body
-    chunks = [message.get("body", b"")]
-    while message.get("more_body", False):
+    chunks: list[bytes] = []
+    while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-    return b"".join(chunks)
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return b"".join([*chunks, body]) if chunks else body
+        chunks.append(body)
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:
