@@ -77,6 +77,7 @@ from ailab.providers.base import (
     WholeBody,
     close_stream,
     implements,
+    read_whole,
 )
 from ailab.providers.registry import ALIAS_PREFIX, LIST_MODELS_TIMEOUT_S
 from ailab.services.routing.config import CooldownSpec
@@ -524,8 +525,7 @@ class ForwardingAliasProvider(AliasProvider):
                     handed_on = True
                     midway = functools.partial(self._failed_midway, target)
                     return replace(upstream, body=_Resumed(first, body, target.state, midway))
-                data = b"".join([chunk async for chunk in body])
-                return replace(upstream, body=WholeBody(data))
+                return replace(upstream, body=WholeBody(await read_whole(body)))
             finally:
                 if not handed_on:
                     target.state.in_flight -= 1
