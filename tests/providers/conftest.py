@@ -6,11 +6,13 @@ settings pointing at it, and a model the fake serves, so one test checks a behav
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import uvloop
 
 from ailab.config import Settings
 from ailab.providers import anthropic, azure, cohere, gemini, huggingface, ollama, openai, openai_compat
@@ -146,3 +148,11 @@ def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "all_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """The loops tests run on: asyncio's; and uvloop's (the server's) too for ``test_http1.py``, whose
+    client works on the loops' transports directly."""
+    if item.path.name == "test_http1.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}

@@ -94,3 +94,17 @@ async def test_an_unreachable_proxy_is_named_in_the_error(
         await provider.list_models()
     assert f"proxy http://127.0.0.1:{port}" in caught.value.message
     assert "secret" not in caught.value.message
+
+
+async def test_the_pass_through_goes_through_the_proxy_too(
+    upstream: FakeOpenAI, build: ProviderFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = upstream.base_url.removesuffix("/v1")
+    async with ForwardProxy(target) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        provider = build(openai_compat.PLUGIN, openai_compat_base_url="http://models.internal.test:8000/v1")
+        payload = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+        answer = await provider.forward_chat_completions(payload)  # type: ignore[attr-defined]
+        assert answer.status == 200
+        assert b"chat.completion" in b"".join([chunk async for chunk in answer.body])
+        assert proxy.seen == ["POST http://models.internal.test:8000/v1/chat/completions"]

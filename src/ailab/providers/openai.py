@@ -39,6 +39,7 @@ from ailab.providers.base import (
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider
+from ailab.providers.http1 import Answer
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 from ailab.providers.remote import Endpoint
 from ailab.providers.transport import ResponseBody
@@ -176,24 +177,22 @@ class OpenAIWireProvider(EmbeddingProvider):
                 body = WholeBody(await ResponseBody(self.http, response, url).read())
         return UpstreamResponse(
             status=response.status,
-            content_type=response.headers.get("Content-Type", "application/json"),
+            content_type=response.headers.get("content-type", "application/json"),
             body=body,
             secret=credential.api_key,
         )
 
     async def _post(
         self, credential: Credential, url: str, payload: dict[str, Any], *, stream: bool
-    ) -> aiohttp.ClientResponse:
+    ) -> aiohttp.ClientResponse | Answer:
         """POST ``payload``; a non-2xx answer raised as its ProviderError. A non-streamed one is timed by
         the caller's deadline."""
-        response = await self.http.send(
-            "POST",
+        response = await self.http.raw_post(
             url,
             headers=self.auth_headers(credential),
             params=self.query(credential),
             body=orjson.dumps(payload),
             stream=stream,
-            timed=False,  # non-streamed: the caller's deadline times it (a stream's reads: the session)
         )
         if response.status >= 300:
             raise await self.http.error_for(response, credential.api_key)
