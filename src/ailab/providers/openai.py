@@ -22,7 +22,6 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -39,10 +38,9 @@ from ailab.providers.base import (
 )
 from ailab.providers.credentials import BASE_URL_OPTIONAL, CredentialFormat
 from ailab.providers.embeddings import EmbeddingProvider
-from ailab.providers.http1 import Answer
 from ailab.providers.plugin import Capabilities, ProviderPlugin, ProviderSettings
 from ailab.providers.remote import Endpoint
-from ailab.providers.transport import ResponseBody
+from ailab.providers.transport import Response, ResponseBody
 
 # OpenAI's models that read no images: GPT-3.5, the first GPT-4 and its previews, the small early
 # reasoning models and the open-weight gpt-oss. Every other current family sees (gpt-4o, chatgpt-4o,
@@ -184,7 +182,7 @@ class OpenAIWireProvider(EmbeddingProvider):
 
     async def _post(
         self, credential: Credential, url: str, payload: dict[str, Any], *, stream: bool
-    ) -> aiohttp.ClientResponse | Answer:
+    ) -> Response:
         """POST ``payload``; a non-2xx answer raised as its ProviderError. A non-streamed one is timed by
         the caller's deadline."""
         response = await self.http.raw_post(

@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
 from ailab.errors import (
     ProviderAuthError,
     ProviderError,
@@ -32,7 +30,7 @@ from ailab.providers.base import (
     uses_tools,
 )
 from ailab.providers.plugin import ProviderContext, ProviderSettings
-from ailab.providers.transport import HttpClient
+from ailab.providers.transport import HttpClient, Response
 from ailab.providers.upstream_errors import load_event, scrub
 
 
@@ -261,11 +259,11 @@ class TranslatingProvider(RemoteProvider):
                 if parser.done:
                     break
             if events == 0:  # a 200 with no event at all: an HTML page from a proxy, a wrong URL...
-                kind = response.headers.get("Content-Type", "no content type")
+                kind = response.headers.get("content-type", "no content type")
                 raise ProviderUnavailable(f"{self.name} answered with an invalid stream (no events; {kind})")
         yield parser.final()
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[str | bytes]:
+    async def _events(self, response: Response) -> AsyncIterator[str | bytes]:
         if self.stream_format == "ndjson":
             async for line in self.http.lines(response):
                 yield line

@@ -17,9 +17,11 @@ up costs every call too.
 Redirects. No upstream call follows one: a 3xx is a ProviderUnavailable naming where it pointed (only
 its origin). Following it would send the key headers and the prompt to that place.
 
-The gateway's pass-through. Its POSTs (:meth:`HttpClient.raw_post`) go over ``http1.py``'s own
+The model calls. POSTs (:meth:`HttpClient.raw_post`: the gateway's pass-through, and the chat and
+embeddings calls of :meth:`HttpClient.open` and :meth:`HttpClient.json`) go over ``http1.py``'s own
 kept-alive connections, ~20x cheaper per call than aiohttp's client (measured there), except through a
-proxy or to a URL with credentials in it, which aiohttp serves.
+proxy or to a URL with credentials in it; aiohttp serves those, the GETs (model listings, key checks)
+and a plugin's own :meth:`HttpClient.send`.
 
 Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
 once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
@@ -52,6 +54,8 @@ from ailab.providers.upstream_errors import ErrorHook, error_message, scrub, sta
 
 CONNECT_TIMEOUT_S = 10.0
 POOL_LIMIT = 256
+# An upstream's answer: aiohttp's, or the own client's (http1.Answer), which has the same shape where read.
+Response = aiohttp.ClientResponse | http1.Answer
 TARGETS_CACHED = 256  # parsed upstream URLs kept (Azure's differ by deployment); past it, parsed again
 # A stream whose reader stopped at its protocol's last event ([DONE], message_stop) has at most a few
 # bytes left (the chunked body's end): read in the background, they let its connection be reused.
@@ -196,7 +200,7 @@ class HttpClient:
         body: bytes,
         params: Mapping[str, str] | None = None,
         stream: bool,
-    ) -> aiohttp.ClientResponse | http1.Answer:
+    ) -> Response:
         """POST JSON ``body`` for the pass-through and return the answer, whatever its status (the caller
         releases it; see the module docstring for which client sends it). A non-streamed answer is read
         inside the caller's :meth:`deadline`; each wait of a stream's is bounded by the timeout.
@@ -238,9 +242,7 @@ class HttpClient:
             self._pools[target.key] = pool
         return pool
 
-    async def error_for(
-        self, response: aiohttp.ClientResponse | http1.Answer, secret: str | None
-    ) -> ProviderError:
+    async def error_for(self, response: Response, secret: str | None) -> ProviderError:
         """Read an error answer and map it; releases the response."""
         if 300 <= response.status < 400:
             response.release()
@@ -275,9 +277,10 @@ class HttpClient:
         stream: bool = False,
         secret: str | None = None,
         timed: bool = True,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> AsyncIterator[Response]:
         """A 2xx response (a non-2xx one is raised as a ProviderError), closed when the block exits.
-        ``timed=False``: as for :meth:`send`, the caller's :meth:`deadline` bounds the call.
+        ``timed=False``: as for :meth:`send`, the caller's :meth:`deadline` bounds the call. A POST of a
+        body that is timed so (or a stream, each of whose reads is) goes as :meth:`raw_post` sends it.
 
         Leaving the block by an exception before the body was read (a client that went away) closes the
         connection instead of returning it to the pool, so the upstream stops generating. Leaving it
@@ -285,9 +288,14 @@ class HttpClient:
         rest in the background, so the connection goes back to the pool instead of being closed: the
         next request then needs no new connection.
         """
-        response = await self.send(
-            method, url, headers=headers, body=body, params=params, stream=stream, timed=timed
-        )
+        response: Response
+        if method == "POST" and body is not None and (stream or not timed):
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            response = await self.raw_post(url, headers=headers, body=data, params=params, stream=stream)
+        else:
+            response = await self.send(
+                method, url, headers=headers, body=body, params=params, stream=stream, timed=timed
+            )
         if response.status >= 300:
             raise await self.error_for(response, secret)
         try:
@@ -328,22 +336,22 @@ class HttpClient:
         except orjson.JSONDecodeError as exc:
             raise ProviderUnavailable(f"{self.provider} answered with invalid JSON") from exc
 
-    async def sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[SSEEvent]:
+    async def sse(self, response: Response) -> AsyncIterator[SSEEvent]:
         """The events of a streamed answer; transport failures mid-stream are mapped too."""
         decoder = SSEDecoder()
         url = str(response.url)
         with self.mapped(url):
-            async for chunk in response.content.iter_any():
+            while chunk := await response.content.readany():
                 for event in decoder.feed(chunk):
                     yield event
         for event in decoder.flush():
             yield event
 
-    async def lines(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def lines(self, response: Response) -> AsyncIterator[bytes]:
         """The lines of a newline-delimited JSON answer; transport failures mid-stream are mapped."""
         decoder = LineDecoder()
         with self.mapped(str(response.url)):
-            async for chunk in response.content.iter_any():
+            while chunk := await response.content.readany():
                 for line in decoder.feed(chunk):
                     yield line
         for line in decoder.flush():
@@ -369,7 +377,7 @@ class HttpClient:
 _JSON_TYPE = {"Content-Type": "application/json"}
 
 
-async def _drain(response: aiohttp.ClientResponse) -> None:
+async def _drain(response: Response) -> None:
     """Read what is left of a body (a little, soon) and give its connection back; else close it."""
     read = 0
     try:
@@ -457,7 +465,7 @@ class ResponseBody:
     and a consumer that stops early (or never starts) must call it (``contextlib.aclosing`` does).
     """
 
-    def __init__(self, client: HttpClient, response: aiohttp.ClientResponse | http1.Answer, url: str) -> None:
+    def __init__(self, client: HttpClient, response: Response, url: str) -> None:
         self._response = response
         # For errors; ``str(response.url)`` would build it again. One, reused for every chunk's read.
         self._mapped = client.mapped(url)
