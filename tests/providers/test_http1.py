@@ -207,6 +207,21 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_used_again(cli
         assert server.connections == 2
 
 
+async def test_connections_idle_past_the_keep_alive_are_closed_not_reused(
+    client: HttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1, "KEEPALIVE_S", 0.0)  # every idle connection is past it at once
+    async with serve(whole) as server:
+        first, second = await asyncio.gather(post(client, server.url), post(client, server.url))
+        for answer in (first, second):
+            await answer.read()
+            answer.release()  # the second's release closes the first's idle connection
+        await asyncio.wait_for(server.closed.wait(), 5)
+        third = await post(client, server.url)  # the second's is too old to reuse: a new one
+        assert await third.read() == b'{"n": 3}'
+        assert server.connections == 3
+
+
 async def test_an_answer_cut_mid_body_fails_and_says_so(client: HttpClient) -> None:
     async def cut(writer: asyncio.StreamWriter, n: int) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)

@@ -19,7 +19,8 @@ answer said keep-alive and was read to its end, and is closed otherwise. No comp
 Python's default context (the system's CAs, ``SSL_CERT_FILE``), hostname checked, as aiohttp does.
 
 A connection idle for longer than :data:`KEEPALIVE_S` is closed rather than reused (aiohttp's default
-too), and one the upstream closed while idle is dropped when it does. A POST is never sent twice: a
+too: the check comes with the pool's next use, no timer runs), and one the upstream closed while idle is
+dropped when it does. A POST is never sent twice: a
 kept-alive connection the upstream closes just as a request goes out fails that request, as with aiohttp
 (the gateway's routing may then try another deployment).
 """
@@ -421,8 +422,11 @@ class Pool:
         return connection
 
     def put(self, connection: Connection) -> None:
-        """Take back a connection whose answer was read whole and which the upstream keeps alive."""
-        connection.idle_since = self._loop.time()
+        """Take back a connection whose answer was read whole and which the upstream keeps alive; close
+        the idle ones past :data:`KEEPALIVE_S` (the oldest come first)."""
+        now = connection.idle_since = self._loop.time()
+        while self._idle and now - self._idle[0].idle_since >= KEEPALIVE_S:
+            self._idle.pop(0).close()
         self._idle.append(connection)
         self._wake()
 
