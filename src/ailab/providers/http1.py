@@ -1,14 +1,15 @@
-"""The pass-through's own HTTP/1.1 exchange: kept-alive connections to an upstream, on asyncio's
+"""The model calls' own HTTP/1.1 exchange: kept-alive connections to an upstream, on asyncio's
 transports and httptools' parser (the one uvicorn's server parses requests with).
 
 Why not aiohttp's client here. Measured with valgrind (16 concurrent calls over kept-alive connections to
 the fake upstream), ``session.request`` and the read of a small JSON answer run ~345,000 instructions
 per call on the client's side, ~37% of a whole gateway request; the same exchange on an asyncio protocol
-feeding httptools runs ~16,000. The gateway's pass-through (``providers/openai.py``) is one shape of
-call, a POST of bytes already serialized whose answer goes back as bytes, and it is the gateway's hot
-path, so it is sent here; aiohttp stays the client of every other upstream call (the translating
-backends, model listings, key checks) and of the pass-through wherever this one would not do:
-through a proxy, or to a URL with credentials in it (``HttpClient.raw_post`` chooses).
+feeding httptools runs ~16,000. A model call is one shape of exchange, a POST of JSON bytes whose answer
+is read whole or streamed, and it is the gateway's hot path, so every one is sent here
+(``HttpClient.raw_post``, ``open`` and ``json`` choose): the pass-through's and the translating
+backends' chat and embeddings. aiohttp stays the client of the rest (model listings, key checks, a
+plugin's own ``HttpClient.send``) and of model calls this one would not do: through a proxy, or to a URL
+with credentials in it.
 
 What a call does: ``POST`` with ``Host``, ``Content-Length`` and the caller's headers (checked for line
 breaks, which would let a header value smuggle another header or request), written in one ``write``;
@@ -20,9 +21,9 @@ Python's default context (the system's CAs, ``SSL_CERT_FILE``), hostname checked
 
 A connection idle for longer than :data:`KEEPALIVE_S` is closed rather than reused (aiohttp's default
 too: the check comes with the pool's next use, no timer runs), and one the upstream closed while idle is
-dropped when it does. A POST is never sent twice: a
-kept-alive connection the upstream closes just as a request goes out fails that request, as with aiohttp
-(the gateway's routing may then try another deployment).
+dropped when it does. A POST is never sent twice: a kept-alive connection the upstream closes just as a
+request goes out fails that request, as with aiohttp (the gateway's routing may then try another
+deployment).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ class Answer:
         self._connection.resume()  # a reader waiting takes whatever the socket holds
         loop = self._connection.loop
         self._waiter = waiter = loop.create_future()
-        # A plain timer, not asyncio.timeout: a stream waits once per chunk, and this costs a third.
+        # A plain timer rather than asyncio.timeout's context (a stream waits here once per chunk).
         timer = None if self.read_timeout is None else loop.call_later(self.read_timeout, self._stalled)
         try:
             await waiter

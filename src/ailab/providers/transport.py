@@ -100,7 +100,7 @@ class HttpClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._proxies: dict[str, str | None] = {}  # by upstream origin
         self._draining: set[asyncio.Task[None]] = set()
-        # The pass-through's own connections (http1.py): a pool per origin, in the loop they were made in.
+        # The model calls' own connections (http1.py): a pool per origin, in the loop they were made in.
         self._pools: dict[tuple[bool, str, int], http1.Pool] = {}
         self._pools_loop: asyncio.AbstractEventLoop | None = None
         self._targets: dict[str, http1.Target | None] = {}  # by URL; None: aiohttp's to call
@@ -201,7 +201,7 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         stream: bool,
     ) -> Response:
-        """POST JSON ``body`` for the pass-through and return the answer, whatever its status (the caller
+        """POST JSON ``body`` (a model call) and return the answer, whatever its status (the caller
         releases it; see the module docstring for which client sends it). A non-streamed answer is read
         inside the caller's :meth:`deadline`; each wait of a stream's is bounded by the timeout.
         """
@@ -219,7 +219,7 @@ class HttpClient:
             return await self._pool(target).post(target, url, head, body, timeout)
 
     def _target(self, url: str) -> http1.Target | None:
-        """Where the pass-through's ``url`` goes, parsed once; None for what aiohttp must serve."""
+        """Where a POST to ``url`` goes, parsed once; None for what aiohttp must serve."""
         if len(self._targets) >= TARGETS_CACHED:
             self._targets.clear()
         target = None
