@@ -19,9 +19,9 @@ its origin). Following it would send the key headers and the prompt to that plac
 
 The model calls. POSTs (:meth:`HttpClient.raw_post`: the gateway's pass-through, and the chat and
 embeddings calls of :meth:`HttpClient.open` and :meth:`HttpClient.json`) go over ``http1.py``'s own
-kept-alive connections, ~20x cheaper per call than aiohttp's client (measured there), except through a
-proxy or to a URL with credentials in it; aiohttp serves those, the GETs (model listings, key checks)
-and a plugin's own :meth:`HttpClient.send`.
+kept-alive connections, a quarter of aiohttp's client's instructions per call (measured there), except
+through a proxy or to a URL with credentials in it; aiohttp serves those, the GETs (model listings, key
+checks) and a plugin's own :meth:`HttpClient.send`.
 
 Proxies. Upstream calls honour ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case), looked up
 once per upstream origin: aiohttp's own ``trust_env`` looks them up, and ``~/.netrc`` in a thread, on
