@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gzip
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -337,6 +338,38 @@ async def test_a_second_answer_to_one_request_closes_the_connection(client: Http
         answer = await post(client, server.url)  # never the smuggled answer: a new connection
         assert await answer.read() == b"[]"
         assert server.connections == 2
+
+
+async def test_a_compressed_answer_is_read_and_an_unknown_encoding_refused(client: HttpClient) -> None:
+    text = b'{"choices": []}' * 100
+    gzipped = gzip.compress(text)
+
+    async def compressed(writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 1:
+            writer.write(ok(gzipped, extra=b"Content-Encoding: gzip\r\n"))
+        elif n == 2:  # chunked, cut anywhere: decompressed as it arrives
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for start in range(0, len(gzipped), 50):
+                piece = gzipped[start : start + 50]
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(ok(b"...", extra=b"Content-Encoding: br\r\n"))
+        await writer.drain()
+
+    async with serve(compressed) as server:
+        whole_answer = await post(client, server.url)
+        assert await whole_answer.read() == text
+        whole_answer.release()
+        streamed = await post(client, server.url, stream=True)
+        pieces = []
+        while piece := await streamed.readany():
+            pieces.append(piece)
+        assert b"".join(pieces) == text
+        streamed.release()
+        assert server.connections == 1
+        with pytest.raises(ProviderUnavailable, match=r"an encoding AI-Lab cannot read \(br\)"):
+            await post(client, server.url)
 
 
 async def test_a_refused_connection_is_unreachable(client: HttpClient) -> None:

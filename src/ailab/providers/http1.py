@@ -17,7 +17,8 @@ breaks, which would let a header value smuggle another header or request), writt
 the answer's status and headers come back (names lower-cased), its body read whole or as it arrives
 (chunked, by length, or until the upstream closes), then the connection goes back to the pool when the
 answer said keep-alive and was read to its end, and is closed otherwise. No compression is asked for (no
-``Accept-Encoding``), no cookie is kept and no redirect followed, as on the aiohttp path. TLS uses
+``Accept-Encoding``; a gzip or deflate body a server sends anyway is read, another encoding refused), no
+cookie is kept and no redirect followed, as on the aiohttp path. TLS uses
 Python's default context (the system's CAs, ``SSL_CERT_FILE``), hostname checked, as aiohttp does.
 
 A connection idle for longer than :data:`KEEPALIVE_S` is closed rather than reused (aiohttp's default
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import zlib
 from collections import deque
 from typing import cast
 from urllib.parse import quote, urlsplit
@@ -109,6 +111,7 @@ class Answer:
         "_buffered",
         "_chunks",
         "_connection",
+        "_decoder",
         "_error",
         "_finished",
         "_head",
@@ -137,6 +140,7 @@ class Answer:
         self._waiter: asyncio.Future[None] | None = None
         self._whole = False  # read whole: the socket is not paused for the reader
         self._let_go = False  # released or closed: later calls do nothing (as aiohttp's)
+        self._decoder: zlib._Decompress | None = None  # a compressed body's
 
     @property
     def content(self) -> Answer:
@@ -146,10 +150,25 @@ class Answer:
     # -- fed by the connection ----------------------------------------------------------------------
     def headers_done(self, status: int) -> None:
         self.status = status
+        # None is asked for, but a server may compress anyway: gzip and deflate are read as aiohttp does.
+        encoding = self.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()
+        elif encoding != "identity":
+            raise ProtocolError(f"an answer in an encoding AI-Lab cannot read ({encoding[:40]})")
         if not self._head.done():
             self._head.set_result(None)
 
     def feed(self, data: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                data = self._decoder.decompress(data)
+            except zlib.error as exc:
+                raise ProtocolError(f"a compressed body that does not decompress ({exc})") from None
+            if not data:
+                return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > HIGH_WATER_BYTES and not self._whole:
@@ -157,6 +176,8 @@ class Answer:
         self._wake()
 
     def finish(self, keep_alive: bool) -> None:
+        if self._decoder is not None and (rest := self._decoder.flush()):
+            self._chunks.append(rest)
         self._finished = True
         self._keep_alive = keep_alive
         self._wake()
@@ -279,8 +300,13 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:  # a callback's error too (on_message_begin's)
-            self.answer.fail(ProtocolError(f"an invalid HTTP answer ({exc.__cause__ or exc})"))
+        except httptools.HttpParserError as exc:  # a callback's error too (its own, as the context)
+            cause = exc.__context__
+            self.answer.fail(
+                cause
+                if isinstance(cause, ProtocolError)
+                else ProtocolError(f"an invalid HTTP answer ({exc})")
+            )
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
