@@ -1,4 +1,4 @@
-"""The pass-through's own HTTP/1.1 client (``providers/http1.py``), against real sockets: a scripted
+"""The model calls' own HTTP/1.1 client (``providers/http1.py``), against real sockets: a scripted
 server that writes each answer's bytes itself (lengths, chunks, closes, stalls) and counts connections.
 Every test runs on asyncio's loop and on uvloop's (the server's), whose transports differ (see
 ``pytest_asyncio_loop_factories`` in this folder's conftest)."""
@@ -291,8 +291,11 @@ async def test_past_the_limit_a_call_waits_for_a_connection() -> None:
         head = http1.request_head(target, {}, 2)
         first = await pool.post(target, server.url, head, b"{}", None)
         second = asyncio.ensure_future(pool.post(target, server.url, head, b"{}", None))
-        await asyncio.sleep(0.01)
-        assert not second.done() and len(server.requests) == 1  # waits: one connection is open
+        for _ in range(100):  # a few turns of the loop: the second call is waiting by then
+            if pool._waiters:
+                break
+            await asyncio.sleep(0)
+        assert pool._waiters and not second.done() and len(server.requests) == 1  # it waits, sends nothing
         assert await first.read() == b'{"n": 1}'
         first.release()
         answer = await asyncio.wait_for(second, 5)
