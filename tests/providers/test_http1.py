@@ -289,8 +289,8 @@ async def test_past_the_limit_a_call_waits_for_a_connection() -> None:
         target = http1.Target(server.url)
         pool = http1.Pool(target, loop, limit=1, connect_timeout=5, tls=None)
         head = http1.request_head(target, {}, 2)
-        first = await pool.post(target, server.url, head, b"{}", None)
-        second = asyncio.ensure_future(pool.post(target, server.url, head, b"{}", None))
+        first = await pool.post(server.url, head, b"{}", None)
+        second = asyncio.ensure_future(pool.post(server.url, head, b"{}", None))
         for _ in range(100):  # a few turns of the loop: the second call is waiting by then
             if pool._waiters:
                 break

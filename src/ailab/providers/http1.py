@@ -217,12 +217,7 @@ class Answer:
             if self._error is not None:
                 raise self._error
             await self._wait()
-        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
-        if self._buffered > HIGH_WATER_BYTES:
-            self._connection.resume()
-        self._buffered = 0
-        return data
+        return self._take()
 
     async def read(self) -> bytes:
         """The rest of the body, once it has all arrived."""
@@ -231,8 +226,14 @@ class Answer:
             if self._error is not None:
                 raise self._error
             await self._wait()
+        return self._take()
+
+    def _take(self) -> bytes:
+        """What is buffered of the body, taken out; reading resumes if the buffer had paused it."""
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
+        if self._buffered > HIGH_WATER_BYTES:
+            self._connection.resume()
         self._buffered = 0
         return data
 
@@ -390,9 +391,7 @@ class Pool:
         self._open: set[Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def post(
-        self, target: Target, url: str, head: bytes, body: bytes, read_timeout: float | None
-    ) -> Answer:
+    async def post(self, url: str, head: bytes, body: bytes, read_timeout: float | None) -> Answer:
         """Send ``head`` and ``body`` on a connection and wait for the answer's status and headers."""
         connection = await self._acquire()
         answer = Answer(connection, url, read_timeout)

@@ -210,13 +210,12 @@ class HttpClient:
             target = self._targets[full_url]
         except KeyError:
             target = self._target(full_url)
-        if target is None:  # through a proxy, or credentials in the URL: aiohttp's
-            headers = {**headers, "Content-Type": "application/json"}
+        if target is None:  # through a proxy, or credentials in the URL: aiohttp's (its Content-Type too)
             return await self.send("POST", full_url, headers=headers, body=body, stream=stream, timed=False)
         with self.mapped(url):
             head = http1.request_head(target, {**headers, **_JSON_TYPE}, len(body))
             timeout = self.timeout_s if stream else None
-            return await self._pool(target).post(target, url, head, body, timeout)
+            return await self._pool(target).post(url, head, body, timeout)
 
     def _target(self, url: str) -> http1.Target | None:
         """Where a POST to ``url`` goes, parsed once; None for what aiohttp must serve."""
