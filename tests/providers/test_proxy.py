@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -63,16 +64,21 @@ async def upstream() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
-async def test_requests_go_through_the_proxy(
+@pytest.fixture
+async def proxied(
     upstream: FakeOpenAI, build: ProviderFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = upstream.base_url.removesuffix("/v1")
-    async with ForwardProxy(target) as proxy:
+) -> AsyncIterator[tuple[ForwardProxy, Any]]:
+    """The upstream behind the proxy ``HTTP_PROXY`` names, and a provider at a name only the proxy can
+    reach (the provider must not try to resolve it itself)."""
+    async with ForwardProxy(upstream.base_url.removesuffix("/v1")) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        # A name only the proxy can reach: the provider must not try to resolve it itself.
-        provider = build(openai_compat.PLUGIN, openai_compat_base_url="http://models.internal.test:8000/v1")
-        assert [m.id for m in await provider.list_models()] == ["tiny"]
-        assert proxy.seen == ["GET http://models.internal.test:8000/v1/models"]
+        yield proxy, build(openai_compat.PLUGIN, openai_compat_base_url="http://models.internal.test:8000/v1")
+
+
+async def test_requests_go_through_the_proxy(proxied: tuple[ForwardProxy, Any]) -> None:
+    proxy, provider = proxied
+    assert [m.id for m in await provider.list_models()] == ["tiny"]
+    assert proxy.seen == ["GET http://models.internal.test:8000/v1/models"]
 
 
 async def test_no_proxy_exempts_an_upstream(
@@ -96,15 +102,10 @@ async def test_an_unreachable_proxy_is_named_in_the_error(
     assert "secret" not in caught.value.message
 
 
-async def test_the_pass_through_goes_through_the_proxy_too(
-    upstream: FakeOpenAI, build: ProviderFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = upstream.base_url.removesuffix("/v1")
-    async with ForwardProxy(target) as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        provider = build(openai_compat.PLUGIN, openai_compat_base_url="http://models.internal.test:8000/v1")
-        payload = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
-        answer = await provider.forward_chat_completions(payload)  # type: ignore[attr-defined]
-        assert answer.status == 200
-        assert b"chat.completion" in b"".join([chunk async for chunk in answer.body])
-        assert proxy.seen == ["POST http://models.internal.test:8000/v1/chat/completions"]
+async def test_the_pass_through_goes_through_the_proxy_too(proxied: tuple[ForwardProxy, Any]) -> None:
+    proxy, provider = proxied
+    payload = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}]}
+    answer = await provider.forward_chat_completions(payload)
+    assert answer.status == 200
+    assert b"chat.completion" in b"".join([chunk async for chunk in answer.body])
+    assert proxy.seen == ["POST http://models.internal.test:8000/v1/chat/completions"]
